@@ -1,0 +1,140 @@
+"""One dispatcher installed on ``pymc.sample`` and its aliases, reference-counted and thread-safe.
+
+While at least one ``cloud()`` block is open anywhere in the process, the public names point at
+a dispatcher. The dispatcher looks for an active session in the *calling* context (a
+``ContextVar``, so other threads and other models pass straight through to PyMC) and hands the
+call to it. When the last block closes, the original functions are put back.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cloudcache.session import Session
+
+#: The functions we dispatch, by kind, with every public place they are reachable from.
+PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "sample": (
+        ("pymc", "sample"),
+        ("pymc.sampling", "sample"),
+        ("pymc.sampling.mcmc", "sample"),
+    ),
+}
+
+_active_sessions: ContextVar[tuple[Session, ...]] = ContextVar("cloudcache_sessions", default=())
+_inside_backend: ContextVar[bool] = ContextVar("cloudcache_inside_backend", default=False)
+_lock = threading.RLock()
+_install_count = 0
+_originals: dict[tuple[str, str], Callable[..., Any]] = {}
+_dispatchers: dict[str, Callable[..., Any]] = {}
+
+
+def original(kind: str) -> Callable[..., Any]:
+    """PyMC's own function for ``kind``, whether or not the patch is installed."""
+    module_name, attribute = PATCH_TARGETS[kind][-1]
+    with _lock:
+        saved = _originals.get((module_name, attribute))
+    if saved is not None:
+        return saved
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def active_sessions() -> tuple[Session, ...]:
+    """Sessions open in the calling context, innermost last."""
+    return _active_sessions.get()
+
+
+def push_session(session: Session) -> object:
+    """Make ``session`` active in this context and install the patch; returns a token."""
+    token = _active_sessions.set((*_active_sessions.get(), session))
+    install()
+    return token
+
+
+def pop_session(token: object) -> None:
+    """Undo :func:`push_session` (also after an exception) and uninstall when last."""
+    try:
+        _active_sessions.reset(token)  # type: ignore[arg-type]
+    except ValueError:
+        # The token belongs to another context (a block closed in a different thread or task):
+        # fall back to removing this context's innermost session.
+        _active_sessions.set(_active_sessions.get()[:-1])
+    finally:
+        uninstall()
+
+
+def install() -> None:
+    """Point every target at its dispatcher (reference-counted)."""
+    global _install_count
+    with _lock:
+        if _install_count == 0:
+            for kind, targets in PATCH_TARGETS.items():
+                for module_name, attribute in targets:
+                    module = importlib.import_module(module_name)
+                    _originals[(module_name, attribute)] = getattr(module, attribute)
+                dispatcher = _make_dispatcher(kind, _originals[targets[-1]])
+                _dispatchers[kind] = dispatcher
+                for module_name, attribute in targets:
+                    setattr(importlib.import_module(module_name), attribute, dispatcher)
+        _install_count += 1
+
+
+def uninstall() -> None:
+    """Drop one reference; the last one restores PyMC's original functions."""
+    global _install_count
+    with _lock:
+        if _install_count == 0:
+            return
+        _install_count -= 1
+        if _install_count == 0:
+            for (module_name, attribute), function in _originals.items():
+                module = importlib.import_module(module_name)
+                if getattr(module, attribute) is _dispatchers.get(_kind_of(module_name, attribute)):
+                    setattr(module, attribute, function)
+            _originals.clear()
+            _dispatchers.clear()
+
+
+def is_installed() -> bool:
+    """Whether any cloud() block holds the patch."""
+    with _lock:
+        return _install_count > 0
+
+
+def running_backend() -> Any:
+    """Context manager marking that a backend runs, so nested PyMC calls pass through."""
+    return _BackendScope()
+
+
+class _BackendScope:
+    def __enter__(self) -> None:
+        self._token = _inside_backend.set(True)
+
+    def __exit__(self, *exc: object) -> None:
+        _inside_backend.reset(self._token)
+
+
+def _kind_of(module_name: str, attribute: str) -> str:
+    for kind, targets in PATCH_TARGETS.items():
+        if (module_name, attribute) in targets:
+            return kind
+    raise KeyError((module_name, attribute))
+
+
+def _make_dispatcher(kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def dispatcher(*args: Any, **kwargs: Any) -> Any:
+        if not _inside_backend.get():
+            for session in reversed(_active_sessions.get()):
+                if session.accepts(kwargs.get("model")):
+                    return session.handle(kind, function, args, kwargs)
+        return function(*args, **kwargs)
+
+    dispatcher.__cloudcache_dispatcher__ = True  # type: ignore[attr-defined]
+    return dispatcher

@@ -1,0 +1,307 @@
+"""The ``cloud`` context manager: one session answering ``pm.sample`` calls from a cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from importlib.metadata import version as package_version
+from typing import Any
+
+import pymc as pm
+import xarray as xr
+
+from cloudcache import patch
+from cloudcache.announce import announce, format_seconds
+from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES, Backend, get_backend
+from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
+from cloudcache.jsonable import jsonable
+from cloudcache.records import CallRecord
+from cloudcache.request import SampleRequest, normalize_sample_call
+from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
+from cloudcache.stores.resolve import resolve_cache
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {type(value).__name__} {value!r}")
+    return value
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        valid = ", ".join(map(repr, choices))
+        raise ValueError(f"{name} must be one of {valid}; got {value!r}")
+    return value
+
+
+class Session:
+    """An open ``cloud()`` block: configuration, counters and the record of the last call."""
+
+    def __init__(
+        self,
+        model: pm.Model | None = None,
+        *,
+        cache: Any = True,
+        overwrite: bool = False,
+        backend: str = "numpyro",
+        device: str = "auto",
+        quiet: bool = False,
+        storage_options: dict[str, Any] | None = None,
+    ) -> None:
+        if model is not None and not isinstance(model, pm.Model):
+            raise TypeError(f"model must be a pymc.Model or None; got {type(model).__name__}")
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise TypeError(
+                f"storage_options must be a dict or None; got {type(storage_options).__name__}"
+            )
+        self.overwrite = _check_bool("overwrite", overwrite)
+        self.quiet = _check_bool("quiet", quiet)
+        self.backend_name = _check_choice("backend", backend, BACKEND_NAMES)
+        self.device = _check_choice("device", device, DEVICE_NAMES)
+        self.store: Store | None = resolve_cache(cache, storage_options)
+        self._requested_model = model
+        self.model: pm.Model | None = None
+        self.records: list[CallRecord] = []
+        self._token: object | None = None
+
+    # -- context protocol ---------------------------------------------------------------
+    def __enter__(self) -> Session:
+        model = self._requested_model
+        if model is None:
+            model = pm.Model.get_context(error_if_none=False)
+            if model is None:
+                raise TypeError(
+                    "cloud() needs a model: pass model=... or open it inside `with pm.Model():`"
+                )
+        self.model = model
+        self.model.__enter__()
+        try:
+            self._token = patch.push_session(self)
+        except BaseException:
+            self.model.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        try:
+            if self._token is not None:
+                patch.pop_session(self._token)
+                self._token = None
+        finally:
+            if self.model is not None:
+                self.model.__exit__(exc_type, exc, traceback)
+
+    # -- counters -----------------------------------------------------------------------
+    @property
+    def last(self) -> CallRecord | None:
+        """Record of the most recent call answered by this session."""
+        return self.records[-1] if self.records else None
+
+    @property
+    def hits(self) -> int:
+        return sum(record.hit for record in self.records)
+
+    @property
+    def misses(self) -> int:
+        return sum(not record.hit for record in self.records)
+
+    # -- dispatch -----------------------------------------------------------------------
+    def accepts(self, model: Any) -> bool:
+        """Whether a call for ``model`` (``None``: the context's model) belongs to this session."""
+        if model is None:
+            model = pm.Model.get_context(error_if_none=False)
+        return model is self.model
+
+    def handle(
+        self, kind: str, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Answer one dispatched call of ``kind`` (``function`` is PyMC's original)."""
+        if kind != "sample":
+            raise NotImplementedError(kind)
+        try:
+            request = normalize_sample_call(function, args, kwargs)
+        except TypeError:
+            return function(*args, **kwargs)  # let PyMC report the bad call in its own words
+        return self._sample(function, request)
+
+    def _backend_for(self, request: SampleRequest) -> tuple[Backend, str]:
+        explicit = request.arguments.get("nuts_sampler")
+        if explicit in BACKEND_NAMES:
+            return get_backend(explicit), explicit
+        if explicit is not None:
+            return get_backend("pymc"), f"pymc:{explicit}"
+        return get_backend(self.backend_name), self.backend_name
+
+    def _sample(self, pymc_sample: Callable[..., Any], request: SampleRequest) -> Any:
+        started = time.perf_counter()
+        assert self.model is not None
+        if request.uncacheable_reason:
+            return self._run_uncached(pymc_sample, request, request.uncacheable_reason, started)
+        backend, backend_id = self._backend_for(request)
+        try:
+            key = compute_key(self.model, request, backend_id, backend.library_versions())
+        except UnkeyableObject as error:
+            return self._run_uncached(pymc_sample, request, f"the model holds {error}", started)
+        ref = EntryRef(key=key.hex, slug=key.slug, label=request.label)
+
+        if self.store is not None and not self.overwrite:
+            entry = self._read(ref)
+            if entry is not None:
+                return self._hit(key, entry, started)
+
+        sample_started = time.perf_counter()
+        announce(
+            f"miss {key.prefix} - sampling {key.slug} ({request.label}) "
+            f"with {backend_id} on {self.device}",
+            quiet=self.quiet,
+        )
+        with patch.running_backend():
+            tree = backend.sample(self.model, request, device=self.device, pymc_sample=pymc_sample)
+        sampling_seconds = time.perf_counter() - sample_started
+        location = "uncached"
+        metadata = self._metadata(key, request, backend, backend_id, sampling_seconds)
+        if self.store is not None:
+            location = self._write(ref, Entry(tree, metadata))
+        self.records.append(
+            CallRecord(
+                kind="sample",
+                hit=False,
+                key=key.hex,
+                location=location,
+                seconds=time.perf_counter() - started,
+                backend=backend_id,
+                sampling_seconds=sampling_seconds,
+                metadata=metadata,
+            )
+        )
+        return tree
+
+    def _hit(self, key: CacheKey, entry: Entry, started: float) -> xr.DataTree:
+        saved = float(entry.metadata.get("sampling_seconds", 0.0))
+        record = CallRecord(
+            kind="sample",
+            hit=True,
+            key=key.hex,
+            location=entry.location,
+            seconds=time.perf_counter() - started,
+            backend=str(entry.metadata.get("backend", "")),
+            sampling_seconds=saved,
+            metadata=entry.metadata,
+        )
+        self.records.append(record)
+        announce(
+            f"hit {key.prefix} from {entry.location} ({_age(entry.metadata)} old) - "
+            f"saved {format_seconds(saved)} of sampling",
+            quiet=self.quiet,
+        )
+        return entry.tree
+
+    def _run_uncached(
+        self, pymc_sample: Callable[..., Any], request: SampleRequest, reason: str, started: float
+    ) -> Any:
+        announce(
+            f"running uncached with PyMC's sampler: {reason}",
+            quiet=self.quiet,
+            level=logging.WARNING,
+        )
+        with patch.running_backend():
+            result = pymc_sample(**request.pymc_arguments(model=self.model))
+        elapsed = time.perf_counter() - started
+        self.records.append(
+            CallRecord("sample", False, "", "uncached", elapsed, "pymc", elapsed, reason=reason)
+        )
+        return result
+
+    def _read(self, ref: EntryRef) -> Entry | None:
+        assert self.store is not None
+        try:
+            return self.store.get(ref)
+        except StoreError as error:
+            warnings.warn(
+                f"cloudcache: cache read failed, sampling instead: {error}",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return None
+
+    def _write(self, ref: EntryRef, entry: Entry) -> str:
+        assert self.store is not None
+        try:
+            return self.store.put(ref, entry)
+        except Exception as error:  # a failing write never loses a finished result
+            warnings.warn(
+                f"cloudcache: could not store the result ({error}); returning it uncached",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return "uncached"
+
+    def _metadata(
+        self,
+        key: CacheKey,
+        request: SampleRequest,
+        backend: Backend,
+        backend_id: str,
+        sampling_seconds: float,
+    ) -> dict[str, Any]:
+        return {
+            "kind": "sample",
+            "model": key.slug,
+            "label": request.label,
+            "draws": request.draws,
+            "tune": request.tune,
+            "chains": request.chains,
+            "request": jsonable(request.key_arguments()),
+            "backend": backend_id,
+            "device": self.device,
+            "versions": {**backend.library_versions(), "cloudcache": _own_version()},
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "sampling_seconds": round(sampling_seconds, 4),
+            "components": jsonable(key.components),
+        }
+
+
+def _own_version() -> str:
+    try:
+        return package_version("cloudcache")
+    except Exception:
+        return "unknown"
+
+
+def _age(metadata: dict[str, Any]) -> str:
+    try:
+        created = dt.datetime.fromisoformat(str(metadata["created"]))
+    except (KeyError, ValueError):
+        return "unknown age"
+    return format_seconds(max(0.0, (dt.datetime.now(dt.UTC) - created).total_seconds()))
+
+
+def cloud(
+    model: pm.Model | None = None,
+    *,
+    cache: Any = True,
+    overwrite: bool = False,
+    backend: str = "numpyro",
+    device: str = "auto",
+    quiet: bool = False,
+    storage_options: dict[str, Any] | None = None,
+) -> Session:
+    """Answer every ``pm.sample`` for ``model`` inside the block from a cache when possible.
+
+    ``cache``: True (in-process memory), False (no caching), ``"disk"`` (memory in front of
+    ``./.cloudcache`` or ``$CLOUDCACHE_DIR``), a directory path, an fsspec URL, or a Store.
+    ``overwrite=True`` never reads: it samples and replaces the stored entry.
+    ``backend``: ``"numpyro"`` (JAX) or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
+    """
+    return Session(
+        model,
+        cache=cache,
+        overwrite=overwrite,
+        backend=backend,
+        device=device,
+        quiet=quiet,
+        storage_options=storage_options,
+    )

@@ -1,0 +1,42 @@
+"""Several stores in front of each other: memory first, then files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
+
+
+class TieredStore:
+    """Reads from the first store that has the entry (promoting it upwards); writes to all."""
+
+    def __init__(self, stores: Sequence[Store]) -> None:
+        if not stores:
+            raise ValueError("TieredStore needs at least one store")
+        self.stores = list(stores)
+        self.description = " -> ".join(store.description for store in self.stores)
+
+    def get(self, ref: EntryRef) -> Entry | None:
+        for depth, store in enumerate(self.stores):
+            entry = store.get(ref)
+            if entry is not None:
+                for upper in self.stores[:depth]:
+                    upper.put(ref, entry)
+                return entry
+        return None
+
+    def put(self, ref: EntryRef, entry: Entry) -> str:
+        """Write to every store; the last (most durable) location is returned.
+
+        If some store fails, the others are still written and one :class:`StoreError` naming
+        the failures is raised afterwards.
+        """
+        locations, failures = [], []
+        for store in self.stores:
+            try:
+                locations.append(store.put(ref, entry))
+            except StoreError as error:
+                failures.append(str(error))
+        if failures:
+            raise StoreError("; ".join(failures))
+        return locations[-1]
