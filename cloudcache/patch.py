@@ -25,6 +25,16 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
         ("pymc.sampling", "sample"),
         ("pymc.sampling.mcmc", "sample"),
     ),
+    "sample_prior_predictive": (
+        ("pymc", "sample_prior_predictive"),
+        ("pymc.sampling", "sample_prior_predictive"),
+        ("pymc.sampling.forward", "sample_prior_predictive"),
+    ),
+    "sample_posterior_predictive": (
+        ("pymc", "sample_posterior_predictive"),
+        ("pymc.sampling", "sample_posterior_predictive"),
+        ("pymc.sampling.forward", "sample_posterior_predictive"),
+    ),
 }
 
 _active_sessions: ContextVar[tuple[Session, ...]] = ContextVar("cloudcache_sessions", default=())

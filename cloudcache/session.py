@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -16,6 +17,7 @@ import xarray as xr
 from cloudcache import patch
 from cloudcache.announce import announce, format_seconds
 from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES, Backend, get_backend
+from cloudcache.executors import Executor, resolve_executor
 from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
 from cloudcache.jsonable import jsonable
 from cloudcache.records import CallRecord
@@ -50,7 +52,15 @@ class Session:
         device: str = "auto",
         quiet: bool = False,
         storage_options: dict[str, Any] | None = None,
+        executor: Any = None,
+        timeout: float | None = None,
     ) -> None:
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ValueError(
+                f"timeout must be a positive number of seconds or None; got {timeout!r}"
+            )
         if model is not None and not isinstance(model, pm.Model):
             raise TypeError(f"model must be a pymc.Model or None; got {type(model).__name__}")
         if storage_options is not None and not isinstance(storage_options, dict):
@@ -62,6 +72,8 @@ class Session:
         self.backend_name = _check_choice("backend", backend, BACKEND_NAMES)
         self.device = _check_choice("device", device, DEVICE_NAMES)
         self.store: Store | None = resolve_cache(cache, storage_options)
+        self.timeout = timeout
+        self.executor: Executor = resolve_executor(executor, timeout=timeout)
         self._requested_model = model
         self.model: pm.Model | None = None
         self.records: list[CallRecord] = []
@@ -120,7 +132,9 @@ class Session:
     ) -> Any:
         """Answer one dispatched call of ``kind`` (``function`` is PyMC's original)."""
         if kind != "sample":
-            raise NotImplementedError(kind)
+            from cloudcache.predictive import handle_predictive
+
+            return handle_predictive(self, kind, function, args, kwargs)
         try:
             request = normalize_sample_call(function, args, kwargs)
         except TypeError:
@@ -152,14 +166,44 @@ class Session:
             if entry is not None:
                 return self._hit(key, entry, started)
 
+        with self._single_flight(ref):
+            if self.store is not None and not self.overwrite and self._single_flight_active(ref):
+                entry = self._read(ref)  # another process may have sampled it while we waited
+                if entry is not None:
+                    return self._hit(key, entry, started)
+            return self._miss(pymc_sample, request, backend, backend_id, key, ref, started)
+
+    def _single_flight(self, ref: EntryRef) -> Any:
+        """The store's cross-process lock for ``ref`` (a no-op where the store has none)."""
+        flight = getattr(self.store, "single_flight", None)
+        if flight is None or self.overwrite:
+            return contextlib.nullcontext()
+        return flight(ref)
+
+    def _single_flight_active(self, ref: EntryRef) -> bool:
+        return getattr(self.store, "single_flight", None) is not None
+
+    def _miss(
+        self,
+        pymc_sample: Callable[..., Any],
+        request: SampleRequest,
+        backend: Backend,
+        backend_id: str,
+        key: CacheKey,
+        ref: EntryRef,
+        started: float,
+    ) -> xr.DataTree:
         sample_started = time.perf_counter()
         announce(
             f"miss {key.prefix} - sampling {key.slug} ({request.label}) "
             f"with {backend_id} on {self.device}",
             quiet=self.quiet,
         )
+        assert self.model is not None
         with patch.running_backend():
-            tree = backend.sample(self.model, request, device=self.device, pymc_sample=pymc_sample)
+            tree = self.executor.run(
+                backend, self.model, request, device=self.device, pymc_sample=pymc_sample
+            )
         sampling_seconds = time.perf_counter() - sample_started
         location = "uncached"
         metadata = self._metadata(key, request, backend, backend_id, sampling_seconds)
@@ -288,6 +332,8 @@ def cloud(
     device: str = "auto",
     quiet: bool = False,
     storage_options: dict[str, Any] | None = None,
+    executor: Any = None,
+    timeout: float | None = None,
 ) -> Session:
     """Answer every ``pm.sample`` for ``model`` inside the block from a cache when possible.
 
@@ -295,6 +341,8 @@ def cloud(
     ``./.cloudcache`` or ``$CLOUDCACHE_DIR``), a directory path, an fsspec URL, or a Store.
     ``overwrite=True`` never reads: it samples and replaces the stored entry.
     ``backend``: ``"numpyro"`` (JAX) or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
+    ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
+    ``timeout``: seconds a remote run (or a wait for another process's run) may take.
     """
     return Session(
         model,
@@ -304,4 +352,6 @@ def cloud(
         device=device,
         quiet=quiet,
         storage_options=storage_options,
+        executor=executor,
+        timeout=timeout,
     )
