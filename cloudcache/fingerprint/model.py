@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pymc as pm
 import pytensor
 from pytensor.graph.basic import Constant
@@ -84,4 +85,5 @@ def _value_of(var: Any) -> Any:
 
 
 def _coord_values(values: Any) -> Any:
-    return None if values is None else tuple(values)
+    """Coordinate values as one array, so ``[0, 1]``, ``(0, 1)`` and ``np.arange(2)`` agree."""
+    return None if values is None else np.asarray(list(values))

@@ -1,0 +1,283 @@
+"""The cloud() session in one process: hits, misses, copies, corruption, failures, patching."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pymc as pm
+import pymc.sampling
+import pymc.sampling.mcmc
+import pytest
+from conftest import TINY, tiny_model
+
+import cloudcache as cc
+from cloudcache import patch
+from cloudcache.stores.netcdf import tree_checksum
+
+ORIGINAL_SAMPLE = pymc.sampling.mcmc.sample
+
+
+def sample_in(model: pm.Model, cache: object, **options: object) -> tuple[object, cc.Session]:
+    with cc.cloud(model, cache=cache, backend="pymc", quiet=True, **options) as run:
+        tree = pm.sample(**TINY)
+    return tree, run
+
+
+def entry_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.nc"))
+
+
+def test_memory_hit_returns_same_posterior_as_a_copy() -> None:
+    model = tiny_model()
+    first, run = sample_in(model, True)
+    assert run.last.hit is False and run.last.location == "memory"
+    second, run = sample_in(model, True)
+    assert run.last.hit is True and run.last.location == "memory"
+    assert tree_checksum(second["posterior"]) == tree_checksum(first["posterior"])
+    second["posterior"]["tiny::a"].values[:] = 99.0  # mutate the returned copy
+    third, _ = sample_in(model, True)
+    assert not np.any(third["posterior"]["tiny::a"].values == 99.0)
+    assert tree_checksum(third["posterior"]) == tree_checksum(first["posterior"])
+
+
+def test_session_counts_and_records() -> None:
+    model = tiny_model()
+    with cc.cloud(model, backend="pymc", quiet=True) as run:
+        pm.sample(**TINY)
+        pm.sample(**TINY)
+        pm.sample(**{**TINY, "random_seed": 2})
+    assert (run.hits, run.misses) == (1, 2)
+    assert run.last.key and isinstance(run.last.seconds, float)
+
+
+def test_memory_store_lru_is_bounded_by_bytes(sampled_tree) -> None:
+    size = int(sampled_tree.nbytes)
+    store = cc.MemoryStore(max_bytes=2 * size + size // 2)
+    from cloudcache.stores.base import Entry, EntryRef
+
+    refs = [EntryRef(key=f"{i:032x}", slug="m", label="l") for i in range(3)]
+    for ref in refs[:2]:
+        store.put(ref, Entry(sampled_tree, {}))
+    assert store.get(refs[0]) is not None  # refs[0] becomes most recently used
+    store.put(refs[2], Entry(sampled_tree, {}))
+    assert len(store) == 2 and store.nbytes <= store.max_bytes
+    assert store.get(refs[1]) is None  # least recently used was evicted
+    assert store.get(refs[0]) is not None and store.get(refs[2]) is not None
+
+
+def test_disk_entry_is_readable_without_cloudcache(tmp_path: Path) -> None:
+    import json
+
+    import xarray as xr
+
+    tree, run = sample_in(tiny_model(), tmp_path)
+    [path] = entry_files(tmp_path)
+    assert path.parent.name == "tiny"
+    assert path.name.startswith("draws30_tune30_chains1-") and run.last.key[:16] in path.name
+    assert run.last.location == str(path)
+    plain = xr.open_datatree(path, engine="h5netcdf")
+    assert plain.attrs["cloudcache_key"] == run.last.key
+    metadata = json.loads(plain.attrs["cloudcache_metadata"])
+    assert metadata["draws"] == 30 and metadata["backend"] == "pymc"
+    assert {"created", "sampling_seconds", "versions", "request"} <= set(metadata)
+    assert set(plain.children) >= {"posterior", "sample_stats", "observed_data"}
+    plain.close()
+
+
+def test_disk_hit_in_a_new_process(tmp_path: Path) -> None:
+    sample_in(tiny_model(), tmp_path)
+    code = (
+        "import pymc as pm, cloudcache as cc, sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from conftest import tiny_model, TINY\n"
+        f"with cc.cloud(tiny_model(), cache={str(tmp_path)!r}, backend='pymc') as run:\n"
+        "    pm.sample(**TINY)\n"
+        "print(run.last.hit)\n"
+    )
+    out = subprocess.run(
+        [os.sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip().endswith("True")
+    assert "cloudcache: hit" in out.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_key", "flip_byte"])
+def test_damaged_entry_is_a_miss_with_warning_and_is_replaced(tmp_path: Path, damage: str) -> None:
+    model = tiny_model()
+    first, run = sample_in(model, tmp_path)
+    [path] = entry_files(tmp_path)
+    good = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(good)))
+    elif damage == "wrong_key":
+        other, _ = sample_in(tiny_model(shift=1.0), tmp_path / "other")
+        [other_path] = entry_files(tmp_path / "other")
+        shutil.copy(other_path, path)
+    else:
+        posterior_bytes = first["posterior"]["tiny::a"].values.tobytes()
+        at = good.find(posterior_bytes[:16])
+        assert at > 0, "posterior values not found raw in the file"
+        damaged = bytearray(good)
+        damaged[at + 3] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+    cc.stores.resolve.process_memory_store().clear()
+    with pytest.warns(RuntimeWarning, match="damaged cache entry"):
+        again, run = sample_in(model, tmp_path)
+    assert run.last.hit is False
+    assert tree_checksum(again["posterior"]) == tree_checksum(first["posterior"])
+    cc.stores.resolve.process_memory_store().clear()
+    _, run = sample_in(model, tmp_path)
+    assert run.last.hit is True and run.last.location == str(path)
+
+
+def test_read_only_directory_still_returns_the_result(tmp_path: Path) -> None:
+    root = tmp_path / "ro"
+    root.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(root), str(root)], capture_output=True)
+    if mounted.returncode == 0:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(root)], check=True)
+    else:  # not allowed to mount: a path below a regular file is just as unwritable
+        root.rmdir()
+        root.write_text("not a directory")
+        root = root / "cache"
+    try:
+        with pytest.warns(RuntimeWarning, match="could not store the result"):
+            tree, run = sample_in(tiny_model(), root)
+        assert run.last.hit is False and "posterior" in tree.children
+        assert run.last.location == "memory" or run.last.location == "uncached"
+    finally:
+        if mounted.returncode == 0:
+            subprocess.run(["umount", str(tmp_path / "ro")], check=True)
+
+
+def test_overwrite_samples_again_and_replaces_entry(tmp_path: Path) -> None:
+    model = tiny_model()
+    sample_in(model, tmp_path)
+    [path] = entry_files(tmp_path)
+    before = path.stat().st_mtime_ns
+    _, run = sample_in(model, tmp_path, overwrite=True)
+    assert run.last.hit is False
+    assert path.stat().st_mtime_ns > before
+    assert not list(tmp_path.rglob("*.tmp"))
+    _, run = sample_in(model, tmp_path)
+    assert run.last.hit is True
+
+
+def test_cache_false_never_stores(tmp_path: Path) -> None:
+    model = tiny_model()
+    for _ in range(2):
+        _, run = sample_in(model, False)
+        assert run.last.hit is False and run.last.location == "uncached"
+    assert len(cc.stores.resolve.process_memory_store()) == 0
+
+
+def test_cache_disk_uses_cloudcache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDCACHE_DIR", str(tmp_path / "envcache"))
+    sample_in(tiny_model(), "disk")
+    assert len(entry_files(tmp_path / "envcache")) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"cache": 3}, TypeError, "cache must be one of"),
+        ({"cache": None}, TypeError, "cache must be one of"),
+        ({"cache": ""}, ValueError, "cache must not be an empty string"),
+        ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
+        ({"quiet": 1}, TypeError, "quiet must be True or False"),
+        ({"backend": "stan"}, ValueError, "backend must be one of 'numpyro', 'pymc'"),
+        ({"device": "tpu"}, ValueError, "device must be one of 'auto', 'cpu', 'gpu'"),
+        ({"storage_options": "x"}, TypeError, "storage_options must be a dict"),
+        ({"timeout": -1}, ValueError, "timeout must be a positive number"),
+        ({"executor": 42}, TypeError, "executor must be"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        cc.cloud(tiny_model(), **kwargs)
+
+
+def test_bad_model_argument() -> None:
+    with pytest.raises(TypeError, match="model must be a pymc.Model"):
+        cc.cloud("not a model")
+    with pytest.raises(TypeError, match="cloud\\(\\) needs a model"), cc.cloud():
+        pass
+
+
+def test_model_from_surrounding_context() -> None:
+    model = tiny_model()
+    with model, cc.cloud(backend="pymc", quiet=True) as run:
+        pm.sample(**TINY)
+    assert run.model is model and run.last.hit is False
+
+
+def assert_originals_restored() -> None:
+    for targets in patch.PATCH_TARGETS.values():
+        for module_name, attribute in targets:
+            function = getattr(__import__(module_name, fromlist=[attribute]), attribute)
+            assert not getattr(function, "__cloudcache_dispatcher__", False), (
+                module_name,
+                attribute,
+            )
+    assert pymc.sample is ORIGINAL_SAMPLE and pymc.sampling.sample is ORIGINAL_SAMPLE
+    assert not patch.is_installed()
+
+
+def test_patch_restored_after_exception() -> None:
+    with pytest.raises(RuntimeError, match="boom"), cc.cloud(tiny_model(), backend="pymc"):
+        assert getattr(pymc.sample, "__cloudcache_dispatcher__", False)
+        raise RuntimeError("boom")
+    assert_originals_restored()
+
+
+def test_nested_blocks_and_other_models_pass_through() -> None:
+    outer_model, inner_model = tiny_model("outer"), tiny_model("inner")
+    with cc.cloud(outer_model, backend="pymc", quiet=True) as outer:
+        with cc.cloud(inner_model, backend="pymc", quiet=True) as inner:
+            pm.sample(**TINY)  # the context model is inner_model
+            pm.sample(model=outer_model, **TINY)
+        assert patch.is_installed()
+        pm.sample(model=tiny_model("stranger"), **TINY)  # not this session's model
+    assert [r.hit for r in inner.records] == [False]
+    assert [r.hit for r in outer.records] == [False]
+    assert_originals_restored()
+
+
+def test_threads_each_have_their_own_session() -> None:
+    results: dict[str, object] = {}
+    barrier = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        model = tiny_model(name)
+        with cc.cloud(model, backend="pymc", quiet=True) as run:
+            barrier.wait(timeout=60)
+            pm.sample(**TINY)
+            pm.sample(**TINY)
+        results[name] = [r.hit for r in run.records]
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("left", "right")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert results == {"left": [False, True], "right": [False, True]}
+    assert_originals_restored()
+
+
+def test_uncacheable_call_runs_with_pymc_and_says_why(capsys: pytest.CaptureFixture) -> None:
+    model = tiny_model()
+    with cc.cloud(model, backend="pymc") as run:
+        step = pm.Metropolis(model=model)
+        tree = pm.sample(step=step, **TINY)
+        pm.sample(callback=lambda **kwargs: None, **TINY)
+    assert "posterior" in tree.children
+    assert [r.location for r in run.records] == ["uncached", "uncached"]
+    assert "step" in run.records[0].reason and "callback" in run.records[1].reason
+    assert "running uncached" in capsys.readouterr().err
