@@ -75,7 +75,7 @@ def test_disk_entry_is_readable_without_cloudcache(tmp_path: Path) -> None:
 
     import xarray as xr
 
-    tree, run = sample_in(tiny_model(), tmp_path)
+    _tree, run = sample_in(tiny_model(), tmp_path)
     [path] = entry_files(tmp_path)
     assert path.parent.name == "tiny"
     assert path.name.startswith("draws30_tune30_chains1-") and run.last.key[:16] in path.name
@@ -117,7 +117,7 @@ def test_damaged_entry_is_a_miss_with_warning_and_is_replaced(tmp_path: Path, da
     elif damage == "garbage":
         path.write_bytes(os.urandom(len(good)))
     elif damage == "wrong_key":
-        other, _ = sample_in(tiny_model(shift=1.0), tmp_path / "other")
+        _other, _ = sample_in(tiny_model(shift=1.0), tmp_path / "other")
         [other_path] = entry_files(tmp_path / "other")
         shutil.copy(other_path, path)
     else:
@@ -205,9 +205,9 @@ def test_bad_arguments_name_the_parameter(kwargs: dict, error: type, match: str)
 
 
 def test_bad_model_argument() -> None:
-    with pytest.raises(TypeError, match="model must be a pymc.Model"):
+    with pytest.raises(TypeError, match=r"model must be a pymc\.Model"):
         cc.cloud("not a model")
-    with pytest.raises(TypeError, match="cloud\\(\\) needs a model"), cc.cloud():
+    with pytest.raises(TypeError, match=r"cloud\(\) needs a model"), cc.cloud():
         pass
 
 
