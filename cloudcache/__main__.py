@@ -1,0 +1,5 @@
+"""``python -m cloudcache``: the command line."""
+
+from cloudcache.cli import main
+
+main()
