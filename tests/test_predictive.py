@@ -1,0 +1,280 @@
+"""Cached prior and posterior predictive sampling: hits, misses, trace identity, extension."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pymc as pm
+import pytest
+import xarray as xr
+from conftest import TINY, tiny_model
+
+import cloudcache as cc
+from cloudcache.predictive import remember_origin, trace_identity
+from cloudcache.records import CallRecord
+
+QUIET = {"backend": "pymc", "quiet": True}
+
+
+@pytest.fixture(scope="module")
+def cached_posterior() -> tuple[xr.DataTree, cc.MemoryStore, str]:
+    """A posterior sampled inside a block (so the cache knows it), its store and its key."""
+    store = cc.MemoryStore()
+    with cc.cloud(tiny_model(), cache=store, **QUIET) as run:
+        tree = pm.sample(**TINY)
+    return tree, store, run.last.key
+
+
+def prior(cache: object, **kwargs: object) -> tuple[xr.DataTree, CallRecord]:
+    with cc.cloud(tiny_model(), cache=cache, **QUIET) as run:
+        tree = pm.sample_prior_predictive(**{"draws": 20, "random_seed": 3, **kwargs})
+    return tree, run.last
+
+
+def posterior(trace: object, cache: object, model: pm.Model | None = None, **kwargs: object):
+    with cc.cloud(model or tiny_model(), cache=cache, **QUIET) as run:
+        tree = pm.sample_posterior_predictive(trace, **{"random_seed": 5, **kwargs})
+    return tree, run.last
+
+
+# -- prior predictive ------------------------------------------------------------------------
+def test_prior_repeat_hits_with_identical_draws() -> None:
+    store = cc.MemoryStore()
+    first, miss = prior(store)
+    with cc.cloud(tiny_model(), cache=store, **QUIET) as run:
+        second = pm.sample_prior_predictive(20, random_seed=3, compile_kwargs={})  # positional
+    assert (miss.kind, miss.hit) == ("sample_prior_predictive", False)
+    assert run.last.hit and run.last.key == miss.key
+    xr.testing.assert_identical(first["prior"].to_dataset(), second["prior"].to_dataset())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"draws": 21}, {"random_seed": 4}, {"var_names": ["tiny::a"]}, {"backend": "c"}],
+    ids=["draws", "seed", "var_names", "compile-backend"],
+)
+def test_prior_changed_argument_misses(change: dict) -> None:
+    store = cc.MemoryStore()
+    _, base = prior(store)
+    _, changed = prior(store, **change)
+    assert not changed.hit and changed.key != base.key
+
+
+def test_prior_var_names_order_and_spelling_do_not_matter() -> None:
+    store = cc.MemoryStore()
+    _, first = prior(store, var_names=["tiny::b", "tiny::a"])
+    _, second = prior(store, var_names=("tiny::a", "tiny::b"))
+    assert second.hit and second.key == first.key
+
+
+def test_prior_changed_data_misses() -> None:
+    store = cc.MemoryStore()
+    _, base = prior(store)
+    model = tiny_model()
+    with cc.cloud(model, cache=store, **QUIET) as run:
+        pm.set_data({"x": np.linspace(-1.0, 1.0, 20)})
+        pm.sample_prior_predictive(20, random_seed=3)
+    assert not run.last.hit and run.last.key != base.key
+
+
+def test_prior_disk_entry_is_a_readable_file(tmp_path: Path) -> None:
+    tree, record = prior(tmp_path)
+    path = Path(record.location)
+    assert path.parent == tmp_path / "tiny" and path.name.startswith("prior_draws20-")
+    with xr.open_datatree(path, engine="h5netcdf") as opened:
+        np.testing.assert_array_equal(opened["prior"]["tiny::a"].values, tree["prior"]["tiny::a"])
+
+
+def test_prior_overwrite_resamples_and_replaces(tmp_path: Path) -> None:
+    _, first = prior(tmp_path)
+    with cc.cloud(tiny_model(), cache=tmp_path, overwrite=True, **QUIET) as run:
+        pm.sample_prior_predictive(draws=20, random_seed=3)
+    assert not run.last.hit and run.last.key == first.key
+    assert run.last.metadata["created"] >= first.metadata["created"]
+
+
+def test_prior_without_a_store_still_samples() -> None:
+    tree, record = prior(False)
+    assert not record.hit and record.location == "uncached" and "prior" in tree.children
+
+
+def test_prior_dict_result_runs_uncached_with_a_reason() -> None:
+    result, record = prior(cc.MemoryStore(), return_inferencedata=False)
+    assert isinstance(result, dict) and record.location == "uncached"
+    assert "return_inferencedata=False" in record.reason
+
+
+def test_bad_call_is_reported_by_pymc() -> None:
+    with (
+        cc.cloud(tiny_model(), cache=cc.MemoryStore(), **QUIET) as run,
+        pytest.raises(TypeError, match="bogus"),
+    ):
+        pm.sample_prior_predictive(20, bogus=1)
+    assert run.records == []
+
+
+# -- posterior predictive --------------------------------------------------------------------
+def test_posterior_repeat_hits_and_reuses_the_trace_key(cached_posterior) -> None:
+    trace, _, sample_key = cached_posterior
+    store = cc.MemoryStore()
+    first, miss = posterior(trace, store)
+    second, hit = posterior(trace, store)
+    assert (miss.kind, miss.hit, hit.hit) == ("sample_posterior_predictive", False, True)
+    assert miss.metadata["label"] == f"ppc_{sample_key[:8]}"  # identified by the stored key
+    xr.testing.assert_identical(
+        first["posterior_predictive"].to_dataset(), second["posterior_predictive"].to_dataset()
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"random_seed": 6}, {"var_names": ["tiny::a", "tiny::y"]}, {"predictions": True}],
+    ids=["seed", "var_names", "predictions"],
+)
+def test_posterior_changed_argument_misses(cached_posterior, change: dict) -> None:
+    trace, _, _ = cached_posterior
+    store = cc.MemoryStore()
+    _, base = posterior(trace, store)
+    _, changed = posterior(trace, store, **change)
+    assert not changed.hit and changed.key != base.key
+
+
+def test_posterior_changed_data_misses(cached_posterior) -> None:
+    trace, _, _ = cached_posterior
+    store = cc.MemoryStore()
+    _, base = posterior(trace, store)
+    model = tiny_model()
+    with cc.cloud(model, cache=store, **QUIET) as run:
+        pm.set_data({"x": np.linspace(-1.0, 1.0, 20)})
+        pm.sample_posterior_predictive(trace, random_seed=5)
+    assert not run.last.hit and run.last.key != base.key
+
+
+def test_posterior_changed_trace_content_misses(cached_posterior) -> None:
+    trace, _, _ = cached_posterior
+    store = cc.MemoryStore()
+    _, base = posterior(trace, store)
+    copied = trace.copy(deep=True)
+    _, same_content = posterior(copied, store)
+    _, again = posterior(copied.copy(deep=True), store)
+    altered = trace.copy(deep=True)
+    altered["posterior"]["tiny::b"] = altered["posterior"]["tiny::b"] + 1.0
+    _, changed = posterior(altered, store)
+    assert not same_content.hit and again.hit  # content hashed: equal copies share an entry
+    assert not changed.hit and changed.key not in {base.key, same_content.key}
+
+
+def test_replacing_a_variable_of_a_cached_trace_is_noticed(cached_posterior) -> None:
+    trace, _, _ = cached_posterior
+    tree = trace.copy(deep=True)
+    remember_origin(tree, CallRecord("sample", True, "ab" * 16, "memory", 0.0, "pymc"))
+    remembered, _ = trace_identity(tree)
+    tree["posterior"]["tiny::a"] = tree["posterior"]["tiny::a"] * 2.0
+    replaced, _ = trace_identity(tree)
+    assert replaced != remembered and replaced == trace_identity(tree.copy(deep=True))[0]
+
+
+def test_overwritten_sample_gives_its_trace_a_new_identity(cached_posterior) -> None:
+    trace, _, _ = cached_posterior
+    first, second = trace.copy(), trace.copy()
+    record = CallRecord("sample", False, "cd" * 16, "memory", 0.0, "pymc")
+    remember_origin(first, record)
+    stamped = CallRecord("sample", False, "cd" * 16, "memory", 0.0, "pymc", metadata={"created": 1})
+    remember_origin(second, stamped)
+    assert trace_identity(first)[0] != trace_identity(second)[0]
+    assert trace_identity(first)[1] == trace_identity(second)[1] == "cd" * 4
+
+
+def test_uncached_trace_is_hashed_not_trusted() -> None:
+    with cc.cloud(tiny_model(), cache=False, **QUIET):
+        fresh = pm.sample(**TINY)
+    assert trace_identity(fresh) == trace_identity(fresh.copy(deep=True))
+
+
+def test_extend_on_hit_matches_pymc(cached_posterior) -> None:
+    trace, _, _ = cached_posterior
+    store = cc.MemoryStore()
+    posterior(trace.copy(), store)  # fills the cache (a copy: identified by content)
+    mine = trace.copy()
+    extended, record = posterior(mine, store, extend_inferencedata=True)
+    reference = trace.copy()
+    with tiny_model():
+        pm.sample_posterior_predictive(
+            reference, random_seed=5, extend_inferencedata=True, progressbar=False
+        )
+    assert record.hit and extended is mine
+    assert set(mine.children) == set(reference.children)
+    xr.testing.assert_equal(
+        mine["posterior_predictive"].to_dataset(), reference["posterior_predictive"].to_dataset()
+    )
+    with pytest.warns(UserWarning, match="already exist"):
+        posterior(mine, store, extend_inferencedata=True)
+
+
+def test_extend_on_miss_does_not_store_the_callers_groups(cached_posterior, tmp_path) -> None:
+    trace, _, _ = cached_posterior
+    mine = trace.copy()
+    _, record = posterior(mine, tmp_path, extend_inferencedata=True)
+    assert "posterior_predictive" in mine.children
+    with xr.open_datatree(record.location, engine="h5netcdf") as stored:
+        assert "posterior_predictive" in stored.children
+        assert not {"posterior", "sample_stats"} & set(stored.children)
+
+
+def test_node_and_dataset_traces_are_hashed_by_content(cached_posterior) -> None:
+    trace, _, _ = cached_posterior
+    store = cc.MemoryStore()
+    for given in (trace["posterior"], trace["posterior"].to_dataset()):
+        _, first = posterior(given, store)
+        _, second = posterior(given.copy(deep=True), store)
+        assert not first.hit and second.hit
+    _, record = posterior(trace["posterior"], store, return_inferencedata=False)
+    assert record.location == "uncached" and "return_inferencedata" in record.reason
+
+
+# -- across processes ------------------------------------------------------------------------
+WRITER = textwrap.dedent(
+    """
+    import json, sys
+    import pymc as pm
+    import cloudcache as cc
+    from conftest import TINY, tiny_model
+
+    with cc.cloud(tiny_model(), cache=sys.argv[1], backend="pymc", quiet=True) as run:
+        pm.sample_prior_predictive(20, random_seed=3)
+        trace = pm.sample(**TINY)
+        ppc = pm.sample_posterior_predictive(trace, random_seed=5)
+    print(json.dumps({
+        "records": [[r.kind, r.hit, r.key] for r in run.records],
+        "ppc": ppc["posterior_predictive"]["tiny::y"].values.tolist(),
+    }))
+    """
+)
+
+
+def test_entries_written_by_another_process_hit(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    completed = subprocess.run(
+        [sys.executable, "-c", WRITER, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    written = json.loads(completed.stdout.strip().splitlines()[-1])
+    with cc.cloud(tiny_model(), cache=tmp_path, **QUIET) as run:
+        pm.sample_prior_predictive(draws=20, random_seed=3)
+        trace = pm.sample(**TINY)
+        ppc = pm.sample_posterior_predictive(trace, random_seed=5)
+    assert [r[1] for r in written["records"]] == [False, False, False]
+    assert [[r.kind, r.hit, r.key] for r in run.records] == [
+        [kind, True, key] for kind, _, key in written["records"]
+    ]
+    np.testing.assert_array_equal(ppc["posterior_predictive"]["tiny::y"].values, written["ppc"])
