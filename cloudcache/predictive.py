@@ -25,7 +25,6 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import version as package_version
 from typing import TYPE_CHECKING, Any
 
 import xarray as xr
@@ -39,6 +38,7 @@ from cloudcache.records import CallRecord
 from cloudcache.request import _seed_key
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.netcdf import tree_checksum
+from cloudcache.versions import installed_version, installed_versions
 
 if TYPE_CHECKING:
     from cloudcache.session import Session
@@ -303,7 +303,7 @@ def handle_predictive(
     if model is not None and model is not session.model:
         return function(*args, **kwargs)  # another model, passed positionally: not ours
     assert session.model is not None
-    versions = {"pymc": package_version("pymc"), "pytensor": package_version("pytensor")}
+    versions = installed_versions("pymc", "pytensor")
     extra = {"trace": request.trace_id} if request.trace_id is not None else None
     try:
         # compute_key only calls request.key_arguments(), which PredictiveRequest provides.
@@ -412,8 +412,6 @@ def _run_uncached(
 def _metadata(
     request: PredictiveRequest, key: CacheKey, versions: dict[str, str], sampling_seconds: float
 ) -> dict[str, Any]:
-    from cloudcache.session import _own_version
-
     return {
         "kind": request.kind,
         "model": key.slug,
@@ -421,7 +419,7 @@ def _metadata(
         "request": jsonable(request.key_arguments()),
         "trace": request.trace_id,
         "backend": FORWARD_BACKEND,
-        "versions": {**versions, "cloudcache": _own_version()},
+        "versions": {**versions, "cloudcache": installed_version("cloudcache")},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "sampling_seconds": round(sampling_seconds, 4),
         "components": jsonable(key.components),
