@@ -39,7 +39,7 @@ class Difference:
     detail: str
 
     def __str__(self) -> str:
-        return f"{self.component}: {self.detail}"
+        return self.detail
 
 
 @dataclass

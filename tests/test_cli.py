@@ -1,0 +1,285 @@
+"""The ``cloudcache`` command line on real entries: local directories and ``memory://``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import fsspec
+import pytest
+from cli_entries import sampled_cache
+from typer.testing import CliRunner
+
+from cloudcache.catalog import Catalog, CatalogEntry
+from cloudcache.cli import app, select_for_pruning
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return sampled_cache()
+
+
+@pytest.fixture
+def copy(cache, tmp_path) -> Path:
+    """A private copy of the sampled cache for destructive tests."""
+    return cache.copy(tmp_path / "cache")
+
+
+def invoke(*arguments: str, input: str | None = None):
+    return CliRunner().invoke(app, [str(a) for a in arguments], input=input)
+
+
+def entry_files(root: Path) -> list[Path]:
+    return sorted(root.glob("*/*.nc"))
+
+
+def run_cli(*arguments: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cloudcache", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+# -- ls / show --------------------------------------------------------------------------
+def test_ls_table_lists_every_entry(cache):
+    result = invoke("ls", "--cache", cache.root)
+    assert result.exit_code == 0, result.output
+    for prefix in cache.prefixes.values():
+        assert prefix in result.output
+    assert "30/30/1" in result.output and "40/30/1" in result.output
+    assert "pymc" in result.output
+
+
+def test_ls_json_rows_carry_metadata(cache):
+    result = invoke("ls", "-c", cache.root, "--json", "--model", "tiny")
+    rows = json.loads(result.stdout)
+    assert {row["prefix"] for row in rows} == {
+        cache.prefixes[role] for role in ("base", "data", "draws", "prior")
+    }
+    row = next(r for r in rows if r["prefix"] == cache.prefixes["draws"])
+    assert (row["model"], row["draws"], row["tune"], row["chains"]) == ("tiny", 40, 30, 1)
+    assert row["backend"] == "pymc" and row["size"] > 0 and row["sampling_seconds"] > 0
+    assert row["key"].startswith(row["prefix"]) and row["error"] is None
+
+
+def test_show_prints_the_full_metadata_record(cache):
+    result = invoke("show", cache.prefixes["data"][:8], "-c", cache.root)
+    record = json.loads(result.stdout)
+    assert record["key"].startswith(cache.prefixes["data"])
+    assert set(record["components"]) >= {"graph", "data", "coords", "request", "versions"}
+    assert record["request"]["draws"] == 30 and record["checksum"]
+
+
+def test_show_unknown_prefix_exits_1_and_bad_prefix_exits_2(cache):
+    assert invoke("show", "0000", "-c", cache.root).exit_code == 1
+    result = invoke("show", "xyz!", "-c", cache.root)
+    assert result.exit_code == 2 and "KEY_PREFIX" in result.output
+
+
+def test_show_ambiguous_prefix_exits_1(copy):
+    original = entry_files(copy)[0]
+    prefix = original.name[-19:-3]
+    twin_prefix = prefix[:14] + ("ee" if prefix.endswith("ff") else "ff")
+    original.with_name(original.name.replace(prefix, twin_prefix)).write_bytes(
+        original.read_bytes()
+    )
+    result = invoke("show", prefix[:14], "-c", copy)
+    assert result.exit_code == 1 and "ambiguous" in result.output
+    assert invoke("show", prefix, "-c", copy).exit_code == 0
+
+
+# -- rm / clear -------------------------------------------------------------------------
+def test_rm_removes_only_the_named_entry(cache, copy):
+    result = invoke("rm", cache.prefixes["prior"], "-c", copy)
+    assert result.exit_code == 0, result.output
+    names = " ".join(p.name for p in entry_files(copy))
+    assert cache.prefixes["prior"] not in names and cache.prefixes["base"] in names
+    assert len(entry_files(copy)) == 4
+
+
+def test_rm_unknown_prefix_exits_1_and_still_removes_the_others(cache, copy):
+    result = invoke("rm", "0000", cache.prefixes["base"], "-c", copy)
+    assert result.exit_code == 1
+    assert len(entry_files(copy)) == 4
+
+
+def test_clear_asks_and_refusal_removes_nothing(copy):
+    result = invoke("clear", "-c", copy, input="n\n")
+    assert result.exit_code == 1
+    assert len(entry_files(copy)) == 5
+
+
+def test_clear_yes_removes_entries_only(copy, tmp_path):
+    (copy / "tiny" / "notes.txt").write_text("mine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / entry_files(copy)[0].name
+    target.write_bytes(entry_files(copy)[0].read_bytes())
+    (copy / "linked").symlink_to(outside, target_is_directory=True)
+    (copy / "tiny" / ("link-" + "a" * 16 + ".nc")).symlink_to(target)
+
+    listed = json.loads(invoke("ls", "-c", copy, "--json").stdout)
+    assert len(listed) == 5  # neither symlink is listed
+
+    result = invoke("clear", "-c", copy, "--yes")
+    assert result.exit_code == 0, result.output
+    remaining = [p for p in entry_files(copy) if p.parent.name != "linked"]
+    assert [p.name for p in remaining] == ["link-" + "a" * 16 + ".nc"]
+    assert remaining[0].is_symlink()
+    assert (copy / "tiny" / "notes.txt").read_text() == "mine"
+    assert target.exists()
+
+
+# -- prune ------------------------------------------------------------------------------
+def _age_files(root: Path, days_by_prefix: dict[str, float]) -> None:
+    now = time.time()
+    for path in entry_files(root):
+        days = days_by_prefix.get(path.name[-19:-3], 0.0)
+        os.utime(path, (now - days * DAY, now - days * DAY))
+
+
+def test_prune_older_than_and_dry_run(cache, copy):
+    _age_files(copy, {cache.prefixes["base"]: 40, cache.prefixes["data"]: 31})
+    dry = invoke("prune", "-c", copy, "--older-than", "30d", "--dry-run")
+    assert dry.exit_code == 0 and len(entry_files(copy)) == 5
+    assert dry.output.count("would remove") == 2
+    result = invoke("prune", "-c", copy, "--older-than", "30d")
+    assert result.exit_code == 0
+    names = " ".join(p.name for p in entry_files(copy))
+    assert cache.prefixes["base"] not in names and cache.prefixes["data"] not in names
+    assert len(entry_files(copy)) == 3
+
+
+def test_prune_keep_removes_least_recently_used(cache, copy):
+    ages = {prefix: float(i + 1) for i, prefix in enumerate(cache.prefixes.values())}
+    _age_files(copy, ages)
+    result = invoke("prune", "-c", copy, "--keep", "2", "--json")
+    assert result.exit_code == 0
+    kept = {p.name[-19:-3] for p in entry_files(copy)}
+    assert kept == {cache.prefixes["base"], cache.prefixes["data"]}  # the two youngest
+    assert len(json.loads(result.stdout)["removed"]) == 3
+
+
+def test_prune_max_size(copy):
+    sizes = [p.stat().st_size for p in entry_files(copy)]
+    result = invoke("prune", "-c", copy, "--max-size", f"{max(sizes) + 1}B")
+    assert result.exit_code == 0
+    assert len(entry_files(copy)) == 1
+
+
+def test_prune_needs_a_limit_and_valid_units(copy):
+    assert invoke("prune", "-c", copy).exit_code == 2
+    result = invoke("prune", "-c", copy, "--older-than", "30 fortnights")
+    assert result.exit_code == 2 and "--older-than" in result.output
+    assert len(entry_files(copy)) == 5
+
+
+def test_select_for_pruning_applies_every_limit_lru_first():
+    now = 1_000_000.0
+
+    def entry(name: str, size: int, days: float) -> CatalogEntry:
+        stamp = now - days * DAY
+        return CatalogEntry(name, "m", "l", name, size, stamp, stamp)
+
+    entries = [entry("a", 10, 50), entry("b", 10, 5), entry("c", 30, 1), entry("d", 10, 0)]
+    pick = lambda **limits: [e.path for e in select_for_pruning(entries, now=now, **limits)]  # noqa: E731
+    assert pick(max_size=None, older_than=30 * DAY, keep=None) == ["a"]
+    assert pick(max_size=40, older_than=None, keep=None) == ["a", "b"]
+    assert pick(max_size=None, older_than=None, keep=1) == ["a", "b", "c"]
+    assert pick(max_size=100, older_than=None, keep=10) == []
+
+
+# -- verify -----------------------------------------------------------------------------
+def test_verify_finds_damaged_misnamed_and_stray_files(cache, copy):
+    files = entry_files(copy)
+    truncated = files[0]
+    truncated.write_bytes(truncated.read_bytes()[:2000])
+    misnamed = files[1].with_name(files[1].name[:-19] + "0123456789abcdef.nc")
+    files[1].rename(misnamed)
+    stale = copy / "tiny" / f".draws1_tune1_chains1-{'b' * 16}.nc.x1y2.tmp"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 120, time.time() - 120))
+    fresh = copy / "tiny" / f".draws1_tune1_chains1-{'c' * 16}.nc.z3.tmp"
+    fresh.write_bytes(b"being written")
+
+    result = invoke("verify", "-c", copy, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["checked"] == 5
+    broken = {Path(row["path"]).name for row in report["problems"]}
+    assert broken == {truncated.name, misnamed.name, stale.name}
+
+    fixed = invoke("verify", "-c", copy, "--fix")
+    assert fixed.exit_code == 0, fixed.output
+    assert not truncated.exists() and not misnamed.exists() and not stale.exists()
+    assert fresh.exists() and len(entry_files(copy)) == 3
+    assert invoke("verify", "-c", copy).exit_code == 0
+
+
+# -- sync -------------------------------------------------------------------------------
+def test_sync_local_to_memory_and_back(cache, tmp_path):
+    bucket = f"memory://team-{uuid.uuid4().hex[:8]}/cache"
+    dry = invoke("sync", cache.root, bucket, "--dry-run")
+    assert dry.exit_code == 0 and dry.stdout.count("would copy") == 5
+    assert json.loads(invoke("ls", "-c", bucket, "--json").stdout) == []
+
+    assert invoke("sync", cache.root, bucket).exit_code == 0
+    assert len(json.loads(invoke("ls", "-c", bucket, "--json").stdout)) == 5
+    again = invoke("sync", cache.root, bucket)
+    assert "copied 0 entries" in again.output
+
+    # Pull one model back into an empty laptop cache, verify it, then read it with xarray.
+    laptop = tmp_path / "laptop"
+    result = invoke("sync", bucket, laptop, "--model", "other")
+    assert result.exit_code == 0, result.output
+    assert [p.parent.name for p in entry_files(laptop)] == ["other"]
+    assert invoke("verify", "-c", laptop).exit_code == 0
+    fs, _ = fsspec.core.url_to_fs(bucket)
+    assert invoke("clear", "-c", bucket, "--yes").exit_code == 0
+    assert fs.find(bucket) == []
+
+
+def test_sync_skips_broken_entries_and_exits_1(cache, copy, tmp_path):
+    damaged = next(p for p in entry_files(copy) if cache.prefixes["draws"] in p.name)
+    damaged.write_bytes(damaged.read_bytes()[:-500])
+    result = invoke("sync", copy, tmp_path / "dst")
+    assert result.exit_code == 1 and "skipped" in result.output
+    assert len(entry_files(tmp_path / "dst")) == 4
+
+
+def test_catalog_lists_memory_urls_without_reading_arrays(cache):
+    bucket = f"memory://ls-{uuid.uuid4().hex[:8]}"
+    invoke("sync", cache.root, bucket)
+    entries = Catalog(bucket).entries()
+    assert {e.prefix for e in entries} == set(cache.prefixes.values())
+    assert all(e.key and not e.error and e.metadata["model"] in {"tiny", "other"} for e in entries)
+
+
+# -- real subprocesses ------------------------------------------------------------------
+def test_subprocess_ls_uses_cloudcache_dir(cache):
+    result = run_cli("ls", "--json", env={"CLOUDCACHE_DIR": str(cache.root)})
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 5
+
+
+def test_subprocess_exit_codes(copy):
+    entry_files(copy)[0].write_bytes(b"not a netcdf file")
+    command = [sys.executable, "-m", "cloudcache"]
+    # Started together: each process pays the library start-up once, in parallel.
+    usage = subprocess.Popen([*command, "prune", "-c", str(copy)], stderr=subprocess.PIPE)
+    broken = subprocess.Popen(
+        [*command, "verify", "-c", str(copy)], stdout=subprocess.PIPE, text=True
+    )
+    assert usage.wait(timeout=120) == 2
+    out, _ = broken.communicate(timeout=120)
+    assert broken.returncode == 1 and "BROKEN" in out
