@@ -7,7 +7,8 @@ from typing import Any
 from cloudcache.executors.local import Executor, LocalExecutor
 
 EXECUTOR_CHOICES = (
-    "None (in-process), a scheduler address such as 'tcp://host:8786', or a distributed.Client"
+    "None (in-process), a scheduler address such as 'tcp://host:8786', a distributed.Client, "
+    "or an executor object with a run() method (such as a DaskExecutor)"
 )
 
 
@@ -19,6 +20,8 @@ def resolve_executor(executor: Any, **options: Any) -> Executor:
         from cloudcache.executors.dask import DaskExecutor
 
         return DaskExecutor(executor, **options)
+    if callable(getattr(executor, "run", None)) and hasattr(executor, "description"):
+        return executor
     raise TypeError(
         f"executor must be {EXECUTOR_CHOICES}; got {type(executor).__name__} {executor!r}"
     )

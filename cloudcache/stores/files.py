@@ -2,15 +2,22 @@
 
 Local writes go to a temporary file in the target directory and are renamed into place, so a
 reader sees either the old entry or the new one, never a partial file. Object stores get one
-whole-object PUT. Reads verify the stored key and checksum; a damaged entry is a miss with a
-warning (and is replaced by the next write).
+whole-object PUT (S3 makes an object visible only once it is complete) and reads fetch the bytes
+and decode them in memory. Reads verify the stored key and checksum; a damaged entry is a miss
+with a warning (and is replaced by the next write).
+
+Concurrency: on a directory, :meth:`FileStore.single_flight` lets one process sample a key
+while the others wait for its entry (see :mod:`cloudcache.stores.locking`). Object stores have
+no locks: concurrent writers of one key each PUT a complete entry and the last one wins.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from cloudcache.stores.base import CorruptEntry, Entry, EntryRef, StoreError
 from cloudcache.stores.layout import relative_path
+from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
 from cloudcache.stores.netcdf import decode_entry, encode_entry
 
 #: fsspec protocols and the extra that provides each.
@@ -30,17 +38,46 @@ EXTRAS_BY_PROTOCOL = {
     "gcs": "gcs",
     "az": "azure",
     "abfs": "azure",
+    "abfss": "azure",
 }
+
+#: Storage options added for S3 unless the user gives their own: fail within seconds when the
+#: endpoint is down instead of botocore's and s3fs's minute-long default retry loops.
+S3_DEFAULT_CONFIG = {
+    "connect_timeout": 3,
+    "read_timeout": 10,
+    "retries": {"max_attempts": 1, "mode": "standard"},
+}
+
+#: After a store could not be reached, it is skipped (a fast miss) for this many seconds.
+UNREACHABLE_BACKOFF_SECONDS = 30.0
 
 
 class FileStore:
-    """Entries as NetCDF files below ``root`` (a path or an fsspec URL)."""
+    """Entries as NetCDF files below ``root`` (a path or an fsspec URL).
 
-    def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
+    ``storage_options`` go to fsspec unchanged (credentials come from the filesystem's own
+    configuration, never from cloudcache). ``lock_timeout``: seconds a process waits for another
+    one sampling the same key on a shared directory before sampling by itself.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        storage_options: dict[str, Any] | None = None,
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+    ):
+        if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float):
+            raise TypeError(f"lock_timeout must be a number of seconds; got {lock_timeout!r}")
+        if lock_timeout < 0:
+            raise ValueError(f"lock_timeout must be >= 0 seconds; got {lock_timeout!r}")
         self.root_url = os.fspath(root)
         self.fs, self.root = _filesystem(self.root_url, storage_options or {})
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.description = self.root_url
+        self.lock_timeout = float(lock_timeout)
+        self._unreachable_until = 0.0
 
     def path_of(self, ref: EntryRef) -> str:
         """Where ``ref``'s entry lives in this store."""
@@ -54,18 +91,13 @@ class FileStore:
         return self.fs.unstrip_protocol(path)
 
     def get(self, ref: EntryRef) -> Entry | None:
-        path = self.path_of(ref)
         try:
             if self.is_local:
-                if not os.path.exists(path):
-                    return None
-                tree, metadata = decode_entry(path, ref.key)
+                tree, metadata = self._read_local(ref)
             else:
-                try:
-                    payload = self.fs.cat_file(path)
-                except FileNotFoundError:
-                    return None
-                tree, metadata = decode_entry(bytes(payload), ref.key)
+                tree, metadata = self._read_remote(ref)
+        except FileNotFoundError:
+            return None
         except CorruptEntry as error:
             warnings.warn(
                 f"cloudcache: ignoring damaged cache entry {self.url_of(ref)}: {error}; "
@@ -74,21 +106,69 @@ class FileStore:
                 stacklevel=2,
             )
             return None
-        except OSError as error:
-            raise StoreError(f"cannot read {self.url_of(ref)}: {error}") from error
         return Entry(tree, metadata, self.url_of(ref))
 
     def put(self, ref: EntryRef, entry: Entry) -> str:
-        payload = encode_entry(entry.tree, ref.key, entry.metadata)
+        with without_dask_locks():
+            payload = encode_entry(entry.tree, ref.key, entry.metadata)
         path = self.path_of(ref)
-        try:
-            if self.is_local:
+        if self.is_local:
+            try:
                 write_atomically(Path(path), payload)
-            else:
+            except Exception as error:
+                raise StoreError(f"cannot write {self.url_of(ref)}: {error}") from error
+        else:
+            self._check_reachable(ref)
+            try:
                 self.fs.pipe_file(path, payload)
-        except Exception as error:
-            raise StoreError(f"cannot write {self.url_of(ref)}: {error}") from error
+            except Exception as error:
+                self._mark_unreachable()
+                raise StoreError(f"cannot write {self.url_of(ref)}: {_describe(error)}") from error
         return self.url_of(ref)
+
+    def single_flight(self, ref: EntryRef, timeout: float | None = None) -> Any:
+        """Context manager: hold the cross-process lock for ``ref`` while it is sampled.
+
+        On a directory, other processes missing on the same key wait (up to ``timeout``
+        seconds, default :attr:`lock_timeout`) and then find the entry. Object stores have no
+        locks: this is a no-op there and the last complete write wins.
+        """
+        if not self.is_local:
+            return contextlib.nullcontext(False)
+        wait = self.lock_timeout if timeout is None else float(timeout)
+        return single_flight(lock_path(self.root, ref), wait, f"{ref.slug} ({ref.label})")
+
+    def _read_local(self, ref: EntryRef) -> tuple[Any, dict[str, Any]]:
+        path = self.path_of(ref)
+        if not os.path.exists(path):
+            raise FileNotFoundError(path)
+        try:
+            return decode_entry(path, ref.key)
+        except CorruptEntry:
+            raise
+        except OSError as error:
+            raise StoreError(f"cannot read {self.url_of(ref)}: {error}") from error
+
+    def _read_remote(self, ref: EntryRef) -> tuple[Any, dict[str, Any]]:
+        self._check_reachable(ref)
+        try:
+            payload = self.fs.cat_file(self.path_of(ref))
+        except FileNotFoundError:
+            raise
+        except Exception as error:  # botocore/aiohttp errors are not all OSErrors
+            self._mark_unreachable()
+            raise StoreError(f"cannot read {self.url_of(ref)}: {_describe(error)}") from error
+        return decode_entry(bytes(payload), ref.key)
+
+    def _check_reachable(self, ref: EntryRef) -> None:
+        if time.monotonic() < self._unreachable_until:
+            raise StoreError(
+                f"skipping {self.url_of(ref)}: the store failed less than "
+                f"{UNREACHABLE_BACKOFF_SECONDS:g} s ago"
+            )
+
+    def _mark_unreachable(self) -> None:
+        self._unreachable_until = time.monotonic() + UNREACHABLE_BACKOFF_SECONDS
 
 
 def write_atomically(path: Path, payload: bytes) -> None:
@@ -109,16 +189,59 @@ def write_atomically(path: Path, payload: bytes) -> None:
         raise
 
 
-def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
-    protocol = url.split("://", 1)[0] if "://" in url else "file"
+def without_dask_locks() -> contextlib.AbstractContextManager[Any]:
+    """Let xarray write NetCDF bytes with plain thread locks even where a Dask client is active.
+
+    With a distributed client as default (or inside a Dask worker) xarray guards NetCDF writes
+    with a cluster-wide lock named after the target, which fails for in-memory targets. Our
+    writes are single whole files with no Dask arrays, so Dask's local scheduler is right here.
+    """
     try:
-        fs, root = fsspec.core.url_to_fs(url, **storage_options)
-    except (ImportError, ValueError) as error:
-        extra = EXTRAS_BY_PROTOCOL.get(protocol)
+        import dask
+    except ImportError:
+        return contextlib.nullcontext()
+    return dask.config.set(scheduler="synchronous")
+
+
+def with_default_options(protocol: str, storage_options: dict[str, Any]) -> dict[str, Any]:
+    """``storage_options`` with cloudcache's fail-fast defaults for ``protocol`` filled in.
+
+    For S3, botocore's ``config_kwargs`` get short connect/read timeouts and one retry; any
+    key the user sets (``config_kwargs={"retries": ...}`` etc.) wins.
+    """
+    options = copy.deepcopy(storage_options)
+    if protocol in ("s3", "s3a"):
+        config = dict(options.get("config_kwargs") or {})
+        for name, value in S3_DEFAULT_CONFIG.items():
+            config.setdefault(name, copy.deepcopy(value))
+        options["config_kwargs"] = config
+    return options
+
+
+def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+    protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
+    extra = EXTRAS_BY_PROTOCOL.get(protocol)
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **with_default_options(protocol, storage_options))
+    except ImportError as error:
         hint = f" Install it with: pip install 'cloudcache[{extra}]'" if extra else ""
         raise ImportError(
-            f"cache={url!r} needs the fsspec filesystem for {protocol!r}.{hint}"
+            f"cache={url!r} needs the fsspec filesystem for {protocol!r}, which is not "
+            f"installed.{hint}"
         ) from error
+    except ValueError as error:
+        if extra is None and protocol not in fsspec.available_protocols():
+            raise ValueError(
+                f"cache={url!r}: unknown storage protocol {protocol!r}; use a directory path or "
+                "an fsspec URL such as 's3://bucket/prefix', 'gs://...', 'az://...', 'memory://...'"
+            ) from error
+        raise
+    if protocol in ("s3", "s3a") and hasattr(fs, "retries"):
+        fs.retries = 1  # botocore retries (config_kwargs) already; no second s3fs retry loop
     if isinstance(fs, LocalFileSystem):
         root = os.path.abspath(os.path.expanduser(root))
     return fs, root
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"

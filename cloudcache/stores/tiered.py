@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
+from typing import Any
 
 from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
 
@@ -21,9 +23,18 @@ class TieredStore:
             entry = store.get(ref)
             if entry is not None:
                 for upper in self.stores[:depth]:
-                    upper.put(ref, entry)
+                    self._promote(upper, store, ref, entry)
                 return entry
         return None
+
+    @staticmethod
+    def _promote(upper: Store, lower: Store, ref: EntryRef, entry: Entry) -> None:
+        """Copy an entry found in ``lower`` into ``upper``; memory re-loads it in the background."""
+        put_lazy = getattr(upper, "put_lazy", None)
+        if put_lazy is not None:
+            put_lazy(ref, lambda: lower.get(ref), int(entry.tree.nbytes))
+        else:
+            upper.put(ref, entry)
 
     def put(self, ref: EntryRef, entry: Entry) -> str:
         """Write to every store; the last (most durable) location is returned.
@@ -40,3 +51,11 @@ class TieredStore:
         if failures:
             raise StoreError("; ".join(failures))
         return locations[-1]
+
+    def single_flight(self, ref: EntryRef, timeout: float | None = None) -> Any:
+        """The cross-process lock of the first store that has one (a no-op if none has)."""
+        for store in self.stores:
+            flight = getattr(store, "single_flight", None)
+            if flight is not None:
+                return flight(ref, timeout)
+        return contextlib.nullcontext(False)

@@ -1,0 +1,305 @@
+"""Sample a miss on a Dask cluster (for example a GPU box) and bring the result back.
+
+Before submitting, the workers that could run the task are checked: one must offer the
+requested resource (``GPU`` for ``device="gpu"``) and its cloudcache/PyMC/PyTensor/JAX/NumPyro
+versions must equal the caller's. The model and the normalised request travel as cloudpickle
+(workers are the user's own trusted machines); the result comes back as NetCDF bytes. Progress
+arrives as Dask events and is printed like a local run. The cache write stays with the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from cloudcache.announce import announce, format_seconds
+from cloudcache.executors.remote_task import (
+    installed_versions,
+    sample_on_worker,
+    tree_from_bytes,
+)
+
+if TYPE_CHECKING:
+    import pymc as pm
+    import xarray as xr
+
+    from cloudcache.backends.base import Backend
+    from cloudcache.request import SampleRequest
+
+#: Seconds allowed to connect to a scheduler given by address.
+CONNECT_TIMEOUT = 10.0
+
+#: Seconds between two checks that the worker running a task is still alive.
+POLL_INTERVAL = 0.5
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+class RemoteExecutionError(RuntimeError):
+    """A remote run was refused or failed for a reason on the cluster's side."""
+
+
+class WorkerVersionMismatch(RemoteExecutionError):
+    """The workers' library versions differ from the caller's."""
+
+
+class NoSuitableWorker(RemoteExecutionError):
+    """No worker offers the requested resource (Dask would wait for one forever)."""
+
+
+class WorkerDied(RemoteExecutionError):
+    """The worker running the task left the cluster before it finished."""
+
+
+def import_distributed() -> Any:
+    """``distributed``, or an ImportError naming the extra to install."""
+    try:
+        import distributed
+    except ImportError as error:
+        raise ImportError(
+            "executor=... needs Dask's distributed scheduler, which is not installed. "
+            "Install it with: pip install 'cloudcache[dask]'"
+        ) from error
+    return distributed
+
+
+def shared_client(address: str, connect_timeout: float = CONNECT_TIMEOUT) -> Any:
+    """One client per scheduler address for the whole process (connecting costs ~100 ms)."""
+    distributed = import_distributed()
+    with _clients_lock:
+        client = _clients.get(address)
+        if client is not None and client.status == "running":
+            return client
+        try:
+            client = distributed.Client(address, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise RemoteExecutionError(
+                f"executor={address!r}: cannot reach the Dask scheduler within "
+                f"{connect_timeout:g} s ({error})"
+            ) from error
+        _clients[address] = client
+        return client
+
+
+class DaskExecutor:
+    """Runs a backend on a Dask worker.
+
+    ``executor``: a scheduler address (``"tcp://gpu-box:8786"``) or a ``distributed.Client``.
+    ``timeout``: seconds the whole remote run may take (None: no limit; a dead worker is still
+    reported at once). ``expected_versions``: versions the workers must have (default: the
+    caller's own; tests pass other values to exercise the refusal).
+    """
+
+    def __init__(
+        self,
+        executor: Any,
+        *,
+        timeout: float | None = None,
+        expected_versions: dict[str, str] | None = None,
+    ) -> None:
+        distributed = import_distributed()
+        if isinstance(executor, str):
+            if not executor.strip():
+                raise ValueError("executor must be a scheduler address, not an empty string")
+            self._address, self._client = executor, None
+        elif isinstance(executor, distributed.Client):
+            self._address, self._client = str(executor.scheduler.address), executor
+        else:
+            raise TypeError(
+                "executor must be a scheduler address such as 'tcp://host:8786' or a "
+                f"distributed.Client; got {type(executor).__name__}"
+            )
+        self.timeout = timeout
+        self.expected_versions = expected_versions
+        self.description = f"dask {self._address}"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = shared_client(self._address)
+        return self._client
+
+    def run(
+        self,
+        backend: Backend,
+        model: pm.Model,
+        request: SampleRequest,
+        *,
+        device: str,
+        pymc_sample: Callable[..., Any],
+    ) -> xr.DataTree:
+        client = self.client
+        deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
+        resources = {"GPU": 1} if device == "gpu" else None
+        workers = suitable_workers(client, resources)
+        check_versions(client, workers, self.expected_versions or installed_versions())
+        payload = _pack(model, request)
+        run_id = uuid.uuid4().hex
+        topic = f"cloudcache-{run_id}"
+        progress = ProgressPrinter(
+            self._address, quiet=_session_quiet(), show_progress=_wants_progress(request)
+        )
+        client.subscribe_topic(topic, progress)
+        future = client.submit(
+            sample_on_worker,
+            payload,
+            backend.name,
+            device,
+            topic,
+            key=f"cloudcache-sample-{run_id}",
+            pure=False,
+            workers=workers,
+            allow_other_workers=False,
+            resources=resources,
+        )
+        try:
+            data = self._wait(client, future, progress, deadline)
+        finally:
+            if not future.done():
+                future.cancel()
+            client.unsubscribe_topic(topic)
+        return tree_from_bytes(data)
+
+    def _wait(self, client: Any, future: Any, progress: ProgressPrinter, deadline: float) -> bytes:
+        distributed = import_distributed()
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"the remote run on {self._address} took longer than timeout="
+                    f"{self.timeout:g} s; it was cancelled and nothing was cached"
+                )
+            try:
+                return future.result(timeout=min(POLL_INTERVAL, remaining))
+            except TimeoutError:
+                pass
+            except distributed.KilledWorker as error:
+                raise WorkerDied(_died_message(self._address, str(error))) from error
+            if progress.starts > 1:
+                raise WorkerDied(_died_message(self._address, "the task was started again"))
+            worker = progress.worker
+            if worker and worker not in client.scheduler_info()["workers"]:
+                raise WorkerDied(_died_message(self._address, f"worker {worker} is gone"))
+
+
+def suitable_workers(client: Any, resources: dict[str, float] | None) -> list[str]:
+    """Addresses of the workers that offer ``resources``; refuses at once when there are none."""
+    workers = client.scheduler_info()["workers"]
+    if not workers:
+        raise NoSuitableWorker(f"the Dask cluster at {client.scheduler.address} has no workers")
+    if not resources:
+        return sorted(workers)
+    chosen = [
+        address
+        for address, info in workers.items()
+        if all(info.get("resources", {}).get(name, 0) >= need for name, need in resources.items())
+    ]
+    if not chosen:
+        wanted = ", ".join(f"{name}={need}" for name, need in resources.items())
+        raise NoSuitableWorker(
+            f"no worker of the Dask cluster at {client.scheduler.address} offers {wanted} "
+            f"(device='gpu' asks for it). Start one with `dask worker <scheduler> "
+            f"--resources GPU=1`, or use device='auto'."
+        )
+    return sorted(chosen)
+
+
+def check_versions(client: Any, workers: list[str], expected: dict[str, str]) -> None:
+    """Refuse when any of ``workers`` has library versions other than ``expected``."""
+    found = client.run(installed_versions, workers=workers)
+    problems = []
+    for worker, versions in sorted(found.items()):
+        for name, wanted in sorted(expected.items()):
+            have = versions.get(name, "not installed")
+            if have != wanted:
+                problems.append(f"{worker}: {name} {have} (caller has {wanted})")
+    if problems:
+        raise WorkerVersionMismatch(
+            "the Dask workers' library versions differ from this process's, so their results "
+            "would not match the cache key: " + "; ".join(problems) + ". Install the same "
+            "versions on the workers (or restart them after upgrading)."
+        )
+
+
+class ProgressPrinter:
+    """Receives a run's events from the scheduler and prints them like a local run."""
+
+    def __init__(
+        self, address: str, *, quiet: bool, show_progress: bool = True, every: float = 2.0
+    ) -> None:
+        self.address = address
+        self.quiet = quiet
+        self.show_progress = show_progress
+        self.every = every
+        self.starts = 0
+        self.worker = ""
+        self._last_printed = 0.0
+
+    def __call__(self, event: tuple[float, Any]) -> None:
+        _, message = event
+        if not isinstance(message, dict):
+            return
+        stage = message.get("stage")
+        if stage == "started":
+            self.starts += 1
+            self.worker = str(message.get("worker", ""))
+            self._say(f"remote run started on {self.worker} ({message.get('backend')})")
+        elif stage == "progress" and self.show_progress:
+            now = time.monotonic()
+            if now - self._last_printed >= self.every:
+                self._last_printed = now
+                self._say(f"remote progress: {_chain_summary(message.get('chains', {}))}")
+        elif stage == "running" and self.show_progress:
+            self._say(f"remote run still going ({format_seconds(message.get('seconds', 0))})")
+        elif stage == "done":
+            self._say(
+                f"remote run done on {message.get('worker')} in "
+                f"{format_seconds(message.get('seconds', 0))}"
+            )
+        elif stage == "failed":
+            self._say(f"remote run failed on {message.get('worker')}: {message.get('error')}")
+
+    def _say(self, text: str) -> None:
+        announce(text, quiet=self.quiet)
+
+
+def _chain_summary(chains: dict[str, Any]) -> str:
+    parts = []
+    for chain, (done, total, tuning) in sorted(chains.items()):
+        parts.append(f"chain {chain} {done}/{total} {'tuning' if tuning else 'sampling'}")
+    return ", ".join(parts) or "waiting for the first draws"
+
+
+def _pack(model: Any, request: Any) -> bytes:
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps((model, request))
+    except Exception as error:
+        raise RemoteExecutionError(
+            f"the model cannot be sent to a Dask worker ({type(error).__name__}: {error}); "
+            "sample it in-process with executor=None"
+        ) from error
+
+
+def _session_quiet() -> bool:
+    from cloudcache import patch
+
+    sessions = patch.active_sessions()
+    return bool(sessions and getattr(sessions[-1], "quiet", False))
+
+
+def _wants_progress(request: Any) -> bool:
+    return request.arguments.get("progressbar") is not False
+
+
+def _died_message(address: str, detail: str) -> str:
+    return (
+        f"the Dask worker running this sample died ({detail}); nothing was cached. "
+        f"Check the worker's memory and logs on {address}."
+    )

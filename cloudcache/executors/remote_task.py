@@ -1,0 +1,142 @@
+"""The code that runs on a Dask worker: unpack the model, sample it, send back NetCDF bytes.
+
+Progress travels to the caller as Dask events on a per-run topic (``started``, ``progress``
+with per-chain draw counts, ``running`` heartbeats, ``done`` or ``failed``). The result is
+returned as NetCDF bytes, never as a pickled object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+#: Packages whose exact versions must match between the caller and a worker.
+CHECKED_PACKAGES: tuple[str, ...] = ("cloudcache", "pymc", "pytensor", "jax", "numpyro")
+
+#: NetCDF engine of the bytes a worker sends back.
+ENGINE = "h5netcdf"
+
+#: Seconds between two progress events a worker sends.
+PROGRESS_INTERVAL = 1.0
+
+
+def installed_versions() -> dict[str, str]:
+    """Exact versions of :data:`CHECKED_PACKAGES` here ("not installed" when missing)."""
+    found = {}
+    for name in CHECKED_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def tree_to_bytes(tree: Any) -> bytes:
+    """Serialise a DataTree to NetCDF4 bytes."""
+    from cloudcache.stores.files import without_dask_locks
+
+    with without_dask_locks():
+        return bytes(tree.to_netcdf(engine=ENGINE))
+
+
+def tree_from_bytes(payload: bytes) -> Any:
+    """Load a DataTree from NetCDF4 bytes made by :func:`tree_to_bytes`."""
+    import xarray as xr
+
+    with xr.open_datatree(io.BytesIO(payload), engine=ENGINE) as opened:
+        return opened.load()
+
+
+class _Reporter:
+    """Sends progress events for one run on ``topic`` (never raises)."""
+
+    def __init__(self, topic: str) -> None:
+        from distributed import get_worker
+
+        self.topic = topic
+        self.worker = get_worker()
+        self.task_key = self.worker.get_current_task()
+        self.started = time.monotonic()
+        self._last = 0.0
+        self.interrupted = False
+        self._chains: dict[int, list[Any]] = {}
+
+    def send(self, stage: str, **fields: Any) -> None:
+        message = {"stage": stage, "worker": self.worker.address, **fields}
+        try:
+            self.worker.log_event(self.topic, message)
+        except Exception:  # progress is best effort; the result matters
+            pass
+
+    def cancelled(self) -> bool:
+        """Whether the caller gave up on this run (timeout, Ctrl-C, dead connection)."""
+        try:
+            state = self.worker.state.tasks.get(self.task_key)
+        except Exception:
+            return False
+        return state is not None and state.state == "cancelled"
+
+    def pymc_callback(self, total: int) -> Any:
+        """A ``pm.sample(callback=...)`` that reports per-chain draws, throttled."""
+
+        def callback(trace: Any, draw: Any) -> None:
+            self._chains[int(draw.chain)] = [int(draw.draw_idx) + 1, total, bool(draw.tuning)]
+            now = time.monotonic()
+            if now - self._last < PROGRESS_INTERVAL:
+                return
+            self._last = now
+            if self.cancelled():
+                self.interrupted = True  # PyMC returns a partial trace on KeyboardInterrupt
+                raise KeyboardInterrupt("cloudcache: the caller cancelled this remote run")
+            self.send("progress", chains={str(k): v for k, v in sorted(self._chains.items())})
+
+        return callback
+
+    def heartbeat(self, stop: threading.Event, every: float = 5.0) -> None:
+        while not stop.wait(every):
+            self.send("running", seconds=round(time.monotonic() - self.started, 1))
+
+
+def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str) -> bytes:
+    """Unpickle ``(model, request)``, sample with ``backend_name`` on this worker's device."""
+    import cloudpickle
+
+    from cloudcache import patch
+    from cloudcache.backends.base import get_backend
+
+    model, request = cloudpickle.loads(payload)
+    reporter = _Reporter(topic)
+    backend = get_backend(backend_name)
+    reporter.send("started", backend=backend_name, device=device)
+    # The worker's own progress bar would print into its log: progress goes to the caller.
+    arguments = dict(request.arguments, progressbar=False)
+    if _takes_pymc_callback(backend_name, request):
+        arguments["callback"] = reporter.pymc_callback(request.tune + request.draws)
+    request = dataclasses.replace(request, arguments=arguments)
+    stop = threading.Event()
+    beat = threading.Thread(target=reporter.heartbeat, args=(stop,), daemon=True)
+    beat.start()
+    try:
+        with patch.running_backend():
+            tree = backend.sample(
+                model, request, device=device, pymc_sample=patch.original("sample")
+            )
+        if reporter.interrupted:
+            raise RuntimeError("cloudcache: remote run cancelled by the caller; result dropped")
+        data = tree_to_bytes(tree)
+    except BaseException as error:
+        reporter.send("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        stop.set()
+    reporter.send("done", seconds=round(time.monotonic() - reporter.started, 3), nbytes=len(data))
+    return data
+
+
+def _takes_pymc_callback(backend_name: str, request: Any) -> bool:
+    """PyMC's own NUTS calls ``callback`` per draw; external samplers refuse it."""
+    return backend_name == "pymc" and request.arguments.get("nuts_sampler") in (None, "pymc")
