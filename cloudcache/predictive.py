@@ -319,12 +319,8 @@ def handle_predictive(
             result = session._hit(key, entry, started, kind=kind)
             return _deliver(request, result)
 
-    with session._single_flight(ref):
-        if (
-            session.store is not None
-            and not session.overwrite
-            and session._single_flight_active(ref)
-        ):
+    with session._single_flight(ref) as locked:
+        if locked:  # another process may have sampled it while we waited for the lock
             entry = session._read(ref)
             if entry is not None:
                 result = session._hit(key, entry, started, kind=kind)
@@ -355,6 +351,7 @@ def _miss(
         tree = function(**request.pymc_arguments())
     sampling_seconds = time.perf_counter() - sample_started
     metadata = _metadata(request, key, versions, sampling_seconds)
+    metadata.update(_draws_and_chains(tree))
     location = "uncached"
     if session.store is not None and isinstance(tree, xr.DataTree):
         location = session._write(ref, Entry(tree, metadata))
@@ -407,6 +404,17 @@ def _run_uncached(
         CallRecord(kind, False, "", "uncached", elapsed, FORWARD_BACKEND, elapsed, reason=reason)
     )
     return result
+
+
+def _draws_and_chains(tree: Any) -> dict[str, int]:
+    """``draws`` and ``chains`` of the first group that has them (shown by ``cloudcache ls``)."""
+    if not isinstance(tree, xr.DataTree):
+        return {}
+    for node in tree.children.values():
+        sizes = node.dataset.sizes
+        if "draw" in sizes:
+            return {"draws": int(sizes["draw"]), "chains": int(sizes.get("chain", 1))}
+    return {}
 
 
 def _metadata(
