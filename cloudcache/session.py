@@ -7,15 +7,14 @@ import datetime as dt
 import logging
 import time
 import warnings
-from collections.abc import Callable
-from importlib.metadata import version as package_version
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymc as pm
 import xarray as xr
 
 from cloudcache import patch
-from cloudcache.announce import announce, format_seconds
+from cloudcache.announce import announce, announce_hit, announce_miss, format_seconds, logger
 from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES, Backend, get_backend
 from cloudcache.executors import Executor, resolve_executor
 from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
@@ -24,6 +23,7 @@ from cloudcache.records import CallRecord
 from cloudcache.request import SampleRequest, normalize_sample_call
 from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
 from cloudcache.stores.resolve import resolve_cache
+from cloudcache.versions import installed_version
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -54,6 +54,7 @@ class Session:
         storage_options: dict[str, Any] | None = None,
         executor: Any = None,
         timeout: float | None = None,
+        explain: bool = False,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
@@ -69,6 +70,7 @@ class Session:
             )
         self.overwrite = _check_bool("overwrite", overwrite)
         self.quiet = _check_bool("quiet", quiet)
+        self.explain = _check_bool("explain", explain)
         self.backend_name = _check_choice("backend", backend, BACKEND_NAMES)
         self.device = _check_choice("device", device, DEVICE_NAMES)
         self.store: Store | None = resolve_cache(cache, storage_options)
@@ -139,7 +141,11 @@ class Session:
             request = normalize_sample_call(function, args, kwargs)
         except TypeError:
             return function(*args, **kwargs)  # let PyMC report the bad call in its own words
-        return self._sample(function, request)
+        result = self._sample(function, request)
+        from cloudcache.predictive import remember_origin
+
+        remember_origin(result, self.last)  # lets a posterior predictive reuse this key
+        return result
 
     def _backend_for(self, request: SampleRequest) -> tuple[Backend, str]:
         explicit = request.arguments.get("nuts_sampler")
@@ -166,22 +172,36 @@ class Session:
             if entry is not None:
                 return self._hit(key, entry, started)
 
-        with self._single_flight(ref):
-            if self.store is not None and not self.overwrite and self._single_flight_active(ref):
+        with self._single_flight(ref) as locked:
+            if locked:
                 entry = self._read(ref)  # another process may have sampled it while we waited
                 if entry is not None:
                     return self._hit(key, entry, started)
             return self._miss(pymc_sample, request, backend, backend_id, key, ref, started)
 
-    def _single_flight(self, ref: EntryRef) -> Any:
-        """The store's cross-process lock for ``ref`` (a no-op where the store has none)."""
+    @contextlib.contextmanager
+    def _single_flight(self, ref: EntryRef) -> Iterator[bool]:
+        """Hold the store's cross-process lock for ``ref``; yields whether a lock is held.
+
+        Stores without locks, ``overwrite=True`` and a lock that cannot be taken (read-only or
+        vanished directory) all sample without one: a broken cache never blocks a result.
+        """
         flight = getattr(self.store, "single_flight", None)
         if flight is None or self.overwrite:
-            return contextlib.nullcontext()
-        return flight(ref)
-
-    def _single_flight_active(self, ref: EntryRef) -> bool:
-        return getattr(self.store, "single_flight", None) is not None
+            yield False
+            return
+        lock = flight(ref)
+        try:
+            lock.__enter__()
+        except Exception as error:
+            # Not a warning of its own: the write that follows fails the same way and warns once.
+            logger.info("cannot take the cache lock (%s); sampling without it", error)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.__exit__(None, None, None)
 
     def _miss(
         self,
@@ -194,11 +214,20 @@ class Session:
         started: float,
     ) -> xr.DataTree:
         sample_started = time.perf_counter()
-        announce(
-            f"miss {key.prefix} - sampling {key.slug} ({request.label}) "
-            f"with {backend_id} on {self.device}",
+        announce_miss(
+            prefix=key.prefix,
+            model=key.slug,
+            label=request.label,
+            backend=backend_id,
+            device=self.device,
             quiet=self.quiet,
         )
+        if self.explain:
+            from cloudcache.explain import explain_miss
+
+            described = self._metadata(key, request, backend, backend_id, 0.0)
+            described["key"] = key.hex
+            explain_miss(self.store, described, overwrite=self.overwrite, quiet=self.quiet)
         assert self.model is not None
         with patch.running_backend():
             tree = self.executor.run(
@@ -223,10 +252,12 @@ class Session:
         )
         return tree
 
-    def _hit(self, key: CacheKey, entry: Entry, started: float) -> xr.DataTree:
+    def _hit(
+        self, key: CacheKey, entry: Entry, started: float, kind: str = "sample"
+    ) -> xr.DataTree:
         saved = float(entry.metadata.get("sampling_seconds", 0.0))
         record = CallRecord(
-            kind="sample",
+            kind=kind,
             hit=True,
             key=key.hex,
             location=entry.location,
@@ -236,9 +267,11 @@ class Session:
             metadata=entry.metadata,
         )
         self.records.append(record)
-        announce(
-            f"hit {key.prefix} from {entry.location} ({_age(entry.metadata)} old) - "
-            f"saved {format_seconds(saved)} of sampling",
+        announce_hit(
+            prefix=key.prefix,
+            location=entry.location,
+            created=entry.metadata.get("created"),
+            saved_seconds=saved,
             quiet=self.quiet,
         )
         return entry.tree
@@ -301,18 +334,14 @@ class Session:
             "request": jsonable(request.key_arguments()),
             "backend": backend_id,
             "device": self.device,
-            "versions": {**backend.library_versions(), "cloudcache": _own_version()},
+            "versions": {
+                **backend.library_versions(),
+                "cloudcache": installed_version("cloudcache"),
+            },
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "sampling_seconds": round(sampling_seconds, 4),
             "components": jsonable(key.components),
         }
-
-
-def _own_version() -> str:
-    try:
-        return package_version("cloudcache")
-    except Exception:
-        return "unknown"
 
 
 def _age(metadata: dict[str, Any]) -> str:
@@ -334,6 +363,7 @@ def cloud(
     storage_options: dict[str, Any] | None = None,
     executor: Any = None,
     timeout: float | None = None,
+    explain: bool = False,
 ) -> Session:
     """Answer every ``pm.sample`` for ``model`` inside the block from a cache when possible.
 
@@ -343,6 +373,7 @@ def cloud(
     ``backend``: ``"numpyro"`` (JAX) or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
     ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
     ``timeout``: seconds a remote run (or a wait for another process's run) may take.
+    ``explain=True``: on a miss, say which key component differs from the nearest stored entry.
     """
     return Session(
         model,
@@ -354,4 +385,5 @@ def cloud(
         storage_options=storage_options,
         executor=executor,
         timeout=timeout,
+        explain=explain,
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import version
 from typing import Any
 
 import pymc as pm
 import xarray as xr
 
 from cloudcache.request import SampleRequest
+from cloudcache.versions import installed_versions
 
 
 class PymcBackend:
@@ -18,7 +18,7 @@ class PymcBackend:
     name = "pymc"
 
     def library_versions(self) -> dict[str, str]:
-        return {"pymc": version("pymc"), "pytensor": version("pytensor")}
+        return installed_versions("pymc", "pytensor")
 
     def sample(
         self,

@@ -32,11 +32,12 @@ class UnkeyableObject(TypeError):
 class GraphEncoder:
     """Encodes values and pytensor graphs; variables are numbered in first-seen order."""
 
-    def __init__(self, digest: Digest, data_digests: dict[str, str] | None = None) -> None:
+    def __init__(self, digest: Digest) -> None:
         self.digest = digest
-        #: When given, named shared variables (``pm.Data``) are hashed here by name instead of
-        #: inline, so an explanation can say "data changed" rather than "graph changed".
-        self.data_digests = data_digests
+        #: Shared variables (``pm.Data`` and friends) met by the walk, by label. Their values are
+        #: not part of the graph digest: the caller hashes them at call time, so a graph digest
+        #: can be reused while ``pm.set_data`` changes values.
+        self.shared_leaves: dict[str, SharedVariable] = {}
         self._variable_ids: dict[Variable, int] = {}
         self._active: set[int] = set()
 
@@ -78,12 +79,10 @@ class GraphEncoder:
             self.value(var.type)
             self.value(var.data)
         elif isinstance(var, SharedVariable):
-            self.digest.token("shared", var.name or "")
+            label = var.name or f"#{len(self._variable_ids)}"
+            self.digest.token("shared", label)
             self.value(var.type)
-            if self.data_digests is not None and var.name:
-                self.data_digests[var.name] = content_digest(var.get_value(borrow=True))
-            else:
-                self.value(var.get_value(borrow=True))
+            self.shared_leaves[label] = var
         else:
             self.digest.token("input", var.name or "")
             self.value(var.type)

@@ -9,6 +9,8 @@ these and of the pymc/pytensor versions, which are in the key too; walking it wo
 from __future__ import annotations
 
 import re
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,12 +23,36 @@ from cloudcache.fingerprint.canonical import GraphEncoder, content_digest
 from cloudcache.fingerprint.digest import Digest
 
 
-def model_components(model: pm.Model) -> dict[str, Any]:
-    """Digests of the model's parts: ``graph``, ``data`` (per name), ``coords``, ``settings``."""
-    digest = Digest()
-    data_digests: dict[str, str] = {}
-    encoder = GraphEncoder(digest, data_digests)
+@dataclass(frozen=True)
+class _GraphWalk:
+    """The reusable part of a model's fingerprint: valid while the model's variables are."""
 
+    signature: tuple[int, ...]
+    digest: str
+    shared_leaves: dict[str, SharedVariable]
+
+
+_walks: weakref.WeakKeyDictionary[pm.Model, _GraphWalk] = weakref.WeakKeyDictionary()
+
+
+def _signature(model: pm.Model) -> tuple[int, ...]:
+    """Identities of the model's variables: any added or replaced variable changes it.
+
+    ``id()`` is used only to detect change within this process, never as key content.
+    """
+    variables = [*model.free_RVs, *model.observed_RVs, *model.deterministics, *model.potentials]
+    observed = [model.rvs_to_values[rv] for rv in model.observed_RVs]
+    transforms = [model.rvs_to_transforms.get(rv) for rv in model.free_RVs]
+    return tuple(map(id, [*variables, *observed, *transforms]))
+
+
+def _walk_graph(model: pm.Model) -> _GraphWalk:
+    signature = _signature(model)
+    cached = _walks.get(model)
+    if cached is not None and cached.signature == signature:
+        return cached
+    digest = Digest()
+    encoder = GraphEncoder(digest)
     roles = {
         "free": model.free_RVs,
         "observed": model.observed_RVs,
@@ -36,30 +62,36 @@ def model_components(model: pm.Model) -> dict[str, Any]:
     for role, variables in roles.items():
         ids = encoder.graph(variables)
         digest.token(role, ",".join(f"{v.name}={i}" for v, i in zip(variables, ids, strict=True)))
-
     observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
     digest.token("observed-values", ",".join(map(str, encoder.graph(observed_values))))
-
-    transforms = {rv.name: model.rvs_to_transforms.get(rv) for rv in model.free_RVs}
     digest.token("transforms")
-    encoder.value(transforms)
+    encoder.value({rv.name: model.rvs_to_transforms.get(rv) for rv in model.free_RVs})
+    walk = _GraphWalk(signature, digest.hexdigest(), dict(encoder.shared_leaves))
+    _walks[model] = walk
+    return walk
 
-    initvals = {rv.name: value for rv, value in model.rvs_to_initial_values.items()}
-    digest.token("initvals")
-    encoder.value(initvals)
 
-    digest.token("dims")
-    encoder.value({name: tuple(dims) for name, dims in model.named_vars_to_dims.items()})
+def model_components(model: pm.Model) -> dict[str, Any]:
+    """Digests of the model's parts: ``graph``, ``data`` (per name), ``coords``, ``settings``.
 
+    The graph walk is memoised per model (invalidated when its variables change); data values,
+    coords, dims and initvals are read afresh on every call.
+    """
+    walk = _walk_graph(model)
+    data = {
+        label: content_digest(var.get_value(borrow=True))
+        for label, var in walk.shared_leaves.items()
+    }
     for var in model.data_vars:
-        if var.name:
-            data_digests.setdefault(var.name, content_digest(_value_of(var)))
-
+        if var.name and var.name not in data:
+            data[var.name] = content_digest(_value_of(var))
+    initvals = {rv.name: value for rv, value in model.rvs_to_initial_values.items()}
+    dims = {name: tuple(dims) for name, dims in model.named_vars_to_dims.items()}
     coords = {name: _coord_values(values) for name, values in model.coords.items()}
     dim_lengths = {name: _value_of(length) for name, length in model.dim_lengths.items()}
     return {
-        "graph": digest.hexdigest(),
-        "data": dict(sorted(data_digests.items())),
+        "graph": content_digest({"walk": walk.digest, "initvals": initvals, "dims": dims}),
+        "data": dict(sorted(data.items())),
         "coords": content_digest({"coords": coords, "dim_lengths": dim_lengths}),
         "settings": content_digest({"floatX": pytensor.config.floatX, "name": model.name}),
     }
