@@ -2,8 +2,10 @@
 
 An entry opens with ``xarray.open_datatree`` (or ArviZ) without cloudcache installed. The root
 attributes hold ``cloudcache_key`` (the full key) and ``cloudcache_metadata`` (a JSON record
-including a checksum of every array's content), so a read can prove the file is whole and
-belongs to the key it was asked for. No pickle anywhere: reading an entry never runs code.
+including a checksum of every array's content and one of every group's attributes plus the
+record itself), so a read can prove the file is whole and belongs to the key it was asked for.
+No pickle anywhere: reading an entry never runs code, and anything unexpected in a file (odd
+attributes, hostile JSON, foreign files) is reported as :class:`CorruptEntry`, never a crash.
 """
 
 from __future__ import annotations
@@ -41,9 +43,40 @@ def tree_checksum(tree: xr.DataTree) -> str:
     return digest.hexdigest()
 
 
+def attrs_checksum(tree: xr.DataTree, record: dict[str, Any]) -> str:
+    """XXH3-128 over every group's attributes and the metadata record (minus this checksum).
+
+    Attribute values are compared in the form they take after a NetCDF round trip (arrays as
+    lists, bytes as text), so a clean file always verifies.
+    """
+    digest = Digest()
+    for node in sorted(tree.subtree, key=lambda n: n.path):
+        digest.token("group", node.path)
+        for name in sorted(map(str, node.attrs)):
+            if node.path == "/" and name in (KEY_ATTR, METADATA_ATTR):
+                continue
+            digest.token("attr", name)
+            digest.token("value", _attr_text(node.attrs[name]))
+    rest = {k: v for k, v in record.items() if k != "attrs_checksum"}
+    digest.token("record", json.dumps(rest, sort_keys=True, default=str))
+    return digest.hexdigest()
+
+
+def _attr_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    items = np.asarray(value).tolist()
+    if isinstance(items, list):
+        items = [i.decode("utf-8", "replace") if isinstance(i, bytes) else i for i in items]
+    return repr(items)
+
+
 def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
-    """Serialise ``tree`` with key and metadata (plus checksum) into NetCDF4 bytes."""
-    record = dict(metadata, key=key, checksum=tree_checksum(tree))
+    """Serialise ``tree`` with key and metadata (plus checksums) into NetCDF4 bytes."""
+    record = json.loads(
+        json.dumps(dict(metadata, key=key, checksum=tree_checksum(tree)), default=str)
+    )
+    record["attrs_checksum"] = attrs_checksum(tree, record)
     stamped = tree.copy(deep=False)
     stamped.attrs = {
         **_sanitize_attrs(tree.attrs),
@@ -64,14 +97,27 @@ def decode_entry(source: bytes | str, expected_key: str) -> tuple[xr.DataTree, d
         raise CorruptEntry(f"unreadable NetCDF entry ({type(error).__name__}: {error})") from error
     metadata = read_metadata(tree)
     stored_key = tree.attrs.get(KEY_ATTR)
-    if stored_key != expected_key:
+    if not isinstance(stored_key, str) or stored_key != expected_key:
         raise CorruptEntry(
             f"stored key {str(stored_key)[:16]!r} does not match {expected_key[:16]!r}"
         )
-    if metadata.get("checksum") != tree_checksum(tree):
-        raise CorruptEntry("content checksum mismatch (the file was modified or damaged)")
+    _verify_checksums(tree, metadata)
     tree.attrs = {k: v for k, v in tree.attrs.items() if k not in (KEY_ATTR, METADATA_ATTR)}
     return tree, metadata
+
+
+def _verify_checksums(tree: xr.DataTree, metadata: dict[str, Any]) -> None:
+    try:
+        content_ok = metadata.get("checksum") == tree_checksum(tree)
+        attrs_ok = "attrs_checksum" not in metadata or metadata["attrs_checksum"] == (
+            attrs_checksum(tree, metadata)
+        )
+    except Exception as error:  # odd dtypes or attribute values in a planted file
+        raise CorruptEntry(f"cannot check the content ({type(error).__name__}: {error})") from error
+    if not content_ok:
+        raise CorruptEntry("content checksum mismatch (the file was modified or damaged)")
+    if not attrs_ok:
+        raise CorruptEntry("attribute checksum mismatch (the file was modified or damaged)")
 
 
 def read_metadata(tree: xr.DataTree) -> dict[str, Any]:
@@ -81,7 +127,7 @@ def read_metadata(tree: xr.DataTree) -> dict[str, Any]:
         raise CorruptEntry("no cloudcache metadata in the file's root attributes")
     try:
         record = json.loads(raw)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         raise CorruptEntry("metadata record is not valid JSON") from error
     if not isinstance(record, dict):
         raise CorruptEntry("metadata record is not a JSON object")
