@@ -107,6 +107,9 @@ class PredictiveRequest:
         parts = {
             name: value for name, value in self.arguments.items() if name not in COSMETIC_ARGUMENTS
         }
+        for name in NAME_LIST_ARGUMENTS:
+            if name in parts:
+                parts[name] = _name_list(parts[name], sort=self.kind == PRIOR)
         parts["random_seed"] = self.seed_key
         parts["backend"] = self.mode_key
         return parts
@@ -132,9 +135,6 @@ def normalize_predictive_call(
     bound = inspect.signature(function).bind(*args, **kwargs)
     bound.apply_defaults()
     arguments = dict(bound.arguments)
-    for name in NAME_LIST_ARGUMENTS:
-        if name in arguments:
-            arguments[name] = _name_list(arguments[name], sort=kind == PRIOR)
     if arguments.get("return_inferencedata") is False:
         raise UncacheablePredictive(
             "`return_inferencedata=False` returns a dict of arrays, which the cache does not store"
