@@ -1,0 +1,62 @@
+"""``cloudcache.prewarm``: compile the NumPyro runner for a model and request without sampling."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pymc as pm
+
+
+@dataclass(frozen=True)
+class PrewarmResult:
+    """What :func:`prewarm` did."""
+
+    compiled: bool
+    """True when a new executable was built (False: already in this process's cache)."""
+    seconds: float
+    """Wall time of the call (graph, start points, compilation or cache load)."""
+    layout: str | None
+    """Device layout the runner will use, e.g. ``"cpux2-sequential"``."""
+    jax_cache_dir: str | None
+    """JAX persistent compilation cache directory (None when switched off)."""
+    fallback: str | None = None
+    """Why the request would go to PyMC's own sampler instead (nothing compiled)."""
+
+
+def prewarm(model: pm.Model, *, device: str = "auto", **sample_kwargs: Any) -> PrewarmResult:
+    """Compile (and persist) the sampler ``pm.sample(**sample_kwargs)`` would use for ``model``.
+
+    Takes the same keyword arguments as ``pm.sample`` (``draws``, ``tune``, ``chains``,
+    ``target_accept``...); the seed and the values of ``pm.Data`` do not matter, their shapes
+    do. A later ``pm.sample`` with the same structure inside ``cloudcache.cloud(...)`` (in this
+    process, or in another one through JAX's persistent compilation cache) skips compilation.
+    """
+    from cloudcache import jax_cache, patch
+    from cloudcache.backends.numpyro import prepare_run
+    from cloudcache.backends.numpyro_plan import Fallback, plan_request
+    from cloudcache.backends.numpyro_runner import KERNELS
+    from cloudcache.request import normalize_sample_call
+
+    # pymc.sample may be patched by an open cloud() block: bind against PyMC's own function.
+    request = normalize_sample_call(patch.original("sample"), (), {**sample_kwargs, "model": model})
+    start = time.perf_counter()
+    before = KERNELS.compilations
+    try:
+        plan = plan_request(request)
+        run = prepare_run(model, plan, request.random_seed, device)
+    except Fallback as reason:
+        return PrewarmResult(
+            compiled=False,
+            seconds=time.perf_counter() - start,
+            layout=None,
+            jax_cache_dir=jax_cache.cache_dir(),
+            fallback=str(reason),
+        )
+    return PrewarmResult(
+        compiled=KERNELS.compilations > before,
+        seconds=time.perf_counter() - start,
+        layout=run.layout.describe(),
+        jax_cache_dir=jax_cache.cache_dir(),
+    )

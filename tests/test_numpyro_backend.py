@@ -1,0 +1,357 @@
+"""The NumPyro/JAX backend: real models, real JAX sampling, tiny draws, no mocks."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import jax
+import numpy as np
+import pymc as pm
+import pymc.sampling.mcmc as mcmc
+import pytest
+import xarray as xr
+
+from cloudcache import jax_cache
+from cloudcache.backends.graph_key import graph_key
+from cloudcache.backends.jax_logp import model_graph
+from cloudcache.backends.numpyro import NumpyroBackend, chain_seeds
+from cloudcache.backends.numpyro_runner import KERNELS, KernelCache, prng_keys
+from cloudcache.prewarm import prewarm
+from cloudcache.request import normalize_sample_call
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"draws": 60, "tune": 60, "chains": 2, "progressbar": False}
+
+
+def regression_model(y_shift: float = 0.0, n: int = 40) -> pm.Model:
+    """Linear regression whose covariate and observations are both ``pm.Data``."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=n)
+    y = 1.0 + 2.0 * x + rng.normal(scale=0.5, size=n) + y_shift
+    with pm.Model(coords={"obs": np.arange(n), "coef": ["a", "b"]}) as model:
+        xd = pm.Data("x", x, dims="obs")
+        yd = pm.Data("y_data", y, dims="obs")
+        beta = pm.Normal("beta", 0.0, 10.0, dims="coef")
+        sigma = pm.HalfNormal("sigma", 2.0)
+        mu = beta[0] + beta[1] * xd
+        pm.Deterministic("slope_x2", 2 * beta[1])
+        pm.Normal("y", mu, sigma, observed=yd, dims="obs")
+    return model
+
+
+def run(model: pm.Model, device: str = "cpu", **kwargs) -> xr.DataTree:
+    request = normalize_sample_call(mcmc.sample, (), {**SMALL, **kwargs, "model": model})
+    return NumpyroBackend().sample(model, request, device=device, pymc_sample=mcmc.sample)
+
+
+@contextmanager
+def xla_compilations() -> Iterator[list[str]]:
+    """Collect every XLA backend compilation JAX performs inside the block."""
+    events: list[str] = []
+
+    def listener(event: str, duration: float, **_: object) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield events
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+@pytest.fixture(scope="module")
+def model() -> pm.Model:
+    return regression_model()
+
+
+@pytest.fixture(scope="module")
+def first_tree(model: pm.Model) -> xr.DataTree:
+    return run(model, random_seed=11)
+
+
+def posterior_array(tree: xr.DataTree, name: str) -> np.ndarray:
+    return tree.posterior[name].values
+
+
+# --- the DataTree -------------------------------------------------------------------------
+
+
+def test_datatree_has_pymc_groups_and_variables(first_tree: xr.DataTree) -> None:
+    assert {"posterior", "sample_stats", "observed_data", "constant_data"} <= set(
+        first_tree.children
+    )
+    post = first_tree.posterior
+    assert set(post.data_vars) == {"beta", "sigma", "slope_x2"}
+    assert post["beta"].dims == ("chain", "draw", "coef")
+    assert list(post["coef"].values) == ["a", "b"]
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 60
+    np.testing.assert_allclose(post["slope_x2"], 2 * post["beta"].sel(coef="b"))
+    assert float(post["sigma"].min()) > 0  # untransformed values, not log-space
+    assert first_tree.observed_data["y"].dims == ("obs",)
+    assert set(first_tree.constant_data.data_vars) == {"x"}  # observed containers: observed_data
+    assert post.attrs["sampling_time"] > 0
+    assert post.attrs["tuning_steps"] == 60
+    assert post.attrs["inference_library"] == "numpyro"
+
+
+def test_sample_stats_match_pymc_names_and_dtypes(first_tree: xr.DataTree) -> None:
+    stats = first_tree.sample_stats
+    expected = {"diverging", "energy", "tree_depth", "n_steps", "step_size", "acceptance_rate"}
+    assert expected | {"lp", "reached_max_treedepth"} == set(stats.data_vars)
+    assert stats["diverging"].dtype == bool
+    assert stats["tree_depth"].dtype == np.int64
+    n_steps, depth = stats["n_steps"].values, stats["tree_depth"].values
+    assert np.all(n_steps < 2**depth) and np.all(n_steps >= 2 ** (depth - 1))
+    assert np.all((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1))
+
+
+def test_lp_is_the_model_log_density(model: pm.Model, first_tree: xr.DataTree) -> None:
+    logp = model.compile_logp()
+    post = first_tree.posterior.isel(chain=0, draw=5)
+    point = {
+        "beta": post["beta"].values,
+        "sigma_log__": np.log(post["sigma"].values),
+    }
+    lp = float(first_tree.sample_stats["lp"].isel(chain=0, draw=5))
+    np.testing.assert_allclose(lp, logp(point), rtol=1e-8)
+
+
+# --- no recompilation ---------------------------------------------------------------------
+
+
+def test_new_seed_runs_with_zero_compilation(model: pm.Model, first_tree: xr.DataTree) -> None:
+    before = KERNELS.compilations
+    with xla_compilations() as compiled:
+        tree = run(model, random_seed=12)
+    assert compiled == []
+    assert KERNELS.compilations == before
+    assert not np.array_equal(posterior_array(tree, "beta"), posterior_array(first_tree, "beta"))
+
+
+def test_set_data_same_shape_runs_with_zero_compilation_and_uses_new_data(
+    model: pm.Model, first_tree: xr.DataTree
+) -> None:
+    shifted = regression_model(y_shift=10.0)
+    with xla_compilations() as compiled:
+        tree = run(shifted, random_seed=11)
+    assert compiled == []
+    intercept_before = posterior_array(first_tree, "beta")[..., 0].mean()
+    intercept_after = posterior_array(tree, "beta")[..., 0].mean()
+    assert 9.0 < intercept_after - intercept_before < 11.0
+
+    original = model["y_data"].get_value().copy()
+    with model:
+        pm.set_data({"y_data": original - 5.0})
+    try:
+        with xla_compilations() as compiled:
+            tree = run(model, random_seed=11)
+        assert compiled == []
+        assert -6.0 < posterior_array(tree, "beta")[..., 0].mean() - intercept_before < -4.0
+        np.testing.assert_allclose(tree.observed_data["y"], model["y_data"].get_value())
+    finally:
+        with model:
+            pm.set_data({"y_data": original})
+
+
+def test_new_data_shape_compiles_a_new_runner(first_tree: xr.DataTree) -> None:
+    before = KERNELS.compilations
+    tree = run(regression_model(n=41), random_seed=11)
+    assert KERNELS.compilations > before
+    assert tree.observed_data.sizes["obs"] == 41
+
+
+def test_same_seed_is_reproducible_in_process(model: pm.Model, first_tree: xr.DataTree) -> None:
+    again = run(model, random_seed=11)
+    np.testing.assert_array_equal(
+        posterior_array(again, "beta"), posterior_array(first_tree, "beta")
+    )
+
+
+def test_same_seed_is_reproducible_across_processes(first_tree: xr.DataTree) -> None:
+    script = textwrap.dedent(
+        """
+        import json, sys
+        sys.path.insert(0, {tests!r})
+        from test_numpyro_backend import regression_model, run
+        tree = run(regression_model(), random_seed=11)
+        print(json.dumps(tree.posterior["beta"].values.tolist()))
+        """
+    ).format(tests=str(REPO / "tests"))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    other = np.array(json.loads(out.stdout.strip().splitlines()[-1]))
+    np.testing.assert_array_equal(other, posterior_array(first_tree, "beta"))
+
+
+def test_random_seed_forms(model: pm.Model, first_tree: xr.DataTree) -> None:
+    assert len(set(chain_seeds(11, 2))) == 2
+    by_generator = run(model, random_seed=np.random.default_rng(11))
+    np.testing.assert_array_equal(
+        posterior_array(by_generator, "beta"), posterior_array(first_tree, "beta")
+    )
+    by_list = [run(model, random_seed=[4, 5]) for _ in range(2)]
+    np.testing.assert_array_equal(*(posterior_array(t, "beta") for t in by_list))
+    unseeded = [posterior_array(run(model, random_seed=None), "beta") for _ in range(2)]
+    assert not np.array_equal(*unseeded)
+
+
+def test_prng_keys_match_jax() -> None:
+    seeds = [0, 7, 2**30 - 1, 2**40 + 5]
+    expected = np.stack([np.asarray(jax.random.PRNGKey(s)) for s in seeds])
+    np.testing.assert_array_equal(prng_keys(seeds), expected)
+
+
+# --- arguments honoured -------------------------------------------------------------------
+
+
+def test_var_names_limits_the_posterior(model: pm.Model) -> None:
+    tree = run(model, random_seed=1, var_names=["sigma"])
+    assert set(tree.posterior.data_vars) == {"sigma"}
+
+
+def test_max_treedepth_and_target_accept_reach_the_kernel(model: pm.Model) -> None:
+    shallow = run(model, random_seed=1, nuts={"max_treedepth": 2})
+    assert int(shallow.sample_stats["tree_depth"].max()) <= 2
+    assert bool(shallow.sample_stats["reached_max_treedepth"].any())
+    careful = run(model, random_seed=1, target_accept=0.99)
+    loose = run(model, random_seed=1, target_accept=0.6)
+    assert float(careful.sample_stats["step_size"].mean()) < float(
+        loose.sample_stats["step_size"].mean()
+    )
+
+
+def test_initvals_without_jitter_start_there(model: pm.Model) -> None:
+    from cloudcache.backends.numpyro import prepare_run
+    from cloudcache.backends.numpyro_plan import plan_request
+
+    request = normalize_sample_call(
+        mcmc.sample,
+        (),
+        {**SMALL, "model": model, "init": "adapt_diag", "initvals": {"beta": [3.0, -1.0]}},
+    )
+    prepared = prepare_run(model, plan_request(request), 1, "cpu")
+    np.testing.assert_array_equal(prepared.init[0], [[3.0, -1.0], [3.0, -1.0]])
+
+
+def test_idata_kwargs_coords_and_log_likelihood(model: pm.Model) -> None:
+    tree = run(
+        model,
+        random_seed=1,
+        idata_kwargs={"log_likelihood": True, "coords": {"coef": ["icpt", "slope"]}},
+    )
+    assert list(tree.posterior["coef"].values) == ["icpt", "slope"]
+    assert tree.log_likelihood["y"].shape == (2, 60, 40)
+
+
+def test_unknown_option_raises(model: pm.Model) -> None:
+    with pytest.raises(TypeError, match="unknown NUTS option"):
+        run(model, random_seed=1, nuts={"no_such_option": 1})
+
+
+def test_gpu_request_without_gpu_fails_clearly(model: pm.Model) -> None:
+    if any(d.platform != "cpu" for d in jax.devices()):
+        pytest.skip("a GPU is present")
+    with pytest.raises(RuntimeError, match="device='gpu' but JAX finds no GPU"):
+        run(model, device="gpu", random_seed=1)
+
+
+# --- handing calls to PyMC ----------------------------------------------------------------
+
+
+def test_discrete_model_falls_back_to_pymc_with_message(caplog: pytest.LogCaptureFixture) -> None:
+    with pm.Model() as discrete:
+        p = pm.Beta("p", 2.0, 2.0)
+        pm.Bernoulli("flip", p)
+    with caplog.at_level(logging.WARNING, logger="cloudcache"):
+        tree = run(discrete, random_seed=1, draws=20, tune=20, compute_convergence_checks=False)
+    assert "PyMC's own sampler" in caplog.text and "discrete" in caplog.text
+    assert tree.posterior["flip"].dtype.kind == "i"
+    assert tree.posterior.attrs.get("inference_library") != "numpyro"
+
+
+def test_pymc_only_nuts_option_falls_back(
+    model: pm.Model, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="cloudcache"):
+        tree = run(model, random_seed=1, draws=20, tune=20, nuts={"step_scale": 0.3})
+    assert "step_scale" in caplog.text
+    assert "numpyro" not in str(tree.posterior.attrs.get("inference_library"))
+
+
+# --- warnings ----------------------------------------------------------------------------
+
+
+def funnel() -> pm.Model:
+    with pm.Model() as model:
+        log_tau = pm.Normal("log_tau", 0.0, 3.0)
+        pm.Normal("theta", 0.0, pm.math.exp(log_tau), shape=5)
+    return model
+
+
+def test_convergence_warnings_are_logged_unless_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="pymc"):
+        tree = run(funnel(), random_seed=3, draws=100, tune=50)
+    assert int(tree.sample_stats["diverging"].sum()) > 0
+    assert "divergence" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pymc"):
+        run(funnel(), random_seed=3, draws=100, tune=50, quiet=True)
+        run(funnel(), random_seed=3, draws=100, tune=50, compute_convergence_checks=False)
+    assert "divergence" not in caplog.text
+
+
+# --- compilation caches -------------------------------------------------------------------
+
+
+def test_prewarm_compiles_and_later_sample_does_not() -> None:
+    fresh = regression_model(n=37)
+    result = prewarm(fresh, draws=60, tune=60, chains=2, device="cpu")
+    assert result.compiled and result.fallback is None
+    with xla_compilations() as compiled:
+        run(fresh, random_seed=5)
+    assert compiled == []
+    assert not prewarm(fresh, draws=60, tune=60, chains=2, device="cpu").compiled
+
+
+def test_persistent_cache_directory_is_used(first_tree: xr.DataTree) -> None:
+    directory = jax_cache.cache_dir()
+    assert directory is not None
+    assert os.environ.get("CLOUDCACHE_JAX_CACHE_DIR") in (None, directory)
+    assert any(Path(directory).iterdir())
+
+
+def test_kernel_cache_is_bounded_lru() -> None:
+    cache = KernelCache(max_entries=2)
+    for key in ("a", "b", "a", "c"):
+        cache.get_or_compile(key, lambda key=key: key.upper())
+    assert cache.compilations == 3 and cache.hits == 1
+    assert len(cache) == 2
+    cache.get_or_compile("b", lambda: "B2")  # evicted as least recently used
+    assert cache.compilations == 4
+
+
+def test_graph_key_ignores_data_values_not_structure() -> None:
+    def key_of(model: pm.Model) -> tuple:
+        graph = model_graph(model)
+        return graph.key.digest, graph.data_signature()
+
+    assert key_of(regression_model()) == key_of(regression_model(y_shift=3.0))
+    assert key_of(regression_model()) != key_of(regression_model(n=41))
+    with pm.Model() as a:
+        pm.Normal("z", 0.0, 1.0)
+    with pm.Model() as b:
+        pm.Normal("z", 0.0, 2.0)
+    assert key_of(a) != key_of(b)
+    assert graph_key(a.value_vars, [a.logp()]) != graph_key(b.value_vars, [b.logp()])
