@@ -1,6 +1,6 @@
 """A real S3-speaking server (moto) on loopback for the object-store tests.
 
-Import the fixtures into a test module: ``from fixtures_s3 import s3_bucket, s3_server`` (tests/ is on sys.path).
+Use in a test module (tests/ is on sys.path): ``s3_server = fixtures_s3.s3_server``.
 Credentials are dummies passed through ``storage_options`` (never stored by cloudcache).
 """
 

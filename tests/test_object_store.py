@@ -13,11 +13,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import fixtures_s3
 import pymc as pm
 import pytest
 import xarray as xr
 from conftest import TINY, tiny_model
-from fixtures_s3 import free_port, make_bucket, s3_bucket, s3_server, start_moto  # noqa: F401
+from fixtures_s3 import free_port, make_bucket, start_moto
 
 import cloudcache as cc
 from cloudcache.executors import LocalExecutor
@@ -26,6 +27,8 @@ from cloudcache.stores.files import with_default_options
 from cloudcache.stores.netcdf import KEY_ATTR, tree_checksum
 
 TESTS = Path(__file__).parent
+s3_server = fixtures_s3.s3_server
+s3_bucket = fixtures_s3.s3_bucket
 
 SECOND_PROCESS = """
 import json, sys

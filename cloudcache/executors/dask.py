@@ -158,14 +158,21 @@ class DaskExecutor:
             resources=resources,
         )
         try:
-            data = self._wait(client, future, progress, deadline)
+            data = self._wait(client, future, workers, progress, deadline)
         finally:
             if not future.done():
                 future.cancel()
             client.unsubscribe_topic(topic)
         return tree_from_bytes(data)
 
-    def _wait(self, client: Any, future: Any, progress: ProgressPrinter, deadline: float) -> bytes:
+    def _wait(
+        self,
+        client: Any,
+        future: Any,
+        workers: list[str],
+        progress: ProgressPrinter,
+        deadline: float,
+    ) -> bytes:
         distributed = import_distributed()
         while True:
             remaining = deadline - time.monotonic()
@@ -182,9 +189,11 @@ class DaskExecutor:
                 raise WorkerDied(_died_message(self._address, str(error))) from error
             if progress.starts > 1:
                 raise WorkerDied(_died_message(self._address, "the task was started again"))
-            worker = progress.worker
-            if worker and worker not in client.scheduler_info()["workers"]:
-                raise WorkerDied(_died_message(self._address, f"worker {worker} is gone"))
+            alive = client.scheduler_info()["workers"]
+            if progress.worker and progress.worker not in alive:
+                raise WorkerDied(_died_message(self._address, f"worker {progress.worker} is gone"))
+            if not set(workers) & set(alive):
+                raise WorkerDied(_died_message(self._address, "its worker left the cluster"))
 
 
 def suitable_workers(client: Any, resources: dict[str, float] | None) -> list[str]:

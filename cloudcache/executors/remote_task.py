@@ -7,6 +7,7 @@ returned as NetCDF bytes, never as a pickled object.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import threading
@@ -67,10 +68,8 @@ class _Reporter:
 
     def send(self, stage: str, **fields: Any) -> None:
         message = {"stage": stage, "worker": self.worker.address, **fields}
-        try:
+        with contextlib.suppress(Exception):  # progress is best effort; the result matters
             self.worker.log_event(self.topic, message)
-        except Exception:  # progress is best effort; the result matters
-            pass
 
     def cancelled(self) -> bool:
         """Whether the caller gave up on this run (timeout, Ctrl-C, dead connection)."""

@@ -1,0 +1,150 @@
+"""Remote sampling on a real Dask LocalCluster (separate worker process)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pymc as pm
+import pytest
+from conftest import TINY, tiny_model
+
+import cloudcache as cc
+from cloudcache.executors.dask import (
+    DaskExecutor,
+    NoSuitableWorker,
+    WorkerDied,
+    WorkerVersionMismatch,
+)
+from cloudcache.executors.remote_task import installed_versions
+
+distributed = pytest.importorskip("distributed")
+
+LONG = {**TINY, "draws": 200_000, "tune": 500}  # would keep the worker busy for minutes
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def entries(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.nc"))
+
+
+def executing(client) -> int:
+    """Tasks running in worker threads right now (cancelled ones included)."""
+    counts = client.run(lambda dask_worker: dask_worker.state.executing_count)
+    return sum(counts.values())
+
+
+def wait_until_idle(client, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while executing(client) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return executing(client) == 0
+
+
+def test_miss_on_the_cluster_then_hit_locally(client, tmp_path, capfd):
+    model = tiny_model()
+    address = client.scheduler.address
+    with cc.cloud(model, cache=tmp_path, backend="pymc", executor=address, timeout=120) as run:
+        remote = pm.sample(**TINY)
+    assert run.last.hit is False and Path(run.last.location).is_file()
+    err = capfd.readouterr().err
+    assert "remote run started on tcp://" in err and "remote run done on tcp://" in err
+
+    with cc.cloud(model, cache=tmp_path, backend="pymc", quiet=True) as run:
+        again = pm.sample(**TINY)
+    assert run.last.hit is True
+    assert again.posterior.to_dataset().equals(remote.posterior.to_dataset())
+
+    with cc.cloud(model, cache=False, backend="pymc", quiet=True):
+        local = pm.sample(**TINY)  # same model and seed in this process: same draws
+    assert local.posterior.to_dataset().equals(remote.posterior.to_dataset())
+
+
+def test_version_mismatch_is_refused_before_submitting(client, tmp_path):
+    expected = {**installed_versions(), "pymc": "0.0.1"}
+    executor = DaskExecutor(client, expected_versions=expected)
+    with (
+        pytest.raises(WorkerVersionMismatch, match=r"pymc .* \(caller has 0\.0\.1\)"),
+        cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=executor, quiet=True),
+    ):
+        pm.sample(**TINY)
+    assert entries(tmp_path) == []
+    assert not any(client.processing().values())
+
+
+def test_missing_gpu_resource_is_refused_at_once(client, tmp_path):
+    started = time.monotonic()
+    with (
+        pytest.raises(NoSuitableWorker, match="GPU=1"),
+        cc.cloud(
+            tiny_model(), cache=tmp_path, backend="pymc", device="gpu", executor=client, quiet=True
+        ),
+    ):
+        pm.sample(**TINY)
+    assert time.monotonic() - started < 5
+    assert entries(tmp_path) == []
+
+
+def test_timeout_cancels_the_remote_run(client, tmp_path):
+    started = time.monotonic()
+    with (
+        pytest.raises(TimeoutError, match="timeout=3 s"),
+        cc.cloud(
+            tiny_model(), cache=tmp_path, backend="pymc", executor=client, timeout=3, quiet=True
+        ),
+    ):
+        pm.sample(**LONG)
+    assert time.monotonic() - started < 10
+    assert entries(tmp_path) == []
+    assert wait_until_idle(client, 30)  # the worker aborts the cancelled run
+
+
+def test_worker_killed_mid_run_raises_and_caches_nothing(client, tmp_path):
+    (pid,) = client.run(os.getpid).values()
+
+    def kill_when_running() -> None:
+        deadline = time.monotonic() + 60
+        while not any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_running, daemon=True)
+    killer.start()
+    started = time.monotonic()
+    with (
+        pytest.raises(WorkerDied, match="nothing was cached"),
+        cc.cloud(
+            tiny_model(), cache=tmp_path, backend="pymc", executor=client, timeout=120, quiet=True
+        ),
+    ):
+        pm.sample(**LONG)
+    assert time.monotonic() - started < 60
+    killer.join()
+    assert entries(tmp_path) == []
+    client.wait_for_workers(1, timeout=60)  # the nanny restarts it for later users
+
+
+def test_missing_dask_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError, match=r"cloudcache\[dask\]"):
+        cc.cloud(tiny_model(), executor="tcp://127.0.0.1:8786")
+
+
+def test_bad_executor_names_the_choices():
+    with pytest.raises(TypeError, match="executor must be None"):
+        cc.cloud(tiny_model(), executor=42)
