@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -105,6 +107,7 @@ def test_killed_filestore_writer_never_leaves_a_served_bad_entry(
         served_total += served
         kills_leaving_temp += temps > temps_before
     assert kills_leaving_temp >= 1, "no kill landed inside a write: the test proved nothing"
+    _verify_fix_removes_only_temp_files(root)
     record_trials(
         "crash safety",
         "FileStore.put loop, SIGKILL",
@@ -155,3 +158,29 @@ def test_killed_sampling_session_never_leaves_a_served_bad_entry(
         assert run.last is not None and run.last.hit
         assert posterior_checksum(tree) == posterior_checksum(sample_tiny(seed))
     record_trials("crash safety", "sampling session loop, SIGKILL", count, 0)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cloudcache", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _verify_fix_removes_only_temp_files(root: Path) -> None:
+    """``cloudcache verify`` reports the killed writers' temp files and ``--fix`` removes them."""
+    temps = [p for p in root.rglob("*.tmp")]
+    entries_before = sorted(p.name for p in root.rglob("*.nc"))
+    an_hour_ago = time.time() - 3600  # older than any writer that could still be running
+    for temp in temps:
+        os.utime(temp, (an_hour_ago, an_hour_ago))
+    report = _cli("verify", "--cache", str(root))
+    assert report.returncode == 1, report
+    assert all(temp.name in report.stdout for temp in temps), report.stdout
+    fixed = _cli("verify", "--cache", str(root), "--fix")
+    assert fixed.returncode == 0, fixed
+    assert not list(root.rglob("*.tmp"))
+    assert sorted(p.name for p in root.rglob("*.nc")) == entries_before
+    assert _cli("verify", "--cache", str(root)).returncode == 0
