@@ -80,6 +80,7 @@ class Session:
         self.model: pm.Model | None = None
         self.records: list[CallRecord] = []
         self._token: object | None = None
+        self._call_warned = False
 
     # -- context protocol ---------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -157,6 +158,7 @@ class Session:
 
     def _sample(self, pymc_sample: Callable[..., Any], request: SampleRequest) -> Any:
         started = time.perf_counter()
+        self._call_warned = False  # one cache warning per call at most
         assert self.model is not None
         if request.uncacheable_reason:
             return self._run_uncached(pymc_sample, request, request.uncacheable_reason, started)
@@ -294,25 +296,38 @@ class Session:
 
     def _read(self, ref: EntryRef) -> Entry | None:
         assert self.store is not None
-        try:
-            return self.store.get(ref)
-        except StoreError as error:
-            warnings.warn(
-                f"cloudcache: cache read failed, sampling instead: {error}",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-            return None
+        entry, failure = None, None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                entry = self.store.get(ref)
+            except StoreError as error:
+                failure = f"cloudcache: cache read failed, sampling instead: {error}"
+        for item in caught:  # the store's own warnings (damaged entry) count as this call's one
+            if str(item.message).startswith("cloudcache"):
+                self._warn_once(str(item.message), stacklevel=5)
+            else:
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+        if failure:
+            self._warn_once(failure, stacklevel=5)
+        return entry
+
+    def _warn_once(self, message: str, stacklevel: int) -> None:
+        """Warn about a cache problem once per call; later problems of the call go to the log."""
+        if self._call_warned:
+            logger.info("%s", message)
+            return
+        self._call_warned = True
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel)
 
     def _write(self, ref: EntryRef, entry: Entry) -> str:
         assert self.store is not None
         try:
             return self.store.put(ref, entry)
         except Exception as error:  # a failing write never loses a finished result
-            warnings.warn(
+            self._warn_once(
                 f"cloudcache: could not store the result ({error}); returning it uncached",
-                RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
             return "uncached"
 
