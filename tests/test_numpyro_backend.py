@@ -355,3 +355,21 @@ def test_graph_key_ignores_data_values_not_structure() -> None:
         pm.Normal("z", 0.0, 2.0)
     assert key_of(a) != key_of(b)
     assert graph_key(a.value_vars, [a.logp()]) != graph_key(b.value_vars, [b.logp()])
+
+
+# --- end to end ---------------------------------------------------------------------------
+
+
+def test_cloud_block_samples_misses_with_the_numpyro_runner(tmp_path: Path) -> None:
+    import cloudcache
+
+    model = regression_model()
+    with cloudcache.cloud(model, cache=str(tmp_path), backend="numpyro", device="cpu") as run_:
+        first = pm.sample(random_seed=21, **SMALL)
+        miss = run_.last
+        second = pm.sample(random_seed=21, **SMALL)
+    assert miss is not None and not miss.hit
+    assert run_.last is not None and run_.last.hit
+    assert first.posterior.attrs["inference_library"] == "numpyro"
+    assert first.posterior.attrs["cloudcache_backend"] == "numpyro"
+    np.testing.assert_array_equal(second.posterior["beta"], first.posterior["beta"])

@@ -104,7 +104,7 @@ class RunPlan:
 
 def _split_options(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(options) - KERNEL_OPTIONS - PYMC_ONLY_OPTIONS - POSTPROCESSING_OPTIONS
-    unknown -= {"target_accept", "max_treedepth", "max_tree_depth", "jitter"}
+    unknown -= {"target_accept", "max_treedepth", "jitter"}
     unknown -= {"keep_untransformed", "chain_method"}
     if unknown:
         raise TypeError(
@@ -136,10 +136,9 @@ def plan_request(request: SampleRequest) -> RunPlan:
     init_jitter, init_dense = INIT_METHODS[init]
 
     options = _split_options(request.nuts_options)
-    both = {options.get("max_treedepth"), options.get("max_tree_depth")} - {None}
-    if len(both) > 1:
-        raise ValueError("max_treedepth and max_tree_depth disagree")
-    max_tree_depth = int(options.get("max_tree_depth", options.get("max_treedepth", 10)))
+    if "max_tree_depth" in options:
+        raise TypeError("spell NumPyro's max_tree_depth as PyMC's `max_treedepth`")
+    max_tree_depth = int(options.get("max_treedepth", 10))
     target_accept = float(options.get("target_accept", 0.8))
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
