@@ -30,7 +30,8 @@ class Digest:
             return
         contiguous = np.ascontiguousarray(value)
         self._hash.update(f"bytes:{contiguous.nbytes}:".encode())
-        self._hash.update(memoryview(contiguous).cast("B"))
+        if contiguous.nbytes:  # memoryview.cast refuses zero-size arrays
+            self._hash.update(memoryview(contiguous).cast("B"))
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
