@@ -76,7 +76,7 @@ def crash_ref(slot: int) -> EntryRef:
 
 
 def marked_tree(tree: xr.DataTree, marker: int, big_values: int) -> xr.DataTree:
-    """``tree`` plus a ``marker`` scalar and a large array derived from it (content is checkable)."""
+    """``tree`` plus a ``marker`` scalar and a large array derived from it (checkable content)."""
     marked = tree.copy(deep=False)
     posterior = marked["posterior"].to_dataset(inherit=False)
     posterior["marker"] = xr.DataArray(np.int64(marker))

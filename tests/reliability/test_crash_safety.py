@@ -100,7 +100,7 @@ def test_killed_filestore_writer_never_leaves_a_served_bad_entry(
         if trial % 2:  # a uniformly random moment of the write loop
             time.sleep(rng.uniform(0.0, 0.8))
         else:  # a random moment inside the file write itself
-            assert wait_until(lambda: _temp_count(root) > temps_before, 30, 0.0005)
+            assert wait_until(lambda n=temps_before: _temp_count(root) > n, 30, 0.0005)
             time.sleep(rng.uniform(0.0, 0.003))
         worker.kill()
         served, temps = _check_store(root, verified)

@@ -29,7 +29,7 @@ from cloudcache.stores.files import FileStore
 
 
 def _sample(cache: Any, seed: int, **options: Any) -> tuple[xr.DataTree, Any, list[str]]:
-    """One real ``pm.sample`` in a ``cloud()`` block; returns (tree, record, cloudcache warnings)."""
+    """One real ``pm.sample`` in a ``cloud()`` block; returns (tree, record, our warnings)."""
     model = tiny_model()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -136,7 +136,7 @@ def test_file_size_limit_in_a_worker(zygote: Zygote, tmp_path: Path, reference: 
 def test_directory_removed_between_calls(tmp_path: Path, reference: dict[int, str]) -> None:
     root = tmp_path / "vanishing"
     store = FileStore(root)
-    _, first, _ = _sample(store, 11)
+    _sample(store, 11)
     shutil.rmtree(root)
     tree, record, messages = _sample(store, 12)  # the directory is simply made again
     assert posterior_checksum(tree) == reference[12] and not messages
@@ -172,7 +172,7 @@ def test_directory_removed_while_writing(tmp_path: Path, reference: dict[int, st
     try:
         for _ in range(3):
             for seed in (11, 12):
-                tree, record, messages = _sample(store, seed)
+                tree, _, messages = _sample(store, seed)
                 assert posterior_checksum(tree) == reference[seed]
                 assert len(messages) <= 1, messages
                 calls += 1
@@ -204,6 +204,4 @@ def test_unreachable_object_store(reference: dict[int, str]) -> None:
     _assert_returned_with_one_warning(tree, record, messages, reference[11])
     assert "127.0.0.1" in messages[0] or "s3://" in messages[0], messages
     assert elapsed < 60, f"an unreachable store held the call for {elapsed:.0f} s"
-    record_trials(
-        "failing storage", "unreachable S3 endpoint", 1, 0, seconds=round(elapsed, 1)
-    )
+    record_trials("failing storage", "unreachable S3 endpoint", 1, 0, seconds=round(elapsed, 1))
