@@ -23,6 +23,7 @@ from cloudcache.records import CallRecord
 from cloudcache.request import SampleRequest, normalize_sample_call
 from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
 from cloudcache.stores.resolve import resolve_cache
+from cloudcache.validation import check_scheduler_address, check_timeout
 from cloudcache.versions import installed_version
 
 
@@ -56,12 +57,8 @@ class Session:
         timeout: float | None = None,
         explain: bool = False,
     ) -> None:
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise ValueError(
-                f"timeout must be a positive number of seconds or None; got {timeout!r}"
-            )
+        check_timeout(timeout)
+        check_scheduler_address(executor)
         if model is not None and not isinstance(model, pm.Model):
             raise TypeError(f"model must be a pymc.Model or None; got {type(model).__name__}")
         if storage_options is not None and not isinstance(storage_options, dict):

@@ -29,6 +29,7 @@ from cloudcache.stores.base import CorruptEntry, Entry, EntryRef, StoreError
 from cloudcache.stores.layout import relative_path
 from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
 from cloudcache.stores.netcdf import decode_entry, encode_entry
+from cloudcache.validation import check_root
 
 #: fsspec protocols and the extra that provides each.
 EXTRAS_BY_PROTOCOL = {
@@ -72,7 +73,7 @@ class FileStore:
             raise TypeError(f"lock_timeout must be a number of seconds; got {lock_timeout!r}")
         if lock_timeout < 0:
             raise ValueError(f"lock_timeout must be >= 0 seconds; got {lock_timeout!r}")
-        self.root_url = os.fspath(root)
+        self.root_url = check_root(root)
         self.fs, self.root = _filesystem(self.root_url, storage_options or {})
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.description = self.root_url
