@@ -62,19 +62,19 @@ def active_sessions() -> tuple[Session, ...]:
 
 def push_session(session: Session) -> object:
     """Make ``session`` active in this context and install the patch; returns a token."""
-    token = _active_sessions.set((*_active_sessions.get(), session))
+    _active_sessions.set((*_active_sessions.get(), session))
     install()
-    return token
+    return session
 
 
 def pop_session(token: object) -> None:
-    """Undo :func:`push_session` (also after an exception) and uninstall when last."""
+    """Undo :func:`push_session` (also after an exception) and uninstall when last.
+
+    The session is removed by identity, so blocks closed out of order (outer before inner) or
+    in another thread never drop a different session or leave this one behind.
+    """
     try:
-        _active_sessions.reset(token)  # type: ignore[arg-type]
-    except ValueError:
-        # The token belongs to another context (a block closed in a different thread or task):
-        # fall back to removing this context's innermost session.
-        _active_sessions.set(_active_sessions.get()[:-1])
+        _active_sessions.set(tuple(s for s in _active_sessions.get() if s is not token))
     finally:
         uninstall()
 
