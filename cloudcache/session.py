@@ -189,16 +189,16 @@ class Session:
         if flight is None or self.overwrite:
             yield False
             return
-        lock = flight(ref)
+        lock = flight(ref, self.timeout)
         try:
-            lock.__enter__()
+            held = lock.__enter__()
         except Exception as error:
             # Not a warning of its own: the write that follows fails the same way and warns once.
             logger.info("cannot take the cache lock (%s); sampling without it", error)
             yield False
             return
         try:
-            yield True
+            yield held is not False  # stores yield False when they hold no lock
         finally:
             lock.__exit__(None, None, None)
 

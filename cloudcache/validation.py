@@ -38,7 +38,7 @@ def check_timeout(timeout: Any) -> float | None:
         or timeout <= 0
     ):
         raise ValueError(
-            f"timeout must be a positive, finite number of seconds or None; got {timeout!r}"
+            f"timeout must be a positive number of seconds (finite) or None; got {timeout!r}"
         )
     return timeout
 
