@@ -1,17 +1,35 @@
-"""cloudcache: cache PyMC sampling results in memory, on disk or in an object store."""
+"""cloudcache: cache PyMC sampling results in memory, on disk or in an object store.
+
+Public names are imported on first use, so the command line starts without importing PyMC.
+"""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-from cloudcache.records import CallRecord
-from cloudcache.session import Session, cloud
-from cloudcache.stores import FileStore, MemoryStore, Store, TieredStore
+if TYPE_CHECKING:
+    from cloudcache.prewarm import prewarm
+    from cloudcache.records import CallRecord
+    from cloudcache.session import Session, cloud
+    from cloudcache.stores import FileStore, MemoryStore, Store, TieredStore
 
 try:
     __version__ = version("cloudcache")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
+
+_PUBLIC = {
+    "CallRecord": "cloudcache.records",
+    "FileStore": "cloudcache.stores",
+    "MemoryStore": "cloudcache.stores",
+    "Session": "cloudcache.session",
+    "Store": "cloudcache.stores",
+    "TieredStore": "cloudcache.stores",
+    "cloud": "cloudcache.session",
+    "prewarm": "cloudcache.prewarm",
+}
 
 __all__ = [
     "CallRecord",
@@ -22,4 +40,18 @@ __all__ = [
     "TieredStore",
     "__version__",
     "cloud",
+    "prewarm",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloudcache' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
