@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pymc as pm
 import pytest
-from conftest import TINY, tiny_model
+from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache.executors.dask import (

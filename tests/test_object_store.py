@@ -17,8 +17,8 @@ import fixtures_s3
 import pymc as pm
 import pytest
 import xarray as xr
-from conftest import TINY, tiny_model
 from fixtures_s3 import free_port, make_bucket, start_moto
+from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache.executors import LocalExecutor
@@ -34,7 +34,7 @@ SECOND_PROCESS = """
 import json, sys
 sys.path.insert(0, {tests!r})
 import pymc as pm
-from conftest import TINY, tiny_model
+from tiny_models import TINY, tiny_model
 import cloudcache as cc
 from cloudcache.stores.netcdf import tree_checksum
 with cc.cloud(tiny_model(), cache={url!r}, storage_options={options!r}, backend="pymc",

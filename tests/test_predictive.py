@@ -13,7 +13,7 @@ import numpy as np
 import pymc as pm
 import pytest
 import xarray as xr
-from conftest import TINY, tiny_model
+from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache.predictive import remember_origin, trace_identity
@@ -244,7 +244,7 @@ WRITER = textwrap.dedent(
     import json, sys
     import pymc as pm
     import cloudcache as cc
-    from conftest import TINY, tiny_model
+    from tiny_models import TINY, tiny_model
 
     with cc.cloud(tiny_model(), cache=sys.argv[1], backend="pymc", quiet=True) as run:
         pm.sample_prior_predictive(20, random_seed=3)

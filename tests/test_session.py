@@ -13,7 +13,7 @@ import pymc as pm
 import pymc.sampling
 import pymc.sampling.mcmc
 import pytest
-from conftest import TINY, tiny_model
+from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache import patch
@@ -95,7 +95,7 @@ def test_disk_hit_in_a_new_process(tmp_path: Path) -> None:
     code = (
         "import pymc as pm, cloudcache as cc, sys\n"
         "sys.path.insert(0, 'tests')\n"
-        "from conftest import tiny_model, TINY\n"
+        "from tiny_models import tiny_model, TINY\n"
         f"with cc.cloud(tiny_model(), cache={str(tmp_path)!r}, backend='pymc') as run:\n"
         "    pm.sample(**TINY)\n"
         "print(run.last.hit)\n"

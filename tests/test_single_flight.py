@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pymc as pm
 import pytest
-from conftest import TINY, tiny_model
 from filelock import FileLock
+from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache.stores import EntryRef, FileStore, MemoryStore, TieredStore
@@ -28,7 +28,7 @@ RACER = """
 import json, os, sys, time
 sys.path.insert(0, {tests!r})
 import pymc as pm
-from conftest import tiny_model
+from tiny_models import tiny_model
 import cloudcache as cc
 model = tiny_model()
 go = {go!r}
