@@ -7,7 +7,7 @@ from typing import Any
 
 import pymc as pm
 import pytest
-from conftest import record_trials
+from reliability_figures import record_trials
 
 import cloudcache as cc
 

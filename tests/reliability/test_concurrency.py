@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 import xarray as xr
-from conftest import record_trials, trials
+from reliability_figures import record_trials, trials
 from reliability_workers import Zygote, posterior_checksum, sample_tiny
 
 from cloudcache.stores.layout import is_entry_name

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from conftest import record_trials, trials
+from reliability_figures import record_trials, trials
 from reliability_workers import (
     Zygote,
     crash_ref,

@@ -21,7 +21,7 @@ from typing import Any
 import pymc as pm
 import pytest
 import xarray as xr
-from conftest import record_trials
+from reliability_figures import record_trials
 from reliability_workers import Zygote, posterior_checksum, sample_kwargs, sample_tiny, tiny_model
 
 import cloudcache as cc

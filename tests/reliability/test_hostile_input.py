@@ -17,7 +17,7 @@ import numpy as np
 import pymc as pm
 import pytest
 import xarray as xr
-from conftest import record_trials
+from reliability_figures import record_trials
 from reliability_workers import sample_kwargs, tiny_model
 
 import cloudcache as cc

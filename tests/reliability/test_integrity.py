@@ -12,7 +12,7 @@ import numpy as np
 import pymc as pm
 import pytest
 import xarray as xr
-from conftest import record_trials, trials
+from reliability_figures import record_trials, trials
 from reliability_workers import posterior_checksum, sample_kwargs, tiny_model
 
 import cloudcache as cc

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pymc as pm
 import pytest
-from conftest import record_trials
+from reliability_figures import record_trials
 from reliability_workers import sample_kwargs, tiny_model
 
 import cloudcache as cc
