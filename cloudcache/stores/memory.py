@@ -3,8 +3,8 @@
 A hit must cost almost nothing, yet the caller must get a tree it may mutate freely. So each
 entry keeps, next to its master copy, one *ready* deep copy made by a background thread; a hit
 hands that copy out and a fresh one is prepared behind it. ``max_bytes`` counts both copies.
-Entries promoted from a slower store are loaded in the background too (``put_lazy``), so a disk
-hit never pays for the memory layer.
+An entry read from a slower store is *adopted*: memory keeps the tree just read and the caller
+gets one copy, so a disk hit pays for a single in-memory copy and no second read.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -88,18 +87,15 @@ class MemoryStore:
         self._insert(ref.key, _Slot(master, size))
         return self.description
 
-    def put_lazy(self, ref: EntryRef, load: Callable[[], Entry | None], size: int) -> None:
-        """Keep the entry ``load()`` returns, loading it in the background."""
-        if 2 * size > self.max_bytes:
-            return
-
-        def loaded() -> Entry:
-            entry = load()
-            if entry is None:
-                raise LookupError(ref.key)
-            return entry
-
-        self._insert(ref.key, _Slot(_copier.submit(loaded), size))
+    def adopt(self, ref: EntryRef, entry: Entry) -> Entry:
+        """Keep ``entry`` itself (nobody else holds it) and return a copy for the caller."""
+        size = int(entry.tree.nbytes)
+        handed_out = _copy(entry, entry.location)
+        if 2 * size <= self.max_bytes:
+            master: Future[Entry] = Future()
+            master.set_result(entry)
+            self._insert(ref.key, _Slot(master, size))
+        return handed_out
 
     def clear(self) -> None:
         with self._lock:

@@ -22,19 +22,23 @@ class TieredStore:
         for depth, store in enumerate(self.stores):
             entry = store.get(ref)
             if entry is not None:
-                for upper in self.stores[:depth]:
-                    self._promote(upper, store, ref, entry)
+                for upper in reversed(self.stores[:depth]):
+                    entry = self._promote(upper, ref, entry)
                 return entry
         return None
 
     @staticmethod
-    def _promote(upper: Store, lower: Store, ref: EntryRef, entry: Entry) -> None:
-        """Copy an entry found in ``lower`` into ``upper``; memory re-loads it in the background."""
-        put_lazy = getattr(upper, "put_lazy", None)
-        if put_lazy is not None:
-            put_lazy(ref, lambda: lower.get(ref), int(entry.tree.nbytes))
-        else:
-            upper.put(ref, entry)
+    def _promote(upper: Store, ref: EntryRef, entry: Entry) -> Entry:
+        """Put an entry found lower down into ``upper``; return what the caller gets.
+
+        A store that can *adopt* (memory) keeps the freshly read tree itself and hands back a
+        copy, which is cheaper than storing a copy and much cheaper than reading it again.
+        """
+        adopt = getattr(upper, "adopt", None)
+        if adopt is not None:
+            return adopt(ref, entry)
+        upper.put(ref, entry)
+        return entry
 
     def put(self, ref: EntryRef, entry: Entry) -> str:
         """Write to every store; the last (most durable) location is returned.
