@@ -41,7 +41,21 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 class Session:
-    """An open ``cloud()`` block: configuration, counters and the record of the last call."""
+    """``cloud(model, ...)``: answer every ``pm.sample`` for ``model`` in the block from a cache.
+
+    ``cache``: True (in-process memory), False (no caching), ``"disk"`` (memory in front of
+    ``./.cloudcache`` or ``$CLOUDCACHE_DIR``), a directory path, an fsspec URL, or a Store.
+    ``overwrite=True`` never reads: it samples and replaces the stored entry.
+    ``backend``: ``"numpyro"`` (JAX) or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
+    ``quiet=True``: no hit/miss lines (they still go to ``logging.getLogger("cloudcache")``).
+    ``storage_options``: passed to fsspec for object stores.
+    ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
+    ``timeout``: seconds a remote run (or a wait for another process's run) may take.
+    ``explain=True``: on a miss, say which key component differs from the nearest stored entry.
+
+    The open session counts ``hits`` and ``misses`` and keeps a :class:`CallRecord` per call;
+    ``last`` is the most recent one.
+    """
 
     def __init__(
         self,
@@ -364,38 +378,5 @@ def _age(metadata: dict[str, Any]) -> str:
     return format_seconds(max(0.0, (dt.datetime.now(dt.UTC) - created).total_seconds()))
 
 
-def cloud(
-    model: pm.Model | None = None,
-    *,
-    cache: Any = True,
-    overwrite: bool = False,
-    backend: str = "numpyro",
-    device: str = "auto",
-    quiet: bool = False,
-    storage_options: dict[str, Any] | None = None,
-    executor: Any = None,
-    timeout: float | None = None,
-    explain: bool = False,
-) -> Session:
-    """Answer every ``pm.sample`` for ``model`` inside the block from a cache when possible.
-
-    ``cache``: True (in-process memory), False (no caching), ``"disk"`` (memory in front of
-    ``./.cloudcache`` or ``$CLOUDCACHE_DIR``), a directory path, an fsspec URL, or a Store.
-    ``overwrite=True`` never reads: it samples and replaces the stored entry.
-    ``backend``: ``"numpyro"`` (JAX) or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
-    ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
-    ``timeout``: seconds a remote run (or a wait for another process's run) may take.
-    ``explain=True``: on a miss, say which key component differs from the nearest stored entry.
-    """
-    return Session(
-        model,
-        cache=cache,
-        overwrite=overwrite,
-        backend=backend,
-        device=device,
-        quiet=quiet,
-        storage_options=storage_options,
-        executor=executor,
-        timeout=timeout,
-        explain=explain,
-    )
+#: ``cc.cloud(model, cache=..., ...)`` opens a :class:`Session`; they are the same thing.
+cloud = Session
