@@ -282,3 +282,11 @@ def test_uncacheable_call_runs_with_pymc_and_says_why(capsys: pytest.CaptureFixt
     assert [r.location for r in run.records] == ["uncached", "uncached"]
     assert "step" in run.records[0].reason and "callback" in run.records[1].reason
     assert "running uncached" in capsys.readouterr().err
+
+
+def test_default_progress_bar_works_inside_the_block() -> None:
+    """PyMC's default progress bar needs matplotlib, which PyMC does not declare; we do."""
+    call = {key: value for key, value in TINY.items() if key != "progressbar"}
+    with cc.cloud(tiny_model(), backend="pymc", quiet=True) as run:
+        tree = pm.sample(**call)
+    assert run.last.hit is False and "posterior" in tree.children
