@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 
 import jax
@@ -34,6 +33,7 @@ from cloudcache.backends.numpyro_runner import (
 from cloudcache.backends.results import build_datatree, convergence_warnings
 from cloudcache.jax_cache import enable_persistent_cache
 from cloudcache.request import SampleRequest
+from cloudcache.versions import installed_versions
 
 _log = logging.getLogger("cloudcache")
 
@@ -181,13 +181,7 @@ class NumpyroBackend:
     name = "numpyro"
 
     def library_versions(self) -> dict[str, str]:
-        return {
-            "pymc": version("pymc"),
-            "pytensor": version("pytensor"),
-            "jax": version("jax"),
-            "jaxlib": version("jaxlib"),
-            "numpyro": version("numpyro"),
-        }
+        return installed_versions("pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
     def sample(
         self,
