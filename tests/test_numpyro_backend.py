@@ -137,6 +137,18 @@ def test_new_seed_runs_with_zero_compilation(model: pm.Model, first_tree: xr.Dat
     assert not np.array_equal(posterior_array(tree, "beta"), posterior_array(first_tree, "beta"))
 
 
+def test_progress_bar_follows_the_run_without_recompiling(
+    model: pm.Model, first_tree: xr.DataTree, capsys: pytest.CaptureFixture
+) -> None:
+    before = KERNELS.compilations
+    run(model, random_seed=13, progressbar=True)
+    shown = capsys.readouterr().out
+    assert "Sampling 2 chains" in shown and "240/240" in shown  # 2 x (60 tune + 60 draws)
+    assert KERNELS.compilations == before  # the bar does not change the executable
+    run(model, random_seed=13, progressbar=True, quiet=True)
+    assert "Sampling 2 chains" not in capsys.readouterr().out
+
+
 def test_set_data_same_shape_runs_with_zero_compilation_and_uses_new_data(
     model: pm.Model, first_tree: xr.DataTree
 ) -> None:

@@ -29,7 +29,9 @@ from cloudcache.backends.numpyro_runner import (
     compiled_logp,
     compiled_sampler,
     prng_keys,
+    progress_stride,
 )
+from cloudcache.backends.progress import progress_bar
 from cloudcache.backends.results import build_datatree, convergence_warnings
 from cloudcache.jax_cache import enable_persistent_cache
 from cloudcache.request import SampleRequest
@@ -151,11 +153,15 @@ def prepare_run(
 
 def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     """Launch the compiled sampler and build the DataTree."""
-    start = time.perf_counter()
-    outputs, stats = run.executable(prng_keys(run.seeds), run.init, tuple(run.data))
-    outputs, stats = jax.device_get((outputs, stats))
-    sampling_time = time.perf_counter() - start
     plan = run.plan
+    per_chain = plan.tune + plan.draws
+    reported = per_chain // progress_stride(plan) * progress_stride(plan)
+    description = f"Sampling {plan.chains} chains on {run.layout.describe()}"
+    start = time.perf_counter()
+    with progress_bar(plan.chains * reported, description, enabled=plan.progressbar):
+        outputs, stats = run.executable(prng_keys(run.seeds), run.init, tuple(run.data))
+        outputs, stats = jax.device_get((outputs, stats))
+    sampling_time = time.perf_counter() - start
     tree = build_datatree(
         model,
         run.graph.output_names,

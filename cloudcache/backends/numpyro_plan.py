@@ -96,6 +96,7 @@ class RunPlan:
     idata_kwargs: dict[str, Any]
     compute_convergence_checks: bool
     quiet: bool
+    progressbar: bool
 
     def kernel_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``numpyro.infer.NUTS`` (besides ``potential_fn``)."""
@@ -178,4 +179,5 @@ def plan_request(request: SampleRequest) -> RunPlan:
         idata_kwargs=idata_kwargs,
         compute_convergence_checks=bool(args.get("compute_convergence_checks", True)),
         quiet=bool(args.get("quiet", False)),
+        progressbar=bool(args.get("progressbar", True)) and not args.get("quiet", False),
     )

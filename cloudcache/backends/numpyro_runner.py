@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
 
+from cloudcache.backends import progress
 from cloudcache.backends.jax_devices import ChainLayout
 from cloudcache.backends.jax_logp import ModelGraph
 from cloudcache.backends.numpyro_plan import RunPlan
@@ -81,6 +82,11 @@ def _tree_depth(num_steps: jax.Array) -> jax.Array:
     return (jnp.floor(jnp.log2(jnp.maximum(num_steps, 1))) + 1).astype(jnp.int64)
 
 
+def progress_stride(plan: RunPlan) -> int:
+    """Iterations between two progress reports of one chain (about 100 reports per run)."""
+    return max(1, (plan.tune + plan.draws) // 100)
+
+
 def _chain_runner(
     logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan
 ) -> Callable[..., Any]:
@@ -93,10 +99,21 @@ def _chain_runner(
         kernel = NUTS(potential_fn=lambda values: -logp_fn(values, data), **kernel_kwargs)
         state = kernel.init(key, plan.tune, init, (), {})
 
-        def warmup(state, _):
+        stride = progress_stride(plan)
+
+        def report(iteration: jax.Array) -> None:
+            jax.lax.cond(
+                (iteration + 1) % stride == 0,
+                lambda: jax.debug.callback(progress.tick, np.int64(stride)),
+                lambda: None,
+            )
+
+        def warmup(state, iteration):
+            report(iteration)
             return kernel.sample(state, (), {}), None
 
-        def draw(state, _):
+        def draw(state, iteration):
+            report(iteration + plan.tune)
             state = kernel.sample(state, (), {})
             depth = _tree_depth(state.num_steps)
             stats = {
@@ -112,8 +129,8 @@ def _chain_runner(
             return state, (state.z, stats)
 
         if plan.tune:
-            state, _ = jax.lax.scan(warmup, state, None, length=plan.tune)
-        _, (positions, stats) = jax.lax.scan(draw, state, None, length=plan.draws)
+            state, _ = jax.lax.scan(warmup, state, jnp.arange(plan.tune))
+        _, (positions, stats) = jax.lax.scan(draw, state, jnp.arange(plan.draws))
         outputs = jax.vmap(lambda values: outputs_fn(values, data))(positions)
         return outputs, stats
 
