@@ -58,21 +58,6 @@ INIT_METHODS: dict[str, tuple[bool, bool]] = {
     "adapt_full": (False, True),
 }
 
-#: Arguments that never change the draws, documented in docs/backends.md.
-COSMETIC: frozenset[str] = frozenset(
-    {
-        "progressbar",
-        "progressbar_theme",
-        "quiet",
-        "cores",
-        "blas_cores",
-        "mp_ctx",
-        "compile_kwargs",
-        "backend",
-        "n_init",
-    }
-)
-
 
 class Fallback(Exception):
     """The request needs PyMC's own sampler; the message says why (one line)."""
