@@ -117,17 +117,29 @@ def is_installed() -> bool:
         return _install_count > 0
 
 
+#: One sampler run at a time per process. PyMC's samplers switch process-global PyTensor flags
+#: with ``pytensor.config.change_flags``, which is not thread-safe: two threads sampling at once
+#: (marimo runs notebooks in threads) can leave ``pytensor.config.mode`` changed for the rest of
+#: the process, and every later draw differs in its last bits. Sampling is CPU-bound, so
+#: serialising costs little.
+_sampling_lock = threading.RLock()
+
+
 def running_backend() -> Any:
-    """Context manager marking that a backend runs, so nested PyMC calls pass through."""
+    """Context manager for a backend run: nested PyMC calls pass through, runs are serialised."""
     return _BackendScope()
 
 
 class _BackendScope:
     def __enter__(self) -> None:
+        _sampling_lock.acquire()
         self._token = _inside_backend.set(True)
 
     def __exit__(self, *exc: object) -> None:
-        _inside_backend.reset(self._token)
+        try:
+            _inside_backend.reset(self._token)
+        finally:
+            _sampling_lock.release()
 
 
 def _kind_of(module_name: str, attribute: str) -> str:

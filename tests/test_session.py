@@ -272,6 +272,30 @@ def test_threads_each_have_their_own_session() -> None:
     assert_originals_restored()
 
 
+def test_threads_sampling_at_once_leave_pytensor_config_alone() -> None:
+    """PyMC flips process-global PyTensor flags while sampling; runs must not overlap."""
+    import pytensor
+
+    before = (pytensor.config.mode, pytensor.config.traceback__limit)
+    for round_number in range(3):
+        barrier = threading.Barrier(2)
+
+        def worker(name: str, barrier: threading.Barrier) -> None:
+            with cc.cloud(tiny_model(name), cache=False, backend="pymc", quiet=True):
+                barrier.wait(timeout=60)
+                pm.sample(**TINY)
+
+        threads = [
+            threading.Thread(target=worker, args=(f"{side}{round_number}", barrier))
+            for side in ("left", "right")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+        assert (pytensor.config.mode, pytensor.config.traceback__limit) == before
+
+
 def test_uncacheable_call_runs_with_pymc_and_says_why(capsys: pytest.CaptureFixture) -> None:
     model = tiny_model()
     with cc.cloud(model, backend="pymc") as run:
