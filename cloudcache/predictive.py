@@ -36,7 +36,7 @@ from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.jsonable import jsonable
 from cloudcache.records import CallRecord
 from cloudcache.request import _seed_key
-from cloudcache.stores.base import Entry, EntryRef
+from cloudcache.stores.base import EntryRef
 from cloudcache.stores.netcdf import tree_checksum
 from cloudcache.versions import installed_version, installed_versions
 
@@ -352,22 +352,8 @@ def _miss(
     sampling_seconds = time.perf_counter() - sample_started
     metadata = _metadata(request, key, versions, sampling_seconds)
     metadata.update(_draws_and_chains(tree))
-    location = "uncached"
-    if session.store is not None and isinstance(tree, xr.DataTree):
-        location = session._write(ref, Entry(tree, metadata))
-    session.records.append(
-        CallRecord(
-            kind=request.kind,
-            hit=False,
-            key=key.hex,
-            location=location,
-            seconds=time.perf_counter() - started,
-            backend=FORWARD_BACKEND,
-            sampling_seconds=sampling_seconds,
-            metadata=metadata,
-        )
-    )
-    return tree
+    storable = isinstance(tree, xr.DataTree)
+    return session._keep(request.kind, key, ref, tree, metadata, started=started, storable=storable)
 
 
 def _deliver(request: PredictiveRequest, result: xr.DataTree) -> xr.DataTree:

@@ -247,19 +247,33 @@ class Session:
                 backend, self.model, request, device=self.device, pymc_sample=pymc_sample
             )
         sampling_seconds = time.perf_counter() - sample_started
-        location = "uncached"
         metadata = self._metadata(key, request, backend, backend_id, sampling_seconds)
-        if self.store is not None:
+        return self._keep("sample", key, ref, tree, metadata, started=started)
+
+    def _keep(
+        self,
+        kind: str,
+        key: CacheKey,
+        ref: EntryRef,
+        tree: Any,
+        metadata: dict[str, Any],
+        *,
+        started: float,
+        storable: bool = True,
+    ) -> Any:
+        """Store a freshly sampled result (a failing write only warns) and record the miss."""
+        location = "uncached"
+        if self.store is not None and storable:
             location = self._write(ref, Entry(tree, metadata))
         self.records.append(
             CallRecord(
-                kind="sample",
+                kind=kind,
                 hit=False,
                 key=key.hex,
                 location=location,
                 seconds=time.perf_counter() - started,
-                backend=backend_id,
-                sampling_seconds=sampling_seconds,
+                backend=str(metadata.get("backend", "")),
+                sampling_seconds=float(metadata.get("sampling_seconds", 0.0)),
                 metadata=metadata,
             )
         )
