@@ -14,7 +14,7 @@ import pymc as pm
 import xarray as xr
 
 from cloudcache import patch
-from cloudcache.announce import announce, announce_hit, announce_miss, format_seconds, logger
+from cloudcache.announce import announce, announce_hit, announce_miss, logger
 from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES, Backend, get_backend
 from cloudcache.executors import Executor, resolve_executor
 from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
@@ -382,14 +382,6 @@ class Session:
             "sampling_seconds": round(sampling_seconds, 4),
             "components": jsonable(key.components),
         }
-
-
-def _age(metadata: dict[str, Any]) -> str:
-    try:
-        created = dt.datetime.fromisoformat(str(metadata["created"]))
-    except (KeyError, ValueError):
-        return "unknown age"
-    return format_seconds(max(0.0, (dt.datetime.now(dt.UTC) - created).total_seconds()))
 
 
 #: ``cc.cloud(model, cache=..., ...)`` opens a :class:`Session`; they are the same thing.
