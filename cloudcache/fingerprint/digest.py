@@ -35,10 +35,3 @@ class Digest:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
-
-
-def hash_array(value: np.ndarray) -> str:
-    """Hex digest of one array's full content."""
-    digest = Digest()
-    digest.array(np.asarray(value))
-    return digest.hexdigest()
