@@ -15,7 +15,15 @@ import xarray as xr
 
 from cloudcache import patch
 from cloudcache.announce import announce, announce_hit, announce_miss, logger
-from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES, Backend, get_backend
+from cloudcache.backends.base import (
+    BACKEND_NAMES,
+    DEVICE_NAMES,
+    Backend,
+    BackendRefused,
+    Resolution,
+    pymc_fallback,
+    resolve_backend,
+)
 from cloudcache.executors import Executor, resolve_executor
 from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
 from cloudcache.jsonable import jsonable
@@ -159,21 +167,29 @@ class Session:
         remember_origin(result, self.last)  # lets a posterior predictive reuse this key
         return result
 
-    def _backend_for(self, request: SampleRequest) -> tuple[Backend, str]:
-        explicit = request.arguments.get("nuts_sampler")
-        if explicit in BACKEND_NAMES:
-            return get_backend(explicit), explicit
-        if explicit is not None:
-            return get_backend("pymc"), f"pymc:{explicit}"
-        return get_backend(self.backend_name), self.backend_name
-
     def _sample(self, pymc_sample: Callable[..., Any], request: SampleRequest) -> Any:
         started = time.perf_counter()
         self._call_warned = False  # one cache warning per call at most
         assert self.model is not None
         if request.uncacheable_reason:
             return self._run_uncached(pymc_sample, request, request.uncacheable_reason, started)
-        backend, backend_id = self._backend_for(request)
+        resolution = resolve_backend(self.backend_name, self.model, request)
+        try:
+            return self._answer(pymc_sample, request, resolution, started)
+        except BackendRefused as refused:  # found only once the backend tried: nothing sampled
+            fallback = pymc_fallback(f"{resolution.backend_id} cannot sample this: {refused}")
+            return self._answer(pymc_sample, request, fallback, started)
+
+    def _answer(
+        self,
+        pymc_sample: Callable[..., Any],
+        request: SampleRequest,
+        resolution: Resolution,
+        started: float,
+    ) -> Any:
+        """Read, or sample under the lock, the entry of ``request`` sampled by ``resolution``."""
+        assert self.model is not None
+        backend, backend_id = resolution.backend, resolution.backend_id
         try:
             key = compute_key(self.model, request, backend_id, backend.library_versions())
         except UnkeyableObject as error:
@@ -190,7 +206,9 @@ class Session:
                 entry = self._read(ref)  # another process may have sampled it while we waited
                 if entry is not None:
                     return self._hit(key, entry, started)
-            return self._miss(pymc_sample, request, backend, backend_id, key, ref, started)
+            return self._miss(
+                pymc_sample, request, backend, backend_id, key, ref, started, resolution.reason
+            )
 
     @contextlib.contextmanager
     def _single_flight(self, ref: EntryRef) -> Iterator[bool]:
@@ -225,6 +243,7 @@ class Session:
         key: CacheKey,
         ref: EntryRef,
         started: float,
+        reason: str = "",
     ) -> xr.DataTree:
         sample_started = time.perf_counter()
         announce_miss(
@@ -235,6 +254,8 @@ class Session:
             device=self.device,
             quiet=self.quiet,
         )
+        if reason:
+            announce(f"sampling with PyMC's sampler: {reason}", quiet=self.quiet)
         if self.explain:
             from cloudcache.explain import explain_miss
 
@@ -248,6 +269,8 @@ class Session:
             )
         sampling_seconds = time.perf_counter() - sample_started
         metadata = self._metadata(key, request, backend, backend_id, sampling_seconds)
+        if reason:
+            metadata["reason"] = reason
         return self._keep("sample", key, ref, tree, metadata, started=started)
 
     def _keep(
@@ -274,6 +297,7 @@ class Session:
                 seconds=time.perf_counter() - started,
                 backend=str(metadata.get("backend", "")),
                 sampling_seconds=float(metadata.get("sampling_seconds", 0.0)),
+                reason=str(metadata.get("reason", "")),
                 metadata=metadata,
             )
         )
@@ -291,6 +315,7 @@ class Session:
             seconds=time.perf_counter() - started,
             backend=str(entry.metadata.get("backend", "")),
             sampling_seconds=saved,
+            reason=str(entry.metadata.get("reason", "")),
             metadata=entry.metadata,
         )
         self.records.append(record)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ class Backend(Protocol):
         """Exact versions of the libraries whose major.minor enter the key."""
         ...
 
+    def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
+        """Why this backend cannot sample this call (``None``: it can). Cheap: never samples.
+
+        Asked *before* the key is computed, so the key holds the backend that really samples.
+        """
+        ...
+
     def sample(
         self,
         model: pm.Model,
@@ -37,6 +45,45 @@ class Backend(Protocol):
     ) -> xr.DataTree:
         """Sample ``model`` as ``request`` asks; ``pymc_sample`` is PyMC's unpatched sampler."""
         ...
+
+
+class BackendRefused(Exception):
+    """Raised by ``Backend.sample`` when it finds, only once it tries, that it cannot sample.
+
+    The session then hands the call to PyMC's sampler under that backend's key, with the
+    exception's message as the reason. Never raised after any draw was taken.
+    """
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The backend that will sample a call, its id in the key, and why it was chosen."""
+
+    backend: Backend
+    backend_id: str
+    reason: str = ""
+
+
+def resolve_backend(name: str, model: pm.Model, request: SampleRequest) -> Resolution:
+    """The backend that samples ``request``: an explicit ``nuts_sampler=``, else ``name``.
+
+    A backend that refuses the call hands it to PyMC's own sampler; the reason is kept so the
+    call record and the miss line say what sampled and why.
+    """
+    explicit = request.arguments.get("nuts_sampler")
+    if explicit is not None and explicit not in BACKEND_NAMES:
+        return Resolution(get_backend("pymc"), f"pymc:{explicit}")
+    chosen = explicit if explicit is not None else name
+    backend = get_backend(chosen)
+    reason = backend.refusal(model, request)
+    if reason is None or chosen == "pymc":
+        return Resolution(backend, chosen)
+    return pymc_fallback(f"{chosen} cannot sample this: {reason}")
+
+
+def pymc_fallback(reason: str) -> Resolution:
+    """PyMC's own sampler, chosen because another backend refused for ``reason``."""
+    return Resolution(get_backend("pymc"), "pymc", reason)
 
 
 def get_backend(name: str) -> Backend:

@@ -189,6 +189,19 @@ class NumpyroBackend:
     def library_versions(self) -> dict[str, str]:
         return installed_versions("pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
+    def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
+        """Arguments only PyMC's sampler honours, or discrete free variables."""
+        try:
+            plan_request(request)
+        except Fallback as reason:
+            return str(reason)
+        except (TypeError, ValueError):
+            return None  # a bad argument: sampling reports it in the runner's own words
+        discrete = model.discrete_value_vars
+        if discrete:
+            return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
+        return None
+
     def sample(
         self,
         model: pm.Model,

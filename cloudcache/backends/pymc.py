@@ -20,6 +20,9 @@ class PymcBackend:
     def library_versions(self) -> dict[str, str]:
         return installed_versions("pymc", "pytensor")
 
+    def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
+        return None  # PyMC's own sampler runs every model PyMC can sample
+
     def sample(
         self,
         model: pm.Model,
