@@ -38,7 +38,7 @@ from pytensor.tensor.sharedvar import SharedVariable
 
 from cloudcache.fingerprint.code import (
     code_parts,
-    global_names,
+    global_reads,
     is_importable_library_object,
     is_library_module,
     qualified_name,
@@ -290,10 +290,16 @@ class GraphEncoder:
             self.value(dict(fn.__dict__), depth + 1)
         if library:
             return
-        for name in global_names(fn.__code__):
+        for name, attributes in global_reads(fn.__code__):
             if name in fn.__globals__:
                 token("global", name)
-                self.value(fn.__globals__[name], depth + 1)
+                found = fn.__globals__[name]
+                self.value(found, depth + 1)
+                if isinstance(found, types.ModuleType) and not is_library_module(found.__name__):
+                    # A user module is keyed by name: what the code reads off it counts.
+                    for attribute in attributes:
+                        token("reads", attribute)
+                        self.value(getattr(found, attribute, None), depth + 1)
             elif hasattr(builtins, name):
                 token("builtin", name)
             else:

@@ -69,13 +69,26 @@ def is_importable_library_object(obj: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=4096)
-def global_names(code: types.CodeType) -> tuple[str, ...]:
-    """Sorted names that ``code`` (and the code nested in it) reads or writes as globals."""
-    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in GLOBAL_OPCODES}
+def global_reads(code: types.CodeType) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Globals that ``code`` (and the code nested in it) uses, each with the attributes read
+    straight off it (``mod.SCALE`` reads ``SCALE`` of the global ``mod``), sorted by name."""
+    reads: dict[str, set[str]] = {}
+    _collect_reads(code, reads)
+    return tuple((name, tuple(sorted(attrs))) for name, attrs in sorted(reads.items()))
+
+
+def _collect_reads(code: types.CodeType, reads: dict[str, set[str]]) -> None:
+    instructions = list(dis.get_instructions(code))
+    for position, ins in enumerate(instructions):
+        if ins.opname not in GLOBAL_OPCODES:
+            continue
+        attrs = reads.setdefault(str(ins.argval), set())
+        following = instructions[position + 1] if position + 1 < len(instructions) else None
+        if following is not None and following.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            attrs.add(str(following.argval))
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
-            names.update(global_names(const))
-    return tuple(sorted(str(name) for name in names))
+            _collect_reads(const, reads)
 
 
 def code_parts(code: types.CodeType) -> tuple[Any, ...]:
