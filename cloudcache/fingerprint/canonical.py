@@ -353,7 +353,9 @@ class GraphEncoder:
         elif cls.__flags__ & _HEAP_TYPE and (hasattr(obj, "__dict__") or hasattr(cls, "__slots__")):
             self._mapping(_attributes(obj), depth + 1, frozen=library)
         else:
-            raise UnkeyableObject(f"cannot fingerprint {qualified_name(cls)} by content")
+            raise UnkeyableObject(
+                f"a {qualified_name(cls)} object, which cannot be fingerprinted by content"
+            )
         self._inner_graph(obj)
 
     def _pandas(self, obj: Any, depth: int) -> None:
