@@ -7,6 +7,7 @@ defaults are resolved exactly as PyMC resolves them (``tune``, ``cores`` -> ``ch
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -162,6 +163,30 @@ def _seed_key(random_seed: Any, chains: int) -> Any:
     except ValueError as error:
         raise TypeError(f"random_seed cannot seed PyMC's generators: {error}") from error
     return ("chain-generators", tuple(_generator_state(rng) for rng in spawned))
+
+
+def forward_seed_key(random_seed: Any) -> Any:
+    """Key form of ``random_seed`` for forward sampling (prior/posterior predictive).
+
+    PyMC turns it into one integer (``_get_seeds_per_chain(random_seed, 1)``, which draws from a
+    generator's *current* state) and reseeds every random variable from that integer, so the
+    integer is exactly what matters. It is derived from a copy: the caller's generator is not
+    advanced. ``None`` stays "unseeded".
+    """
+    if random_seed is None:
+        return None
+    if isinstance(random_seed, bool | np.bool_):
+        raise TypeError("random_seed must be an int, a sequence of ints, a Generator or None")
+    from pymc.util import _get_seeds_per_chain
+
+    try:
+        (seed,) = _get_seeds_per_chain(copy.deepcopy(random_seed), 1)
+        seed = int(seed)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"random_seed cannot seed PyMC's forward sampler: {error}") from error
+    if seed < 0:
+        raise TypeError("random_seed must be a non-negative int")  # PyMC says why in its words
+    return ("forward-seed", seed)
 
 
 def _generator_state(rng: np.random.Generator) -> str:

@@ -47,7 +47,8 @@ def build(**change: Any) -> pm.Model:
         xd = pm.Data("x", x)
         alpha = pm.Normal("alpha", 0.0, change.get("prior_sd", 1.0), dims="group")
         beta = pm.Normal("beta", 0.0, 1.0, initval=change.get("initval"))
-        sigma = pm.HalfNormal("sigma", 1.0, transform=change.get("sigma_transform"))
+        transform = {"transform": change["sigma_transform"]} if "sigma_transform" in change else {}
+        sigma = pm.HalfNormal("sigma", 1.0, **transform)
         expr = alpha[group] + beta * xd + 0.5 * w
         if change.get("deterministic"):
             expr = alpha[group] + beta * xd + 0.25 * w

@@ -171,3 +171,17 @@ def test_keys_of_code_holding_models_are_process_stable() -> None:
     first, second = (_keys_of(process) for process in processes)
     assert first == second
     assert len(set(first.values())) == len(first)
+
+
+def test_forward_seed_key_is_the_integer_pymc_reseeds_from() -> None:
+    from pymc.util import _get_seeds_per_chain
+
+    from cloudcache.request import forward_seed_key
+
+    generator = np.random.default_rng(5)
+    assert forward_seed_key(1) == forward_seed_key(np.int64(1)) == ("forward-seed", 1)
+    expected = int(_get_seeds_per_chain(np.random.default_rng(5), 1)[0])
+    assert forward_seed_key(generator) == ("forward-seed", expected)
+    assert forward_seed_key(generator) == forward_seed_key(generator)  # the copy is advanced
+    generator.integers(10)
+    assert forward_seed_key(generator) != ("forward-seed", expected)
