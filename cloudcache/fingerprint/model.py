@@ -32,8 +32,9 @@ from cloudcache.fingerprint.canonical import GraphEncoder, content_digest, live_
 from cloudcache.fingerprint.code import qualified_name
 from cloudcache.fingerprint.digest import Digest
 
-#: PyTensor settings that change what a compiled graph computes.
-PYTENSOR_FLAGS: tuple[str, ...] = ("floatX", "cast_policy")
+#: PyTensor settings that change what a compiled graph computes (the mode, linker and
+#: optimizer choice only change how, like ``compile_kwargs``, and stay out).
+PYTENSOR_FLAGS: tuple[str, ...] = ("floatX", "cast_policy", "numba__fastmath", "tensor__cmp_sloppy")
 
 
 @dataclass(frozen=True)
