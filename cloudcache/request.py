@@ -128,7 +128,7 @@ def python_scalars(value: Any) -> Any:
         return value.item()
     if isinstance(value, dict):
         return {key: python_scalars(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
+    if type(value) in (list, tuple):
         return type(value)(python_scalars(item) for item in value)
     return value
 

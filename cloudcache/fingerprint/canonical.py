@@ -182,7 +182,8 @@ class GraphEncoder:
         elif isinstance(obj, range | slice):
             self.value((type(obj).__name__, obj.start, obj.stop, obj.step), depth + 1)
         elif isinstance(obj, tuple):
-            token("tuple", str(len(obj)))
+            kind = "tuple" if type(obj) is tuple else qualified_name(type(obj))
+            token(kind, str(len(obj)))
             for item in obj:
                 self.value(item, depth + 1)
         elif isinstance(obj, frozenset):
