@@ -47,8 +47,9 @@ def build(**change: Any) -> pm.Model:
         xd = pm.Data("x", x)
         alpha = pm.Normal("alpha", 0.0, change.get("prior_sd", 1.0), dims="group")
         beta = pm.Normal("beta", 0.0, 1.0, initval=change.get("initval"))
-        transform = {"transform": change["sigma_transform"]} if "sigma_transform" in change else {}
-        sigma = pm.HalfNormal("sigma", 1.0, **transform)
+        transform = change.get("sigma_transform")
+        replaced = {"transform": transform, "default_transform": None} if transform else {}
+        sigma = pm.HalfNormal("sigma", 1.0, **replaced)
         expr = alpha[group] + beta * xd + 0.5 * w
         if change.get("deterministic"):
             expr = alpha[group] + beta * xd + 0.25 * w
@@ -90,12 +91,16 @@ def _hold(name: str) -> Callable[[np.ndarray], np.ndarray]:
     return keep
 
 
-def edit_in_place_then_sample(name: str, factor: float) -> Callable[[], Any]:
+def _rotate_groups(group: np.ndarray) -> None:
+    group[:] = (group + 1) % 3
+
+
+def edit_in_place_then_sample(name: str, edit: Callable[[np.ndarray], None]) -> Callable[[], Any]:
     """Sample (a hit on the base entry), edit the held array in place, sample again."""
 
     def run() -> Any:
         base_sample()
-        _HELD[name] *= factor
+        edit(_HELD[name])
         return base_sample()
 
     return run
@@ -182,9 +187,9 @@ CASES: dict[str, tuple[Callable[[], pm.Model], Callable[[], Any], str]] = {
         base_sample,
         "pymc",
     ),
-    "miss_covariate_edited_in_place": (
-        lambda: build(w=_hold("w")),
-        edit_in_place_then_sample("w", 3.0),
+    "miss_index_array_edited_in_place": (
+        lambda: build(group=_hold("group")),
+        edit_in_place_then_sample("group", _rotate_groups),
         "pymc",
     ),
 }
