@@ -24,7 +24,7 @@ _CARD_STYLE = (
     "font-family:system-ui,sans-serif;font-size:0.85em;line-height:1.45"
 )
 _TABLE_STYLE = "border-collapse:collapse;font-family:system-ui,sans-serif;font-size:0.85em"
-_CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #9e9e9e55;text-align:left"
+_CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #9e9e9e55;text-align:left;white-space:nowrap"
 _MONO = "font-family:ui-monospace,monospace"
 
 
@@ -119,11 +119,11 @@ def _location_html(location: str) -> str:
     )
 
 
-def session_table(records: Iterable[CallView]) -> str:
-    """An HTML table of a session's calls, with the hit count and total sampling time saved."""
+def calls_table(records: Iterable[CallView]) -> str:
+    """An HTML table of calls (a session's, or any records) with hits and total time saved."""
     records = list(records)
     if not records:
-        return '<div class="cloudcache-session">cloudcache session: no calls yet</div>'
+        return '<div class="cloudcache-session">cloudcache: no calls yet</div>'
     head = "".join(
         f'<th style="{_CELL_STYLE}">{name}</th>'
         for name in ("#", "call", "result", "key", "location", "took", "saved")
@@ -146,7 +146,7 @@ def session_table(records: Iterable[CallView]) -> str:
     hits = sum(record.hit for record in records)
     total = format_seconds(sum(record.sampling_seconds for record in records if record.hit))
     caption = (
-        f'<caption style="text-align:left;padding:2px 8px">cloudcache session: '
+        f'<caption style="text-align:left;padding:2px 8px">cloudcache: '
         f"{len(records)} calls, {hits} hits, saved {total} of sampling</caption>"
     )
     return (

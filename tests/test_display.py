@@ -11,7 +11,7 @@ from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache.announce import format_seconds
-from cloudcache.display import record_card, session_table, short_location
+from cloudcache.display import calls_table, record_card, short_location
 from cloudcache.records import CallRecord
 
 KEY = "0123456789abcdef" + "f" * 48
@@ -64,7 +64,7 @@ def test_everything_from_a_record_is_escaped() -> None:
     record = make_record(
         kind=HOSTILE, key=HOSTILE, location=f"/cache/{HOSTILE}.nc", backend=HOSTILE, reason=HOSTILE
     )
-    for markup in (record_card(record), session_table([record])):
+    for markup in (record_card(record), calls_table([record])):
         assert "<script>" not in markup
         assert "&lt;script&gt;" in markup and "&amp;" in markup
         # every tag left is one this module wrote
@@ -108,4 +108,4 @@ def test_session_table_of_a_real_session_counts_hits_and_time_saved(tmp_path: Pa
 
 
 def test_empty_session_says_so() -> None:
-    assert "no calls yet" in session_table([])
+    assert "no calls yet" in calls_table([])
