@@ -405,8 +405,9 @@ def _first(entry: tuple[str, Any, Any]) -> str:
 
 
 def _is_library_graph_object(obj: Any) -> bool:
-    """An op or type of a library class: immutable by pytensor's contract, so structure."""
-    return isinstance(obj, Op | Type) and is_importable_library_object(type(obj))
+    """An op, type or frozen dataclass of a library class: immutable, so structure."""
+    frozen = dataclasses.is_dataclass(obj) and obj.__dataclass_params__.frozen  # type: ignore[union-attr]
+    return (isinstance(obj, Op | Type) or frozen) and is_importable_library_object(type(obj))
 
 
 def _is_pandas(obj: Any) -> bool:
