@@ -55,6 +55,13 @@ DISPATCHERS: dict[str, Any] = {
     "support_point": _support_point,
 }
 
+#: Compilers' per-class registries (a custom op's JAX or Numba implementation), read only once
+#: their module is loaded: registering an implementation loads it.
+BACKEND_DISPATCHERS: dict[str, tuple[str, str]] = {
+    "jax_funcify": ("pytensor.link.jax.dispatch.basic", "jax_funcify"),
+    "numba_funcify": ("pytensor.link.numba.dispatch.basic", "numba_funcify"),
+}
+
 #: Class attributes that say nothing about behaviour.
 IGNORED_CLASS_ATTRIBUTES = frozenset(
     {
@@ -331,7 +338,7 @@ class GraphEncoder:
             if name not in IGNORED_CLASS_ATTRIBUTES and not _is_descriptor_slot(value)
         }
         self.value(attributes, depth + 1)
-        for name, dispatcher in DISPATCHERS.items():
+        for name, dispatcher in _dispatchers():
             registered = dispatcher.registry.get(cls)
             if registered is not None:
                 token("registered", name)
@@ -368,6 +375,16 @@ class GraphEncoder:
             self.value((getattr(obj, "name", None), obj.to_numpy()), depth + 1)
         if hasattr(obj, "index"):
             self.value(obj.index.to_numpy(), depth + 1)
+
+
+def _dispatchers() -> list[tuple[str, Any]]:
+    """PyMC's registries, and the compilers' registries already loaded."""
+    found = list(DISPATCHERS.items())
+    for name, (module, attribute) in BACKEND_DISPATCHERS.items():
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, attribute):
+            found.append((name, getattr(loaded, attribute)))
+    return found
 
 
 def content_digest(obj: Any) -> str:
