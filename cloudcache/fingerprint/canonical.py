@@ -72,6 +72,11 @@ IGNORED_CLASS_ATTRIBUTES = frozenset(
         "__weakref__",
         "__firstlineno__",
         "__static_attributes__",
+        "__annotations__",
+        "__annotate__",
+        "__orig_bases__",
+        "__parameters__",
+        "__type_params__",
         "_abc_impl",
     }
 )
