@@ -103,7 +103,7 @@ class GraphEncoder:
         #: hashed by the caller at call time.
         self.shared_leaves: list[SharedVariable] = []
         self._variable_ids: dict[Variable, int] = {}
-        self._active: set[int] = set()
+        self._active: dict[int, int] = {}
 
     # -- graphs -------------------------------------------------------------------------
     def graph(self, outputs: Sequence[Variable]) -> list[int]:
@@ -219,13 +219,14 @@ class GraphEncoder:
     def _mutable(self, obj: Any, depth: int) -> None:
         marker = id(obj)  # cycle guard only; never part of the digest
         if marker in self._active:
-            self.digest.token("cycle", qualified_name(type(obj)))
+            # A reference back to an object being encoded: named by its place on the stack.
+            self.digest.token("cycle", str(self._active[marker]))
             return
-        self._active.add(marker)
+        self._active[marker] = len(self._active)
         try:
             self._by_content(obj, depth)
         finally:
-            self._active.discard(marker)
+            del self._active[marker]
 
     def _by_content(self, obj: Any, depth: int) -> None:
         token = self.digest.token
