@@ -107,6 +107,28 @@ def test_disk_hit_in_a_new_process(tmp_path: Path) -> None:
     assert "cloudcache: hit" in out.stderr
 
 
+def test_disk_hit_in_a_new_process_imports_no_jax(tmp_path: Path) -> None:
+    """A hit needs the key's backend part (a name and versions), never the sampling library."""
+    with cc.cloud(tiny_model(), cache=tmp_path, backend="numpyro", quiet=True) as run:
+        pm.sample(**TINY)
+    assert run.last.backend == "numpyro" and not run.last.hit
+    code = (
+        "import sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "import pymc as pm, cloudcache as cc\n"
+        "from tiny_models import tiny_model, TINY\n"
+        f"with cc.cloud(tiny_model(), cache={str(tmp_path)!r}, backend='numpyro') as run:\n"
+        "    pm.sample(**TINY)\n"
+        "names = ('jax', 'jaxlib', 'numpyro', 'nutpie')\n"
+        "loaded = [name for name in names if name in sys.modules]\n"
+        "print(run.last.hit, run.last.backend, loaded)\n"
+    )
+    out = subprocess.run(
+        [os.sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True numpyro []", out.stderr
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_key", "flip_byte"])
 def test_damaged_entry_is_a_miss_with_warning_and_is_replaced(tmp_path: Path, damage: str) -> None:
     model = tiny_model()
