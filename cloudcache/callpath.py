@@ -24,7 +24,6 @@ import xarray as xr
 
 from cloudcache.announce import announce, announce_hit, announce_miss, logger
 from cloudcache.backends.base import BackendRefused
-from cloudcache.explain import explain_miss
 from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
 from cloudcache.jsonable import jsonable
 from cloudcache.patch import running_backend
@@ -210,6 +209,8 @@ class CachePath:
         if plan.note:
             announce(plan.note, quiet=self.quiet)
         if self.explain:
+            from cloudcache.explain import explain_miss  # the catalog: only when asked for
+
             described = {**self.metadata(kind, plan, key, 0.0), "key": key.hex}
             explain_miss(self.store, described, overwrite=self.overwrite, quiet=self.quiet)
         run_started = time.perf_counter()

@@ -221,7 +221,7 @@ def _trace_variables(tree: xr.DataTree) -> tuple[tuple[str, str, Any], ...]:
         node = tree if group == "" else tree.children.get(group)
         if node is None:
             continue
-        variables = node.dataset.variables
+        variables = node.variables  # the stored Variable objects, no Dataset view built
         found.extend((group, str(name), variables[name]) for name in sorted(map(str, variables)))
     return tuple(found)
 
