@@ -10,6 +10,7 @@ import pymc as pm
 from cloudcache import patch
 from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES
 from cloudcache.callpath import CachePath, Call, CallKind
+from cloudcache.display import calls_table
 from cloudcache.executors import Executor, resolve_executor
 from cloudcache.predictive import PREDICTIVE_KINDS, PredictiveCall
 from cloudcache.records import CallRecord
@@ -130,6 +131,12 @@ class Session:
         finally:
             if self.model is not None:
                 self.model.__exit__(exc_type, exc, traceback)
+
+    def _repr_html_(self) -> str:  # Jupyter: a table of the calls and the time saved
+        return calls_table(self.records)
+
+    def _mime_(self) -> tuple[str, str]:  # marimo: the same table
+        return "text/html", calls_table(self.records)
 
     # -- counters -----------------------------------------------------------------------
     @property
