@@ -170,6 +170,18 @@ def test_disk_hit_in_a_new_process_imports_no_jax(tmp_path: Path) -> None:
     assert out.stdout.strip().splitlines()[-1] == "True numpyro []", out.stderr
 
 
+def test_versions_are_read_once_without_a_metadata_scan() -> None:
+    """The key's versions come from the dist-info names and agree with importlib.metadata."""
+    from importlib.metadata import version
+
+    from cloudcache.versions import dist_info_versions, installed_versions
+
+    for package in ("pymc", "pytensor", "numpy", "xarray", "jax", "numpyro"):
+        assert installed_versions(package) == {package: version(package)}
+    assert dist_info_versions() is dist_info_versions()  # one listing per process
+    assert installed_versions("no-such-package-here") == {"no-such-package-here": "missing"}
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_key", "flip_byte"])
 def test_damaged_entry_is_a_miss_with_warning_and_is_replaced(tmp_path: Path, damage: str) -> None:
     model = tiny_model()
@@ -256,6 +268,7 @@ def test_cache_disk_uses_cloudcache_dir(tmp_path: Path, monkeypatch: pytest.Monk
         ({"cache": ""}, ValueError, "cache must not be an empty string"),
         ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
         ({"quiet": 1}, TypeError, "quiet must be True or False"),
+        ({"copy": "deep"}, TypeError, "copy must be True or False"),
         ({"backend": "stan"}, ValueError, "backend must be one of 'numpyro', 'pymc'"),
         ({"device": "tpu"}, ValueError, "device must be one of 'auto', 'cpu', 'gpu'"),
         ({"storage_options": "x"}, TypeError, "storage_options must be a dict"),
