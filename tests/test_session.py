@@ -390,3 +390,50 @@ def test_default_progress_bar_works_inside_the_block() -> None:
     with cc.cloud(tiny_model(), backend="pymc", quiet=True) as run:
         tree = pm.sample(**call)
     assert run.last.hit is False and "posterior" in tree.children
+
+
+def test_a_new_call_kind_is_only_its_hooks() -> None:
+    """The cache path is written once: a kind supplies normalise, plan and run, nothing else."""
+    from dataclasses import dataclass
+
+    import xarray as xr
+
+    from cloudcache.callpath import CachePath, Call, CallKind, PassThrough, Plan
+
+    @dataclass(frozen=True)
+    class Request:
+        size: int
+
+        @property
+        def label(self) -> str:
+            return f"size{self.size}"
+
+        def key_arguments(self) -> dict:
+            return {"size": self.size}
+
+    class Arange(CallKind):
+        name = "arange"
+        runs = 0
+
+        def normalize(self, call: Call) -> Request:
+            if not isinstance(call.args[0], int):
+                raise PassThrough
+            return Request(call.args[0])
+
+        def plan(self, request: Request, call: Call) -> Plan:
+            return Plan(request=request, backend_id="numpy", versions={"numpy": np.__version__})
+
+        def run(self, plan: Plan, quiet: bool) -> xr.DataTree:
+            Arange.runs += 1
+            values = np.arange(plan.request.size, dtype=float)
+            return xr.DataTree(xr.Dataset({"x": ("i", values)}))
+
+    records: list = []
+    path = CachePath(tiny_model(), cc.MemoryStore(), records, quiet=True)
+    call = Call(lambda *args: "as given", (5,), {})
+    first = path.answer(Arange(), call)
+    second = path.answer(Arange(), call)
+    assert Arange.runs == 1 and [r.hit for r in records] == [False, True]
+    assert records[0].metadata["kind"] == "arange" and records[0].metadata["label"] == "size5"
+    np.testing.assert_array_equal(first["x"].values, second["x"].values)
+    assert path.answer(Arange(), Call(lambda *args: "as given", ("five",), {})) == "as given"
