@@ -94,7 +94,7 @@ class Session:
         self.device = _check_choice("device", device, DEVICE_NAMES)
         self.store: Store | None = resolve_cache(cache, storage_options)
         self.timeout = timeout
-        self.executor: Executor = resolve_executor(executor, timeout=timeout)
+        self.executor: Executor = resolve_executor(executor, timeout=timeout, quiet=self.quiet)
         self._requested_model = model
         self.model: pm.Model | None = None
         self.records: list[CallRecord] = []

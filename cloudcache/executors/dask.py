@@ -5,15 +5,22 @@ requested resource (``GPU`` for ``device="gpu"``) and its cloudcache/PyMC/PyTens
 versions must equal the caller's. The model and the normalised request travel as cloudpickle
 (workers are the user's own trusted machines); the result comes back as NetCDF bytes. Progress
 arrives as Dask events and is printed like a local run. The cache write stays with the caller.
+
+Deadlines: connecting to a scheduler given by address (TCP connect *and* the Dask handshake)
+takes at most :func:`connect_deadline` seconds; a run whose worker neither heartbeats to the
+scheduler nor sends a progress event for ``stall_timeout`` seconds is abandoned with
+:class:`WorkerStalled`; ``timeout=`` bounds the whole run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from cloudcache.announce import announce, format_seconds
@@ -22,6 +29,7 @@ from cloudcache.executors.remote_task import (
     sample_on_worker,
     tree_from_bytes,
 )
+from cloudcache.validation import check_timeout
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -30,8 +38,13 @@ if TYPE_CHECKING:
     from cloudcache.backends.base import Backend
     from cloudcache.request import SampleRequest
 
-#: Seconds allowed to connect to a scheduler given by address.
+#: Seconds allowed to connect to a scheduler given by address (TCP connect and Dask handshake)
+#: when ``timeout=`` is None or longer.
 CONNECT_TIMEOUT = 10.0
+
+#: Seconds a run may go without any sign of life from its worker (scheduler heartbeat or
+#: progress event) before it is declared stalled.
+STALL_TIMEOUT = 30.0
 
 #: Seconds between two checks that the worker running a task is still alive.
 POLL_INTERVAL = 0.5
@@ -56,6 +69,14 @@ class WorkerDied(RemoteExecutionError):
     """The worker running the task left the cluster before it finished."""
 
 
+class WorkerStalled(RemoteExecutionError):
+    """The worker running the task stopped sending heartbeats and progress (frozen, hung)."""
+
+
+class SchedulerUnreachable(RemoteExecutionError, TimeoutError):
+    """The scheduler did not accept a connection or complete the Dask handshake in time."""
+
+
 def import_distributed() -> Any:
     """``distributed``, or an ImportError naming the extra to install."""
     try:
@@ -68,22 +89,59 @@ def import_distributed() -> Any:
     return distributed
 
 
+def connect_deadline(timeout: float | None) -> float:
+    """Seconds allowed to connect: ``timeout=`` when shorter, else :data:`CONNECT_TIMEOUT`."""
+    return CONNECT_TIMEOUT if timeout is None else min(float(timeout), CONNECT_TIMEOUT)
+
+
 def shared_client(address: str, connect_timeout: float = CONNECT_TIMEOUT) -> Any:
-    """One client per scheduler address for the whole process (connecting costs ~100 ms)."""
+    """One client per scheduler address for the whole process (connecting costs ~100 ms).
+
+    The scheduler must accept the connection and complete the Dask handshake within
+    ``connect_timeout`` seconds (distributed's own handshake read has no deadline, so a port
+    that accepts TCP and never speaks would block forever): :class:`SchedulerUnreachable`.
+    """
     distributed = import_distributed()
     with _clients_lock:
         client = _clients.get(address)
         if client is not None and client.status == "running":
             return client
+        started = time.monotonic()
+        probe_scheduler(address, connect_timeout)
+        remaining = max(connect_timeout - (time.monotonic() - started), 1.0)
         try:
-            client = distributed.Client(address, timeout=connect_timeout, set_as_default=False)
+            client = distributed.Client(address, timeout=remaining, set_as_default=False)
         except (OSError, TimeoutError) as error:
-            raise RemoteExecutionError(
-                f"executor={address!r}: cannot reach the Dask scheduler within "
-                f"{connect_timeout:g} s ({error})"
+            raise SchedulerUnreachable(
+                _unreachable_message(address, connect_timeout, error)
             ) from error
         _clients[address] = client
         return client
+
+
+def probe_scheduler(address: str, seconds: float) -> None:
+    """Connect to ``address`` and complete the Dask handshake within ``seconds``, or raise."""
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=seconds), seconds)
+        await comm.close()
+
+    # A fresh event loop in a helper thread: the caller may be inside a running loop (Jupyter).
+    with ThreadPoolExecutor(1, thread_name_prefix="cloudcache-dask-probe") as pool:
+        try:
+            pool.submit(asyncio.run, handshake()).result()
+        except (OSError, TimeoutError) as error:
+            raise SchedulerUnreachable(_unreachable_message(address, seconds, error)) from error
+
+
+def _unreachable_message(address: str, seconds: float, error: BaseException) -> str:
+    detail = str(error) or type(error).__name__
+    return (
+        f"executor={address!r}: no Dask scheduler answered within {seconds:g} s ({detail}). "
+        "Check the address, that the scheduler is running and not hung, and any SSH tunnel "
+        "to it; nothing was sampled."
+    )
 
 
 class DaskExecutor:
@@ -91,8 +149,11 @@ class DaskExecutor:
 
     ``executor``: a scheduler address (``"tcp://gpu-box:8786"``) or a ``distributed.Client``.
     ``timeout``: seconds the whole remote run may take (None: no limit; a dead worker is still
-    reported at once). ``expected_versions``: versions the workers must have (default: the
-    caller's own; tests pass other values to exercise the refusal).
+    reported at once); connecting takes at most :func:`connect_deadline` of it.
+    ``stall_timeout``: seconds without a heartbeat or progress event from the worker before
+    the run is abandoned as stalled. ``quiet``: print no progress lines.
+    ``expected_versions``: versions the workers must have (default: the caller's own; tests
+    pass other values to exercise the refusal).
     """
 
     def __init__(
@@ -100,8 +161,18 @@ class DaskExecutor:
         executor: Any,
         *,
         timeout: float | None = None,
+        stall_timeout: float = STALL_TIMEOUT,
+        quiet: bool = False,
         expected_versions: dict[str, str] | None = None,
     ) -> None:
+        check_timeout(timeout)
+        try:
+            if check_timeout(stall_timeout) is None:
+                raise ValueError("None")
+        except ValueError:
+            raise ValueError(
+                f"stall_timeout must be a positive number of seconds; got {stall_timeout!r}"
+            ) from None
         distributed = import_distributed()
         if isinstance(executor, str):
             if not executor.strip():
@@ -115,13 +186,15 @@ class DaskExecutor:
                 f"distributed.Client; got {type(executor).__name__}"
             )
         self.timeout = timeout
+        self.stall_timeout = float(stall_timeout)
+        self.quiet = bool(quiet)
         self.expected_versions = expected_versions
         self.description = f"dask {self._address}"
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = shared_client(self._address)
+            self._client = shared_client(self._address, connect_deadline(self.timeout))
         return self._client
 
     def run(
@@ -142,7 +215,7 @@ class DaskExecutor:
         run_id = uuid.uuid4().hex
         topic = f"cloudcache-{run_id}"
         progress = ProgressPrinter(
-            self._address, quiet=_session_quiet(), show_progress=_wants_progress(request)
+            self._address, quiet=self.quiet, show_progress=_wants_progress(request)
         )
         client.subscribe_topic(topic, progress)
         future = client.submit(
@@ -174,6 +247,7 @@ class DaskExecutor:
         deadline: float,
     ) -> bytes:
         distributed = import_distributed()
+        liveness = Liveness(self.stall_timeout)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -194,6 +268,40 @@ class DaskExecutor:
                 raise WorkerDied(_died_message(self._address, f"worker {progress.worker} is gone"))
             if not set(workers) & set(alive):
                 raise WorkerDied(_died_message(self._address, "its worker left the cluster"))
+            watched = [progress.worker] if progress.worker else workers
+            liveness.observe(
+                [alive[worker].get("last_seen") for worker in watched if worker in alive],
+                progress.last_event,
+            )
+            if liveness.stalled():
+                raise WorkerStalled(
+                    f"the Dask worker {progress.worker or ', '.join(workers)} on {self._address} "
+                    f"sent no heartbeat and no progress for {self.stall_timeout:g} s (frozen, "
+                    "stopped or hung); the run was cancelled and nothing was cached"
+                )
+
+
+class Liveness:
+    """When a run last showed signs of life: a worker heartbeat seen by the scheduler, an event.
+
+    Times are this process's monotonic clock; the scheduler's ``last_seen`` values are only
+    compared with their previous value (the scheduler's clock may differ from ours).
+    """
+
+    def __init__(self, stall_timeout: float) -> None:
+        self.stall_timeout = stall_timeout
+        self.last_alive = time.monotonic()
+        self._heartbeats: list[Any] = []
+
+    def observe(self, heartbeats: list[Any], last_event: float) -> None:
+        """Record the workers' latest ``last_seen`` values and the last event's arrival."""
+        if heartbeats != self._heartbeats:
+            self._heartbeats = heartbeats
+            self.last_alive = time.monotonic()
+        self.last_alive = max(self.last_alive, last_event)
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self.last_alive > self.stall_timeout
 
 
 def suitable_workers(client: Any, resources: dict[str, float] | None) -> list[str]:
@@ -247,12 +355,14 @@ class ProgressPrinter:
         self.every = every
         self.starts = 0
         self.worker = ""
+        self.last_event = 0.0
         self._last_printed = 0.0
 
     def __call__(self, event: tuple[float, Any]) -> None:
         _, message = event
         if not isinstance(message, dict):
             return
+        self.last_event = time.monotonic()
         stage = message.get("stage")
         if stage == "started":
             self.starts += 1
@@ -294,13 +404,6 @@ def _pack(model: Any, request: Any) -> bytes:
             f"the model cannot be sent to a Dask worker ({type(error).__name__}: {error}); "
             "sample it in-process with executor=None"
         ) from error
-
-
-def _session_quiet() -> bool:
-    from cloudcache import patch
-
-    sessions = patch.active_sessions()
-    return bool(sessions and getattr(sessions[-1], "quiet", False))
 
 
 def _wants_progress(request: Any) -> bool:
