@@ -15,8 +15,9 @@ import pytest
 from cli_entries import sampled_cache
 from typer.testing import CliRunner
 
-from cloudcache.catalog import Catalog, CatalogEntry
-from cloudcache.cli import app, select_for_pruning
+from cloudcache.cli import app
+from cloudcache.stores.catalog import Catalog, CatalogEntry
+from cloudcache.stores.pruning import select_for_pruning
 
 DAY = 86400.0
 
