@@ -69,7 +69,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 
 def _out() -> Console:
     # Wide when piped, so key prefixes and paths are never cut.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False)
+    return Console(width=None if sys.stdout.isatty() else 1000, highlight=False, soft_wrap=False)
 
 
 def _err(message: str) -> None:
@@ -175,7 +175,7 @@ def _row(entry: CatalogEntry) -> list[Text]:
             return [Text(printable(cell, 80)) for cell in cells]
         except Exception as error:  # any metadata shape or value: list the entry as damaged
             entry.damaged(f"metadata cannot be shown ({type(error).__name__}: {error})")
-    problem = Text(printable(entry.error, 60), style="red")
+    problem = Text(printable(entry.error, 100), style="red")
     cells = [entry.slug, entry.label, "?", "", format_size(entry.size), "?", entry.prefix]
     row = [Text(printable(cell, 80)) for cell in cells]
     row[3] = problem
