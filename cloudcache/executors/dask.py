@@ -15,6 +15,7 @@ scheduler nor sends a progress event for ``stall_timeout`` seconds is abandoned 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
@@ -45,6 +46,9 @@ CONNECT_TIMEOUT = 10.0
 #: Seconds a run may go without any sign of life from its worker (scheduler heartbeat or
 #: progress event) before it is declared stalled.
 STALL_TIMEOUT = 30.0
+
+#: Seconds allowed for cancelling a run and unsubscribing from its events (best effort).
+CLEANUP_SECONDS = 5.0
 
 #: Seconds between two checks that the worker running a task is still alive.
 POLL_INTERVAL = 0.5
@@ -209,8 +213,9 @@ class DaskExecutor:
         client = self.client
         deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
         resources = {"GPU": 1} if device == "gpu" else None
-        workers = suitable_workers(client, resources)
-        check_versions(client, workers, self.expected_versions or installed_versions())
+        workers = suitable_workers(client, resources, self.stall_timeout)
+        expected = self.expected_versions or installed_versions()
+        check_versions(client, workers, expected, self.stall_timeout)
         payload = _pack(model, request)
         run_id = uuid.uuid4().hex
         topic = f"cloudcache-{run_id}"
@@ -233,9 +238,16 @@ class DaskExecutor:
         try:
             data = self._wait(client, future, workers, progress, deadline)
         finally:
-            if not future.done():
-                future.cancel()
-            client.unsubscribe_topic(topic)
+            with contextlib.suppress(Exception):  # best effort: the cluster may be hung
+                if not future.done():
+                    within(CLEANUP_SECONDS, RemoteExecutionError, "cancelling", future.cancel)
+                within(
+                    CLEANUP_SECONDS,
+                    RemoteExecutionError,
+                    "unsubscribing",
+                    client.unsubscribe_topic,
+                    topic,
+                )
         return tree_from_bytes(data)
 
     def _wait(
@@ -263,7 +275,7 @@ class DaskExecutor:
                 raise WorkerDied(_died_message(self._address, str(error))) from error
             if progress.starts > 1:
                 raise WorkerDied(_died_message(self._address, "the task was started again"))
-            alive = client.scheduler_info()["workers"]
+            alive = scheduler_workers(client, self.stall_timeout)
             if progress.worker and progress.worker not in alive:
                 raise WorkerDied(_died_message(self._address, f"worker {progress.worker} is gone"))
             if not set(workers) & set(alive):
@@ -304,9 +316,52 @@ class Liveness:
         return time.monotonic() - self.last_alive > self.stall_timeout
 
 
-def suitable_workers(client: Any, resources: dict[str, float] | None) -> list[str]:
+def within(
+    seconds: float,
+    error_type: type[RemoteExecutionError],
+    what: str,
+    function: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """``function(*args, **kwargs)``, or ``error_type`` when it has not returned in ``seconds``.
+
+    Dask's blocking calls (``scheduler_info``, ``run``, ``cancel``) have no deadline of their
+    own: a hung scheduler or a frozen worker would block them forever. The call runs in a
+    helper thread, which is left to finish in the background on a timeout.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="cloudcache-dask-call")
+    try:
+        future = pool.submit(function, *args, **kwargs)
+        try:
+            return future.result(timeout=seconds)
+        except TimeoutError as error:
+            if future.done():
+                raise  # the call itself raised TimeoutError
+            raise error_type(
+                f"{what}: no answer within {seconds:g} s (a hung scheduler or a frozen "
+                "worker?); nothing was cached"
+            ) from error
+    finally:
+        pool.shutdown(wait=False)
+
+
+def scheduler_workers(client: Any, seconds: float = STALL_TIMEOUT) -> dict[str, Any]:
+    """The scheduler's worker table, asked with a deadline."""
+    info = within(
+        seconds,
+        SchedulerUnreachable,
+        f"asking the Dask scheduler at {client.scheduler.address} for its workers",
+        client.scheduler_info,
+    )
+    return info["workers"]
+
+
+def suitable_workers(
+    client: Any, resources: dict[str, float] | None, seconds: float = STALL_TIMEOUT
+) -> list[str]:
     """Addresses of the workers that offer ``resources``; refuses at once when there are none."""
-    workers = client.scheduler_info()["workers"]
+    workers = scheduler_workers(client, seconds)
     if not workers:
         raise NoSuitableWorker(f"the Dask cluster at {client.scheduler.address} has no workers")
     if not resources:
@@ -326,9 +381,18 @@ def suitable_workers(client: Any, resources: dict[str, float] | None) -> list[st
     return sorted(chosen)
 
 
-def check_versions(client: Any, workers: list[str], expected: dict[str, str]) -> None:
+def check_versions(
+    client: Any, workers: list[str], expected: dict[str, str], seconds: float = STALL_TIMEOUT
+) -> None:
     """Refuse when any of ``workers`` has library versions other than ``expected``."""
-    found = client.run(installed_versions, workers=workers)
+    found = within(
+        seconds,
+        WorkerStalled,
+        f"asking the Dask workers {', '.join(workers)} for their library versions",
+        client.run,
+        installed_versions,
+        workers=workers,
+    )
     problems = []
     for worker, versions in sorted(found.items()):
         for name, wanted in sorted(expected.items()):

@@ -148,3 +148,26 @@ def test_frozen_worker_is_noticed_and_nothing_is_cached(
     record_trials(
         "remote deadlines", "worker frozen with SIGSTOP mid-run", 1, 0, seconds=round(seconds, 1)
     )
+
+
+def test_worker_frozen_before_the_call_is_refused_in_time(
+    cluster_client: Any, tmp_path: Path
+) -> None:
+    (pid,) = cluster_client.run(os.getpid).values()
+    executor = DaskExecutor(cluster_client, stall_timeout=5, quiet=True)
+
+    def sample() -> None:
+        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=executor):
+            pm.sample(**TINY)
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        error, seconds = call_bounded(sample)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert isinstance(error, WorkerStalled), error
+    assert "no answer within 5 s" in str(error)
+    assert not list(tmp_path.rglob("*.nc"))
+    record_trials(
+        "remote deadlines", "worker frozen before the call", 1, 0, seconds=round(seconds, 1)
+    )
