@@ -74,7 +74,7 @@ class WorkerDied(RemoteExecutionError):
 
 
 class WorkerStalled(RemoteExecutionError):
-    """The worker running the task stopped sending heartbeats and progress (frozen, hung)."""
+    """A worker stopped answering: no heartbeat, progress or reply in time (frozen, hung)."""
 
 
 class SchedulerUnreachable(RemoteExecutionError, TimeoutError):
@@ -114,7 +114,17 @@ def shared_client(address: str, connect_timeout: float = CONNECT_TIMEOUT) -> Any
         probe_scheduler(address, connect_timeout)
         remaining = max(connect_timeout - (time.monotonic() - started), 1.0)
         try:
-            client = distributed.Client(address, timeout=remaining, set_as_default=False)
+            client = within(
+                remaining + 1.0,
+                SchedulerUnreachable,
+                f"executor={address!r}: connecting to the Dask scheduler",
+                distributed.Client,
+                address,
+                timeout=remaining,
+                set_as_default=False,
+            )
+        except SchedulerUnreachable:
+            raise
         except (OSError, TimeoutError) as error:
             raise SchedulerUnreachable(
                 _unreachable_message(address, connect_timeout, error)
