@@ -165,7 +165,7 @@ class DaskExecutor:
     ``timeout``: seconds the whole remote run may take (None: no limit; a dead worker is still
     reported at once); connecting takes at most :func:`connect_deadline` of it.
     ``stall_timeout``: seconds without a heartbeat or progress event from the worker before
-    the run is abandoned as stalled. ``quiet``: print no progress lines.
+    the run is abandoned as stalled.
     ``expected_versions``: versions the workers must have (default: the caller's own; tests
     pass other values to exercise the refusal).
     """
@@ -176,7 +176,6 @@ class DaskExecutor:
         *,
         timeout: float | None = None,
         stall_timeout: float = STALL_TIMEOUT,
-        quiet: bool = False,
         expected_versions: dict[str, str] | None = None,
     ) -> None:
         check_timeout(timeout)
@@ -201,7 +200,6 @@ class DaskExecutor:
             )
         self.timeout = timeout
         self.stall_timeout = float(stall_timeout)
-        self.quiet = bool(quiet)
         self.expected_versions = expected_versions
         self.description = f"dask {self._address}"
 
@@ -219,6 +217,7 @@ class DaskExecutor:
         *,
         device: str,
         pymc_sample: Callable[..., Any],
+        quiet: bool = False,
     ) -> xr.DataTree:
         client = self.client
         deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
@@ -230,7 +229,7 @@ class DaskExecutor:
         run_id = uuid.uuid4().hex
         topic = f"cloudcache-{run_id}"
         progress = ProgressPrinter(
-            self._address, quiet=self.quiet, show_progress=_wants_progress(request)
+            self._address, quiet=quiet, show_progress=_wants_progress(request)
         )
         client.subscribe_topic(topic, progress)
         future = client.submit(

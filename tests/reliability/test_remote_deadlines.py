@@ -123,11 +123,10 @@ def test_frozen_worker_is_noticed_and_nothing_is_cached(
         os.kill(pid, signal.SIGSTOP)
         stopped.set()
 
-    # The executor is told to be quiet; the session is not (the executor must not ask it).
-    executor = DaskExecutor(cluster_client, stall_timeout=5, quiet=True)
+    executor = DaskExecutor(cluster_client, stall_timeout=5)
 
     def sample() -> None:
-        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=executor):
+        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=executor, quiet=True):
             pm.sample(**LONG)
 
     freezer = threading.Thread(target=freeze_when_running, daemon=True)
@@ -154,10 +153,10 @@ def test_worker_frozen_before_the_call_is_refused_in_time(
     cluster_client: Any, tmp_path: Path
 ) -> None:
     (pid,) = cluster_client.run(os.getpid).values()
-    executor = DaskExecutor(cluster_client, stall_timeout=5, quiet=True)
+    executor = DaskExecutor(cluster_client, stall_timeout=5)
 
     def sample() -> None:
-        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=executor):
+        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=executor, quiet=True):
             pm.sample(**TINY)
 
     os.kill(pid, signal.SIGSTOP)
