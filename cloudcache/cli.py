@@ -229,7 +229,6 @@ def list_entries(
     """List entries: model, draws/tune/chains, backend, created, size, time saved, key."""
     catalog = _catalog(cache, option)
     entries = catalog.entries(slug=model)
-    catalog.fill_last_used(entries)
     if as_json:
         typer.echo(_json_text([_json_row(entry) for entry in entries]))
         return
@@ -355,7 +354,7 @@ def prune(
         raise typer.BadParameter(str(error), param_hint="--older-than") from error
     catalog = _catalog(cache, option)
     entries = catalog.entries(with_metadata=False)
-    catalog.fill_last_used(entries)  # the store's record of use: reading never counts
+    # Last use = the write time: reading (ls, show, verify, sync) never counts as use.
     doomed = select_for_pruning(entries, size_limit, age_limit, keep, now=time.time())
     for entry in doomed:
         if not dry_run:

@@ -26,11 +26,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import h5py
 
-from cloudcache.stores.base import CorruptEntry, EntryRef, StoreError
+from cloudcache.stores.base import CorruptEntry, StoreError
 from cloudcache.stores.files import FileStore, write_atomically
 from cloudcache.stores.layout import ENTRY_NAME
 from cloudcache.stores.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
@@ -46,16 +46,6 @@ REMOTE_READERS = 8
 Status = Literal["ok", "damaged", "unreadable"]
 
 
-class LastUsedSource(Protocol):
-    """Something that keeps its own record of when an entry was last used (hit or written).
-
-    ``FileStore.last_used`` is meant to be one: connect it with ``Catalog(..., usage=store)``.
-    Without a source, an entry's last use is its write time (reading it never counts).
-    """
-
-    def last_used(self, ref: EntryRef) -> float | None: ...
-
-
 @dataclass
 class CatalogEntry:
     """One entry file: where it is, its size and times, and (once read) its metadata."""
@@ -66,31 +56,21 @@ class CatalogEntry:
     prefix: str
     size: int
     modified: float
-    last_used: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     key: str = ""
     error: str = ""
     status: Status = "ok"
 
-    def __post_init__(self) -> None:
-        if not self.last_used:
-            self.last_used = self.modified
-
     @property
     def relative_path(self) -> str:
         return f"{self.slug}/{self.label}-{self.prefix}.nc"
-
-    @property
-    def ref(self) -> EntryRef:
-        """The store reference of this entry (its key known by prefix only)."""
-        return EntryRef(key=self.key or self.prefix, slug=self.slug, label=self.label)
 
     def damaged(self, problem: str) -> None:
         """Mark the entry as damaged with ``problem``."""
         self.error, self.status = problem, "damaged"
 
-    def summary(self) -> dict[str, Any]:
-        """The row ``cloudcache ls --json`` prints."""
+    def summary(self, last_used: float | None = None) -> dict[str, Any]:
+        """The row ``cloudcache ls --json`` prints (``last_used`` default: the write time)."""
         meta = self.metadata
         return {
             "key": self.key or None,
@@ -105,7 +85,8 @@ class CatalogEntry:
             "created": meta.get("created"),
             "sampling_seconds": meta.get("sampling_seconds"),
             "size": self.size,
-            "last_used": iso_time(self.last_used),
+            "modified": iso_time(self.modified),
+            "last_used": iso_time(self.modified if last_used is None else last_used),
             "path": self.path,
             "error": self.error or None,
             "status": self.status,
@@ -135,17 +116,12 @@ class StrayFile:
 
 
 class Catalog:
-    """A view of the entries under one cache root (a local path, an fsspec URL or a FileStore).
-
-    ``usage``: where last-use times come from (see :class:`LastUsedSource`).
-    """
+    """A view of the entries under one cache root (a local path, an fsspec URL or a FileStore)."""
 
     def __init__(
         self,
         location: str | os.PathLike[str] | FileStore,
         storage_options: dict[str, Any] | None = None,
-        *,
-        usage: LastUsedSource | None = None,
     ):
         store = (
             location if isinstance(location, FileStore) else FileStore(location, storage_options)
@@ -155,7 +131,6 @@ class Catalog:
         self.fs = store.fs
         self.is_local = store.is_local
         self.root = store.root if self.is_local else store.root.rstrip("/")
-        self.usage = usage
 
     @classmethod
     def of_store(cls, store: Any) -> Catalog | None:
@@ -185,15 +160,6 @@ class Catalog:
     def stray_files(self) -> list[StrayFile]:
         """Temp files of killed writers (``.<entry>.<random>.tmp``), any age."""
         return [stray for _, stray in self._walk(None) if stray is not None]
-
-    def fill_last_used(self, entries: list[CatalogEntry]) -> None:
-        """Set each entry's ``last_used`` from the usage record (write time without one)."""
-        if self.usage is None:
-            return
-        for entry in entries:
-            recorded = self.usage.last_used(entry.ref)
-            if recorded is not None:
-                entry.last_used = max(recorded, entry.modified)
 
     def read_metadata(self, entries: list[CatalogEntry]) -> None:
         """Fill ``metadata``/``key`` (or ``error``) of each entry from its root attributes."""
