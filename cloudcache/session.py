@@ -54,7 +54,8 @@ class Session:
     ``cache``: True (in-process memory), False (no caching), ``"disk"`` (memory in front of
     ``./.cloudcache`` or ``$CLOUDCACHE_DIR``), a directory path, an fsspec URL, or a Store.
     ``overwrite=True`` never reads: it samples and replaces the stored entry.
-    ``backend``: ``"numpyro"`` (JAX) or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
+    ``backend``: ``"auto"`` (per call, the fastest for the model and device: docs/backends.md),
+    ``"numpyro"`` (JAX), ``"nutpie"`` or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
     ``quiet=True``: no hit/miss lines (they still go to ``logging.getLogger("cloudcache")``).
     ``storage_options``: passed to fsspec for object stores.
     ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
@@ -71,7 +72,7 @@ class Session:
         *,
         cache: Any = True,
         overwrite: bool = False,
-        backend: str = "numpyro",
+        backend: str = "auto",
         device: str = "auto",
         quiet: bool = False,
         storage_options: dict[str, Any] | None = None,
@@ -173,7 +174,7 @@ class Session:
         assert self.model is not None
         if request.uncacheable_reason:
             return self._run_uncached(pymc_sample, request, request.uncacheable_reason, started)
-        resolution = resolve_backend(self.backend_name, self.model, request)
+        resolution = resolve_backend(self.backend_name, self.model, request, self.device)
         try:
             return self._answer(pymc_sample, request, resolution, started)
         except BackendRefused as refused:  # found only once the backend tried: nothing sampled
@@ -207,7 +208,15 @@ class Session:
                 if entry is not None:
                     return self._hit(key, entry, started)
             return self._miss(
-                pymc_sample, request, backend, backend_id, key, ref, started, resolution.reason
+                pymc_sample,
+                request,
+                backend,
+                backend_id,
+                key,
+                ref,
+                started,
+                resolution.reason,
+                resolution.choice,
             )
 
     @contextlib.contextmanager
@@ -244,13 +253,14 @@ class Session:
         ref: EntryRef,
         started: float,
         reason: str = "",
+        choice: str = "",
     ) -> xr.DataTree:
         sample_started = time.perf_counter()
         announce_miss(
             prefix=key.prefix,
             model=key.slug,
             label=request.label,
-            backend=backend_id,
+            backend=choice or backend_id,
             device=self.device,
             quiet=self.quiet,
         )
@@ -271,6 +281,8 @@ class Session:
         metadata = self._metadata(key, request, backend, backend_id, sampling_seconds)
         if reason:
             metadata["reason"] = reason
+        if choice:
+            metadata["choice"] = choice
         return self._keep("sample", key, ref, tree, metadata, started=started)
 
     def _keep(
