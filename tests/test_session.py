@@ -193,7 +193,11 @@ def test_cache_disk_uses_cloudcache_dir(tmp_path: Path, monkeypatch: pytest.Monk
         ({"cache": ""}, ValueError, "cache must not be an empty string"),
         ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
         ({"quiet": 1}, TypeError, "quiet must be True or False"),
-        ({"backend": "stan"}, ValueError, "backend must be one of 'auto', 'numpyro', 'nutpie', 'pymc'"),
+        (
+            {"backend": "stan"},
+            ValueError,
+            "backend must be one of 'auto', 'numpyro', 'nutpie', 'pymc'",
+        ),
         ({"device": "tpu"}, ValueError, "device must be one of 'auto', 'cpu', 'gpu'"),
         ({"storage_options": "x"}, TypeError, "storage_options must be a dict"),
         ({"timeout": -1}, ValueError, "timeout must be a positive number"),
