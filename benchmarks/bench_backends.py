@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -66,10 +67,20 @@ def _pymc(model: Any, settings: dict[str, Any], seed: int, sampler: str) -> Any:
     return pm.sample(model=model, random_seed=seed, nuts_sampler=sampler, **settings)
 
 
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (fairer than wall time on a loaded machine)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _row(fn: Any, *args: Any) -> dict[str, Any]:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu()
     tree = fn(*args)
-    row = {"seconds": round(time.perf_counter() - start, 3), "min_ess": _min_ess(tree)}
+    row = {
+        "seconds": round(time.perf_counter() - start, 3),
+        "cpu_s": round(_cpu() - cpu, 3),
+        "min_ess": _min_ess(tree),
+    }
     if "chosen" in tree.attrs:
         row["backend"] = tree.attrs["chosen"]
     return row
@@ -129,17 +140,16 @@ def bench_table(args: argparse.Namespace) -> dict[str, Any]:
 
 
 _FRESH = """
-import json, sys, time
+import json, sys
 sys.path.insert(0, {bench!r})
-from bench_backends import _models, _ours, _pymc
+from bench_backends import _models, _ours, _pymc, _row
 settings = json.loads({settings!r})
 model = _models({n_obs})[{name!r}][0]
-start = time.perf_counter()
 if {who!r} == "cloud_default":
-    tree = _ours(model, settings, 7)
+    row = _row(_ours, model, settings, 7)
 else:
-    tree = _pymc(model, settings, 7, "nutpie")
-print(json.dumps({{"seconds": round(time.perf_counter() - start, 3)}}))
+    row = _row(_pymc, model, settings, 7, "nutpie")
+print(json.dumps(row))
 """
 
 
@@ -164,7 +174,7 @@ def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 if done.returncode:
                     raise RuntimeError(done.stderr[-2000:])
-                runs.append(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
             results.setdefault(name, {})[who] = {"cold": runs[0], "warm_caches": runs[1]}
     return {"settings": _settings(args), "machine": _machine(), "first_miss_in_process": results}
 
@@ -228,7 +238,8 @@ def _machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
-        "note": "shared machine: other jobs ran at the same time",
+        "load_average": os.getloadavg()[0],
+        "note": "shared machine: other jobs ran at the same time; compare cpu_s as well",
     }
 
 
