@@ -107,10 +107,10 @@ def pymc_fallback(reason: str) -> Resolution:
 
 def get_backend(name: str) -> Backend:
     """Return the backend called ``name`` (one of :data:`SAMPLER_NAMES`)."""
-    if name == "numpyro":
-        from cloudcache.backends.numpyro import NumpyroBackend
+    if name == "numpyro":  # imports the JAX backend only when it samples
+        from cloudcache.backends.deferred import DeferredNumpyro
 
-        return NumpyroBackend()
+        return DeferredNumpyro()
     if name == "nutpie":
         from cloudcache.backends.nutpie import NutpieBackend
 

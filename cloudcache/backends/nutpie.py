@@ -19,7 +19,7 @@ import xarray as xr
 from cloudcache.backends.numpyro_plan import Fallback
 from cloudcache.backends.nutpie_compiled import COMPILED, compiled_model
 from cloudcache.backends.nutpie_plan import NutpiePlan, plan_nutpie
-from cloudcache.backends.refused import BackendRefused
+from cloudcache.backends.refused import BackendRefused, discrete_refusal
 from cloudcache.backends.seeds import chain_seeds
 from cloudcache.request import SampleRequest
 from cloudcache.versions import installed_versions
@@ -78,10 +78,7 @@ class NutpieBackend:
             return str(reason)
         except (TypeError, ValueError):
             return None  # a bad argument: sampling reports it in the plan's own words
-        discrete = model.discrete_value_vars
-        if discrete:
-            return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
-        return None
+        return discrete_refusal(model.discrete_value_vars)
 
     def sample(
         self,
