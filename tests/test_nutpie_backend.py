@@ -1,7 +1,7 @@
 """The nutpie backend and ``backend="auto"``, on real models with real samplers (tiny draws).
 
-Every nutpie test shares one model structure (``tiny_model``), so the file compiles it with
-numba once for our backend and once more for PyMC's own nutpie path (the parity reference).
+Every sampling test shares one model structure (:func:`regression`), so the file compiles it
+with numba once for our backend and once more for PyMC's own nutpie path (the parity reference).
 """
 
 from __future__ import annotations
@@ -29,12 +29,26 @@ from cloudcache.request import normalize_sample_call
 pytest.importorskip("nutpie")
 
 
+def regression(shift: float = 0.0) -> pm.Model:
+    """80 observations: ``x`` is ``pm.Data``, ``y`` a plain NumPy array (lifted to data)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=80)
+    y = 0.5 + 1.5 * x + rng.normal(size=80) + shift
+    with pm.Model(name="reg", coords={"obs": np.arange(80)}) as model:
+        xd = pm.Data("x", x, dims="obs")
+        a = pm.Normal("a", 0.0, 10.0)
+        b = pm.Normal("b", 0.0, 2.0)
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("y", a + b * xd, sigma, observed=y, dims="obs")
+    return model
+
+
 def request_for(model: pm.Model, **kwargs: object):
     return normalize_sample_call(mcmc.sample, (), {**TINY, **kwargs, "model": model})
 
 
 def sample_with(backend: str, model: pm.Model | None = None, **kwargs: object):
-    model = tiny_model() if model is None else model
+    model = regression() if model is None else model
     with cloudcache.cloud(model, cache=False, backend=backend, quiet=True) as run:
         tree = pm.sample(**{**TINY, **kwargs})
     return tree, run.last
@@ -53,31 +67,36 @@ def describe(tree: xr.DataTree) -> dict[str, object]:
     }
 
 
-def test_nutpie_backend_matches_pymc_nutpie_in_shape_and_draws():
+def test_nutpie_backend_matches_pymc_nutpie_in_shape_and_posterior():
     ours, record = sample_with("nutpie")
-    reference = pm.sample(**TINY, nuts_sampler="nutpie", model=tiny_model())
+    reference = pm.sample(**TINY, nuts_sampler="nutpie", model=regression())
     assert record.backend == "nutpie" and not record.reason
     assert describe(ours) == describe(reference)
     assert set(ours.posterior.attrs) == set(reference.posterior.attrs)
-    np.testing.assert_allclose(
-        ours.posterior["tiny::b"].values, reference.posterior["tiny::b"].values, rtol=1e-12
-    )
+    # Our compiled graph reads the observations as data, so the draws differ in the last bits
+    # from PyMC's (constants folded): compare the posteriors, not the draws.
+    ours_b, reference_b = (float(t.posterior["reg::b"].mean()) for t in (ours, reference))
+    assert abs(ours_b - reference_b) < 0.15
 
 
-def test_new_seed_set_data_and_rebuilt_model_reuse_the_compiled_model():
+def test_new_seed_new_data_and_rebuilt_models_reuse_the_compiled_model():
     first, _ = sample_with("nutpie")
     compiled = COMPILED.compilations
     sample_with("nutpie", random_seed=2)
     rebuilt, _ = sample_with("nutpie")  # a new model object built from the same code
     xr.testing.assert_equal(rebuilt.posterior, first.posterior)
+    shifted, _ = sample_with("nutpie", model=regression(shift=5.0))  # new NumPy observations
 
-    model = tiny_model()
+    model = regression()
     with model:
-        pm.set_data({"x": 10.0 * model["x"].get_value()})
+        pm.set_data({"x": 10.0 * model["reg::x"].get_value()})
     scaled, _ = sample_with("nutpie", model=model)
-    assert COMPILED.compilations == compiled  # zero recompilation for all four calls
-    slope, scaled_slope = (float(t.posterior["tiny::b"].mean()) for t in (first, scaled))
-    assert abs(scaled_slope) < abs(slope) / 3  # the new data really reached the sampler
+    assert COMPILED.compilations == compiled  # zero recompilation for all five calls
+    # ... and the new data really reached the sampler:
+    intercept, shifted_intercept = (float(t.posterior["reg::a"].mean()) for t in (first, shifted))
+    assert 4.0 < shifted_intercept - intercept < 6.0
+    slope, scaled_slope = (float(t.posterior["reg::b"].mean()) for t in (first, scaled))
+    assert abs(scaled_slope) < abs(slope) / 3
 
 
 def test_target_accept_and_max_treedepth_reach_nutpie():
@@ -206,19 +225,19 @@ def test_auto_resolution_imports_no_sampler_library():
 )
 def test_miss_then_hit_round_trip_per_backend(tmp_path, caplog, backend, resolved):
     caplog.set_level("INFO", logger="cloudcache")
-    with cloudcache.cloud(tiny_model(), cache=str(tmp_path), backend=backend, quiet=True) as run:
+    with cloudcache.cloud(regression(), cache=str(tmp_path), backend=backend, quiet=True) as run:
         missed = pm.sample(**TINY)
         assert not run.last.hit and run.last.backend == resolved
         hit = pm.sample(**TINY)
         assert run.last.hit and run.last.backend == resolved
     xr.testing.assert_equal(hit.posterior, missed.posterior)
     if backend == "auto":
-        assert "auto -> numpyro (CPU, 20 observations)" in caplog.text
+        assert "auto -> numpyro (CPU, 80 observations)" in caplog.text
 
 
 def test_auto_and_numpyro_share_a_key_for_a_small_model(tmp_path):
-    with cloudcache.cloud(tiny_model(), cache=str(tmp_path), quiet=True, device="cpu") as run:
+    with cloudcache.cloud(regression(), cache=str(tmp_path), quiet=True, device="cpu") as run:
         pm.sample(**TINY)
-    with cloudcache.cloud(tiny_model(), cache=str(tmp_path), backend="numpyro", quiet=True) as run:
+    with cloudcache.cloud(regression(), cache=str(tmp_path), backend="numpyro", quiet=True) as run:
         pm.sample(**TINY)
         assert run.last.hit

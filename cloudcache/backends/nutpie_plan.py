@@ -93,6 +93,8 @@ def plan_nutpie(request: SampleRequest) -> NutpiePlan:
     initvals = args.get("initvals")
     if initvals is not None and not isinstance(initvals, Mapping):
         raise Fallback("nutpie takes one `initvals` dict, not one per chain")
+    if initvals is not None:  # by name: the compiled model is built from a copy of the model
+        initvals = {getattr(var, "name", var): value for var, value in initvals.items()}
     idata_kwargs = dict(args.get("idata_kwargs") or {})
     other = sorted(set(idata_kwargs) - IDATA_OPTIONS)
     if other:
