@@ -241,3 +241,20 @@ def test_auto_and_numpyro_share_a_key_for_a_small_model(tmp_path):
     with cloudcache.cloud(regression(), cache=str(tmp_path), backend="numpyro", quiet=True) as run:
         pm.sample(**TINY)
         assert run.last.hit
+
+
+def test_a_cloudpickled_model_has_the_same_structure_key():
+    """What a Dask worker receives is a new object each time: it must find the compiled model."""
+    import cloudpickle
+
+    from cloudcache.backends.nutpie_compiled import lifted_model, structure_key
+    from cloudcache.backends.nutpie_plan import plan_nutpie
+
+    model = regression()
+    plan = plan_nutpie(request_for(model))
+    shipped = cloudpickle.loads(cloudpickle.dumps(model))
+    assert shipped is not model
+    keys = {structure_key(lifted_model(m), plan) for m in (model, shipped, regression(shift=1.0))}
+    assert len(keys) == 1
+    other = plan_nutpie(request_for(model, var_names=["reg::a"]))
+    assert structure_key(lifted_model(model), other) not in keys
