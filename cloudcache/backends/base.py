@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cloudcache.backends.choose import AutoChoice, auto_choice
-from cloudcache.backends.refused import BackendRefused as BackendRefused  # re-exported
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -51,6 +50,14 @@ class Backend(Protocol):
     ) -> xr.DataTree:
         """Sample ``model`` as ``request`` asks; ``pymc_sample`` is PyMC's unpatched sampler."""
         ...
+
+
+class BackendRefused(Exception):
+    """Raised by ``Backend.sample`` when it finds, only once it tries, that it cannot sample.
+
+    The session then hands the call to PyMC's sampler under that backend's key, with the
+    exception's message as the reason. Never raised after any draw was taken.
+    """
 
 
 @dataclass(frozen=True)
@@ -107,14 +114,19 @@ def pymc_fallback(reason: str) -> Resolution:
 
 def get_backend(name: str) -> Backend:
     """Return the backend called ``name`` (one of :data:`SAMPLER_NAMES`)."""
-    if name == "numpyro":  # imports the JAX backend only when it samples
-        from cloudcache.backends.deferred import DeferredNumpyro
+    # JAX, NumPyro and nutpie are imported only when a miss samples with them.
+    if name == "numpyro":
+        from cloudcache.backends.lazy import LazyBackend
+        from cloudcache.backends.numpyro_plan import LIBRARIES, refusal
 
-        return DeferredNumpyro()
+        return LazyBackend(
+            name, "cloudcache.backends.numpyro", "NumpyroBackend", LIBRARIES, refusal
+        )
     if name == "nutpie":
-        from cloudcache.backends.nutpie import NutpieBackend
+        from cloudcache.backends.lazy import LazyBackend
+        from cloudcache.backends.nutpie_plan import LIBRARIES, refusal
 
-        return NutpieBackend()
+        return LazyBackend(name, "cloudcache.backends.nutpie", "NutpieBackend", LIBRARIES, refusal)
     if name == "pymc":
         from cloudcache.backends.pymc import PymcBackend
 

@@ -22,8 +22,7 @@ import xarray as xr
 
 from cloudcache.backends.jax_devices import ChainLayout, chain_layout, prepare_cpu_devices
 from cloudcache.backends.jax_logp import ModelGraph, UnsupportedModel, model_graph
-from cloudcache.backends.numpyro_plan import Fallback, RunPlan, plan_request
-from cloudcache.backends.numpyro_refusal import NUMPYRO_PACKAGES, numpyro_refusal
+from cloudcache.backends.numpyro_plan import LIBRARIES, Fallback, RunPlan, plan_request, refusal
 from cloudcache.backends.numpyro_runner import (
     KERNELS,
     Signature,
@@ -177,11 +176,11 @@ class NumpyroBackend:
     name = "numpyro"
 
     def library_versions(self) -> dict[str, str]:
-        return installed_versions(*NUMPYRO_PACKAGES)
+        return installed_versions(*LIBRARIES)
 
     def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
         """Arguments only PyMC's sampler honours, or discrete free variables."""
-        return numpyro_refusal(model, request)
+        return refusal(model, request)
 
     def sample(
         self,

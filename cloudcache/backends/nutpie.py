@@ -16,10 +16,10 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
+from cloudcache.backends.base import BackendRefused
 from cloudcache.backends.numpyro_plan import Fallback
 from cloudcache.backends.nutpie_compiled import COMPILED, compiled_model
-from cloudcache.backends.nutpie_plan import NutpiePlan, plan_nutpie
-from cloudcache.backends.refused import BackendRefused, discrete_refusal
+from cloudcache.backends.nutpie_plan import LIBRARIES, NutpiePlan, plan_nutpie, refusal
 from cloudcache.backends.seeds import chain_seeds
 from cloudcache.request import SampleRequest
 from cloudcache.versions import installed_versions
@@ -68,17 +68,11 @@ class NutpieBackend:
     name = "nutpie"
 
     def library_versions(self) -> dict[str, str]:
-        return installed_versions("pymc", "pytensor", "nutpie", "numba")
+        return installed_versions(*LIBRARIES)
 
     def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
         """Settings nutpie cannot honour, nutpie not installed, or discrete free variables."""
-        try:
-            plan_nutpie(request)
-        except Fallback as reason:
-            return str(reason)
-        except (TypeError, ValueError):
-            return None  # a bad argument: sampling reports it in the plan's own words
-        return discrete_refusal(model.discrete_value_vars)
+        return refusal(model, request)
 
     def sample(
         self,

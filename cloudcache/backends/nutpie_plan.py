@@ -16,10 +16,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.util import find_spec
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.backends.numpyro_plan import Fallback
 from cloudcache.request import SampleRequest
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+#: The libraries whose versions enter the key of a nutpie-sampled entry.
+LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "nutpie", "numba")
 
 #: NUTS options nutpie honours (PyMC's spelling).
 NUTPIE_OPTIONS: frozenset[str] = frozenset({"target_accept", "max_treedepth"})
@@ -120,3 +126,18 @@ def plan_nutpie(request: SampleRequest) -> NutpiePlan:
         progressbar=False if args.get("quiet") else args.get("progressbar", True),
         progressbar_theme=args.get("progressbar_theme"),
     )
+
+
+def refusal(model: pm.Model, request: SampleRequest) -> str | None:
+    """Why nutpie cannot sample this call: settings it cannot honour, nutpie not installed, or
+    discrete free variables. Cheap, and imports neither nutpie nor numba (asked on every hit)."""
+    try:
+        plan_nutpie(request)
+    except Fallback as reason:
+        return str(reason)
+    except (TypeError, ValueError):
+        return None  # a bad argument: sampling reports it in the plan's own words
+    discrete = model.discrete_value_vars
+    if discrete:
+        return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
+    return None
