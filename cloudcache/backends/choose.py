@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import pymc as pm
 
 #: On a CPU, models with at least this many observed values sample faster with nutpie.
-NUTPIE_MIN_OBSERVATIONS = 20_000
+NUTPIE_MIN_OBSERVATIONS = 5_000
 
 #: JAX plugins that give JAX a CUDA device.
 CUDA_PLUGINS: tuple[str, ...] = ("jax_cuda12_plugin", "jax_cuda13_plugin")

@@ -32,6 +32,7 @@ from cloudcache.backends.numpyro_runner import (
     progress_stride,
 )
 from cloudcache.backends.progress import progress_bar
+from cloudcache.backends.pymc import PymcBackend
 from cloudcache.backends.results import build_datatree, convergence_warnings
 from cloudcache.backends.seeds import chain_seeds
 from cloudcache.jax_cache import enable_persistent_cache
@@ -202,5 +203,6 @@ class NumpyroBackend:
             run = prepare_run(model, plan, request.random_seed, device)
         except Fallback as reason:
             _log.warning("cloudcache: sampling with PyMC's own sampler: %s.", reason)
-            return pymc_sample(**request.pymc_arguments(model=model))
+            # PyMC's own NUTS, never PyMC's default (nutpie, when it is installed)
+            return PymcBackend().sample(model, request, device=device, pymc_sample=pymc_sample)
         return run_prepared(model, run)
