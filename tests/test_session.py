@@ -270,7 +270,11 @@ def test_cache_disk_uses_cloudcache_dir(tmp_path: Path, monkeypatch: pytest.Monk
         ({"overwrite": "yes"}, TypeError, "overwrite must be True or False"),
         ({"quiet": 1}, TypeError, "quiet must be True or False"),
         ({"copy": "deep"}, TypeError, "copy must be True or False"),
-        ({"backend": "stan"}, ValueError, "backend must be one of 'numpyro', 'pymc'"),
+        (
+            {"backend": "stan"},
+            ValueError,
+            "backend must be one of 'auto', 'numpyro', 'nutpie', 'pymc'",
+        ),
         ({"device": "tpu"}, ValueError, "device must be one of 'auto', 'cpu', 'gpu'"),
         ({"storage_options": "x"}, TypeError, "storage_options must be a dict"),
         ({"timeout": -1}, ValueError, "timeout must be a positive number"),
