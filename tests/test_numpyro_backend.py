@@ -455,17 +455,17 @@ def test_mixture_posterior_matches_pymc() -> None:
 
 def test_shape_mask_and_length_inputs_stay_constants() -> None:
     rng = np.random.default_rng(2)
-    y = rng.normal(size=70)
-    y[::7] = np.nan
-    with pm.Model(coords={"time": np.arange(70)}) as model:
+    y = rng.normal(size=90)
+    y[::9] = np.nan
+    with pm.Model(coords={"time": np.arange(90)}) as model:
         sigma = pm.HalfNormal("sigma", 1.0)
         walk = pm.GaussianRandomWalk("walk", sigma=sigma, init_dist=pm.Normal.dist(), dims="time")
         pm.Normal("y", walk, 0.5, observed=y, dims="time")
     graph = model_graph(model)
     lifted = [np.asarray(v) for v in graph.data_values()]
-    assert lifted and all(np.all(np.isfinite(v)) and v.size == 60 for v in lifted)  # y's values
+    assert lifted and all(np.all(np.isfinite(v)) and v.size == 80 for v in lifted)  # y's values
     tree = run(model, random_seed=3, draws=30, tune=30, compute_convergence_checks=False)
-    assert tree.posterior["walk"].shape == (2, 30, 70)
+    assert tree.posterior["walk"].shape == (2, 30, 90)
     assert tree.posterior["y_unobserved"].shape == (2, 30, 10)
 
 
