@@ -33,9 +33,7 @@ def _describe_op(op: object) -> str | None:
     from pymc.distributions.continuous import InterpolatedRV
 
     if isinstance(op, FromFunctionOp):
-        name = getattr(op, "__fn", None) or getattr(op, "_FromFunctionOp__fn", None)
-        label = getattr(name, "__name__", None) or str(op)
-        return f"the model uses an as_op function ({label}) that has no JAX conversion"
+        return f"the model uses an as_op function ({op}) that has no JAX conversion"
     if isinstance(op, InterpolatedRV):
         return "pm.Interpolated's log density (SplineWrapper) has no JAX conversion"
     return None
