@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cloudcache.backends.base import BackendRefused
-from cloudcache.backends.jax_support import remember_refusal, unconvertible_reason
-from cloudcache.backends.numpyro_plan import Fallback, RunPlan, plan_request
+from cloudcache.backends.jax_support import remember_refusal
+from cloudcache.backends.numpyro_plan import LIBRARIES, Fallback, RunPlan, plan_request, refusal
+from cloudcache.backends.seeds import chain_seeds
 from cloudcache.request import SampleRequest
 from cloudcache.versions import installed_versions
 
@@ -40,18 +41,6 @@ _VERIFIED: set[tuple[str, Any]] = set()
 def _enable_x64() -> None:
     """PyTensor's float64 graphs need JAX's 64-bit mode (importing its JAX dispatch sets it)."""
     import pytensor.link.jax.dispatch  # noqa: F401
-
-
-def chain_seeds(random_seed: Any, chains: int) -> list[int]:
-    """Per-chain seeds derived exactly as ``pm.sample`` derives them."""
-    from pymc.util import get_random_generator
-
-    if isinstance(random_seed, bool) or (
-        isinstance(random_seed, int | np.integer) and random_seed == -1
-    ):
-        raise ValueError("random_seed must be an int >= 0, a sequence, a Generator or None")
-    rngs = get_random_generator(random_seed).spawn(chains)
-    return [int(rng.integers(2**30)) for rng in rngs]
 
 
 def _signature_of(values: Sequence[np.ndarray], data: Sequence[np.ndarray]) -> Signature:
@@ -277,20 +266,11 @@ class NumpyroBackend:
     name = "numpyro"
 
     def library_versions(self) -> dict[str, str]:
-        return installed_versions("pymc", "pytensor", "jax", "jaxlib", "numpyro")
+        return installed_versions(*LIBRARIES)
 
     def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
         """PyMC-only arguments, discrete free variables, or ops with no JAX conversion."""
-        try:
-            plan_request(request)
-        except Fallback as reason:
-            return str(reason)
-        except (TypeError, ValueError):
-            return None  # a bad argument: sampling reports it in the runner's own words
-        discrete = model.discrete_value_vars
-        if discrete:
-            return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
-        return unconvertible_reason(model)
+        return refusal(model, request)
 
     def sample(
         self,
