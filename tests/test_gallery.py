@@ -1,6 +1,6 @@
 """The gallery: realistic models through ``cloud()`` against plain ``pm.sample``, then hits.
 
-For every backend ``backend="auto"`` can choose (:data:`BACKENDS`) and every case of
+For every backend of :data:`BACKENDS` and every case of
 :data:`gallery_models.GALLERY`: sample through ``cloud()``; the record names the backend that
 really sampled (and why, when it handed the model to PyMC's sampler); the DataTree has the
 groups, variables, dims and shapes of PyMC's own sampler on the same model; means agree within
@@ -29,7 +29,9 @@ from gallery_models import GALLERY, GalleryCase
 import cloudcache
 from cloudcache.records import CallRecord
 
-#: Every backend ``backend="auto"`` can choose. A new backend is one more name here.
+#: The backends run on the whole gallery: numpyro is what ``backend="auto"`` picks for every
+#: gallery-sized model on CPU. Another backend is one more name here ("nutpie" doubles the
+#: suite's time: it compiles each model with numba, with no persistent cache).
 BACKENDS: tuple[str, ...] = ("numpyro",)
 
 #: Tiny runs: 2 chains x 200 draws after 200 tuning steps, one compilation per model.
