@@ -32,7 +32,9 @@ from cloudcache.backends.numpyro_runner import (
     progress_stride,
 )
 from cloudcache.backends.progress import progress_bar
+from cloudcache.backends.pymc import PymcBackend
 from cloudcache.backends.results import build_datatree, convergence_warnings
+from cloudcache.backends.seeds import chain_seeds
 from cloudcache.jax_cache import enable_persistent_cache
 from cloudcache.request import SampleRequest
 from cloudcache.versions import installed_versions
@@ -46,18 +48,6 @@ prepare_cpu_devices()
 def _enable_x64() -> None:
     """PyTensor's float64 graphs need JAX's 64-bit mode (importing its JAX dispatch sets it)."""
     import pytensor.link.jax.dispatch  # noqa: F401
-
-
-def chain_seeds(random_seed: Any, chains: int) -> list[int]:
-    """Per-chain seeds derived exactly as ``pm.sample`` derives them."""
-    from pymc.util import get_random_generator
-
-    if isinstance(random_seed, bool) or (
-        isinstance(random_seed, int | np.integer) and random_seed == -1
-    ):
-        raise ValueError("random_seed must be an int >= 0, a sequence, a Generator or None")
-    rngs = get_random_generator(random_seed).spawn(chains)
-    return [int(rng.integers(2**30)) for rng in rngs]
 
 
 def _signature_of(values: Sequence[np.ndarray], data: Sequence[np.ndarray]) -> Signature:
@@ -213,5 +203,6 @@ class NumpyroBackend:
             run = prepare_run(model, plan, request.random_seed, device)
         except Fallback as reason:
             _log.warning("cloudcache: sampling with PyMC's own sampler: %s.", reason)
-            return pymc_sample(**request.pymc_arguments(model=model))
+            # PyMC's own NUTS, never PyMC's default (nutpie, when it is installed)
+            return PymcBackend().sample(model, request, device=device, pymc_sample=pymc_sample)
         return run_prepared(model, run)
