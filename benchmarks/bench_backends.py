@@ -15,6 +15,7 @@ default to the issue's 1000/1000/4. Timings are wall-clock on a shared machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -222,6 +223,7 @@ def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
                         pm.sample(random_seed=seed, **settings)
                     if seed:
                         timings[where].append(round(time.perf_counter() - start, 3))
+                        print(backend, where, timings[where][-1], file=sys.stderr, flush=True)
             results[backend] = {
                 **timings,
                 "remote_minus_in_process_s": round(
@@ -229,8 +231,9 @@ def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
                 ),
             }
     finally:
-        client.close()
-        cluster.close()
+        with contextlib.suppress(Exception):  # a slow shutdown must not lose the figures
+            client.close()
+            cluster.close()
     return {"settings": settings, "machine": _machine(), "steady_miss_s": results}
 
 
