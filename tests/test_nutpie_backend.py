@@ -258,3 +258,16 @@ def test_a_cloudpickled_model_has_the_same_structure_key():
     assert len(keys) == 1
     other = plan_nutpie(request_for(model, var_names=["reg::a"]))
     assert structure_key(lifted_model(model), other) not in keys
+
+
+def test_a_cloudpickled_model_has_the_same_numpyro_kernel_key():
+    """The NumPyro runner's cache must recognise a shipped model too (scalar ops, frozendicts)."""
+    import cloudpickle
+
+    from cloudcache.backends.jax_logp import model_graph
+
+    model = radon_model()
+    shipped = cloudpickle.loads(cloudpickle.dumps(model))
+    keys = [model_graph(m).key for m in (model, shipped)]
+    assert keys[0] == keys[1]
+    assert not keys[1].pinned  # nothing keyed by identity in a plain model

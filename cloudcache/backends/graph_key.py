@@ -4,14 +4,17 @@ The key covers what the compiled JAX function depends on: every node's op (type 
 ``__props__``, recursing into inner graphs), how nodes connect, the type of every input and the
 full content of every constant. It deliberately leaves out the *values* of the graph inputs
 (model value variables and data placeholders), so two calls that differ only in data values
-get the same key. Ops that define no ``__props__`` and no inner graph are keyed by identity and
-kept alive by :class:`GraphKey`, so an identity can never be reused while the key exists.
+get the same key. Ops that define no ``__props__`` and no inner graph (PyTensor's scalar ops)
+are keyed by their type and instance attributes, so a model unpickled on a Dask worker (new op
+objects every time) finds the kernel compiled for the same structure before. Values that cannot
+be described are keyed by identity and kept alive by :class:`GraphKey`, so an identity can never
+be reused while the key exists.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +60,7 @@ def _describe(value: Any, hasher: _Hasher) -> str:
         return "<op>"
     if isinstance(value, list | tuple):
         return "(" + ",".join(_describe(item, hasher) for item in value) + ")"
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dict, and PyTensor's frozendict
         items = sorted(value.items(), key=lambda kv: repr(kv[0]))
         return "{" + ",".join(f"{k!r}:{_describe(v, hasher)}" for k, v in items) + "}"
     if isinstance(value, str | int | float | bool | complex | type(None)):
@@ -82,8 +85,7 @@ def _add_op(op: Op, hasher: _Hasher) -> None:
         inner_inputs = list(op.inner_inputs)
         _add_graph(inner_inputs, list(op.inner_outputs), hasher)
     elif props is None:
-        hasher.pinned.append(op)
-        hasher.add(f"identity:{id(op)}")
+        hasher.add(f"attributes={_describe(vars(op), hasher)}")
 
 
 def _add_graph(inputs: Sequence[Variable], outputs: Sequence[Variable], hasher: _Hasher) -> None:
