@@ -159,7 +159,8 @@ def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
     settings = json.dumps(_settings(args))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     results: dict[str, Any] = {}
-    for name in ("radon", f"slopes_{args.n_obs}"):
+    names = ["radon", f"slopes_{args.n_obs}"][: 1 if args.radon_only else 2]
+    for name in names:
         for who in ("cloud_default", "pymc_nutpie"):
             code = _FRESH.format(
                 bench=str(REPO / "benchmarks"),
@@ -254,6 +255,7 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[3_000, 10_000, 30_000])
+    parser.add_argument("--radon-only", action="store_true", help="fresh: skip the large model")
     args = parser.parse_args()
     sections = {
         "table": bench_table,
