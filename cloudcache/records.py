@@ -13,6 +13,8 @@ class CallRecord:
     ``hit``: answered from the cache. ``key``: the full hex key ("" when uncached).
     ``location``: "memory", a file path or URL, or "uncached". ``seconds``: wall time of the
     call. ``sampling_seconds``: time the original sampling took (saved on a hit).
+    ``audit``: with ``cloud(..., audit=True)``, the check a stored entry failed (the call then
+    sampled again and replaced it); "" when no audit failed.
     """
 
     kind: str
@@ -24,3 +26,4 @@ class CallRecord:
     sampling_seconds: float = 0.0
     reason: str = ""
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    audit: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -60,6 +61,8 @@ class Session:
     ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
     ``timeout``: seconds a remote run (or a wait for another process's run) may take.
     ``explain=True``: on a miss, say which key component differs from the nearest stored entry.
+    ``audit=True``: on a ``pm.sample`` hit, check the model's log density at a few stored draws
+    against the recorded ``lp``; a mismatch warns, samples again and replaces the entry.
 
     The open session counts ``hits`` and ``misses`` and keeps a :class:`CallRecord` per call;
     ``last`` is the most recent one.
@@ -78,6 +81,7 @@ class Session:
         executor: Any = None,
         timeout: float | None = None,
         explain: bool = False,
+        audit: bool = False,
     ) -> None:
         check_timeout(timeout)
         check_scheduler_address(executor)
@@ -90,6 +94,7 @@ class Session:
         self.overwrite = _check_bool("overwrite", overwrite)
         self.quiet = _check_bool("quiet", quiet)
         self.explain = _check_bool("explain", explain)
+        self.audit = _check_bool("audit", audit)
         self.backend_name = _check_choice("backend", backend, BACKEND_NAMES)
         self.device = _check_choice("device", device, DEVICE_NAMES)
         self.store: Store | None = resolve_cache(cache, storage_options)
@@ -196,19 +201,42 @@ class Session:
             return self._run_uncached(pymc_sample, request, f"the model holds {error}", started)
         ref = EntryRef(key=key.hex, slug=key.slug, label=request.label)
 
+        failed_audit = ""
         if self.store is not None and not self.overwrite:
             entry = self._read(ref)
             if entry is not None:
-                return self._hit(key, entry, started)
+                failed_audit = self._audit_failure(entry)
+                if not failed_audit:
+                    return self._hit(key, entry, started)
 
         with self._single_flight(ref) as locked:
-            if locked:
+            if locked and not failed_audit:
                 entry = self._read(ref)  # another process may have sampled it while we waited
                 if entry is not None:
                     return self._hit(key, entry, started)
-            return self._miss(
+            tree = self._miss(
                 pymc_sample, request, backend, backend_id, key, ref, started, resolution.reason
             )
+            if failed_audit:  # the miss replaced the entry that failed; say which check failed
+                self.records[-1] = dataclasses.replace(self.records[-1], audit=failed_audit)
+            return tree
+
+    def _audit_failure(self, entry: Entry) -> str:
+        """With ``audit=True``: "" if ``entry`` agrees with the model, else the failed check."""
+        if not self.audit:
+            return ""
+        from cloudcache.audit import audit_failure
+
+        assert self.model is not None
+        failed = audit_failure(self.model, entry.tree)
+        if failed is None:
+            return ""
+        self._warn_once(
+            f"cloudcache: the cached entry failed the hit audit ({failed}); the key missed a "
+            "change of the model: sampling again and replacing the entry",
+            stacklevel=5,
+        )
+        return failed
 
     @contextlib.contextmanager
     def _single_flight(self, ref: EntryRef) -> Iterator[bool]:

@@ -1,0 +1,187 @@
+"""Hit audit: does a stored posterior agree with the model's log density as it is now?
+
+At a few draws chosen deterministically (:func:`audit_points`: the first, middle and last draw
+of the first and the last chain), the model's log density is evaluated at the stored
+(constrained) values and compared with the ``lp`` sample stat recorded when they were sampled.
+``lp`` is what PyMC's NUTS records: the model's joint log density, Jacobian of the value
+transforms included, at the unconstrained point; the numpyro backend records the same quantity
+(minus NumPyro's potential energy) and nutpie's results are renamed to PyMC's stat names.
+
+The model's log density is compiled once per model object (:func:`log_density_function`) as a
+function of the constrained values: the value transforms' ``forward`` maps them to the
+unconstrained point inside the compiled graph. Array constants of the graph are inputs, read at
+call time, and ``pm.Data``/shared values are read live, so a compiled function never hides an
+in-place change of the model's data. It is rebuilt when the model's variables change.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import xarray as xr
+from pytensor.graph.basic import Constant, Variable
+from pytensor.graph.replace import clone_replace
+from pytensor.graph.traversal import graph_inputs
+
+#: The sample stat holding each draw's model log density (PyMC's name for it).
+LP_STAT = "lp"
+
+#: Relative tolerance of the comparison, by the itemsize of the log density's dtype:
+#: ``|model - stored| <= tolerance * max(1, |stored|)``. Recomputing a float64 log density in
+#: another compiled function (or XLA against PyTensor's C code) differs by ~1e-13 relative.
+RELATIVE_TOLERANCE = {8: 1e-8, 4: 1e-4}
+
+_log = logging.getLogger("cloudcache")
+
+
+@dataclass(frozen=True)
+class LogDensity:
+    """The model's log density as a compiled function of the free variables' stored values."""
+
+    signature: tuple[Any, ...]
+    names: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    constants: tuple[Constant, ...]
+    function: Callable[..., Any]
+    tolerance: float
+
+    def __call__(self, values: Sequence[np.ndarray]) -> float:
+        data = [np.asarray(constant.data) for constant in self.constants]
+        return float(self.function(*values, *data))
+
+
+_compiled: weakref.WeakKeyDictionary[pm.Model, LogDensity] = weakref.WeakKeyDictionary()
+
+
+def _model_signature(model: pm.Model) -> tuple[Any, ...]:
+    """Identities of everything the compiled log density was built from (same-process only)."""
+    variables = [
+        *model.free_RVs,
+        *model.observed_RVs,
+        *model.potentials,
+        *(model.rvs_to_values[rv] for rv in [*model.free_RVs, *model.observed_RVs]),
+        *(model.rvs_to_transforms.get(rv) for rv in model.free_RVs),
+    ]
+    return (model.check_bounds, *map(id, variables))
+
+
+def _lift_array_constants(output: Variable) -> tuple[Variable, list[Variable], list[Constant]]:
+    """Replace every array constant of ``output``'s graph by an input; returns the new graph."""
+    constants = [
+        var
+        for var in graph_inputs([output])
+        if isinstance(var, Constant) and isinstance(var.data, np.ndarray) and var.data.ndim >= 1
+    ]
+    inputs = [constant.type() for constant in constants]
+    if not constants:
+        return output, inputs, constants
+    [lifted] = clone_replace([output], replace=dict(zip(constants, inputs, strict=True)))
+    return lifted, inputs, constants
+
+
+def _build(model: pm.Model, signature: tuple[Any, ...]) -> LogDensity:
+    free = list(model.free_RVs)
+    constrained = [rv.type(name=rv.name) for rv in free]
+    unconstrained = []
+    for rv, value in zip(free, constrained, strict=True):
+        transform = model.rvs_to_transforms.get(rv)
+        if transform is not None:
+            value = transform.forward(value, *rv.owner.inputs)
+        unconstrained.append(value)
+    # A transform's parameters may be other variables: write them as their stored values too.
+    as_values = dict(zip(free, constrained, strict=True))
+    as_values.update({rv: model.rvs_to_values[rv] for rv in model.observed_RVs})
+    unconstrained = clone_replace(unconstrained, replace=as_values)
+    value_vars = [model.rvs_to_values[rv] for rv in free]
+    [density] = clone_replace(
+        [model.logp(jacobian=True, sum=True)],
+        replace=dict(zip(value_vars, unconstrained, strict=True)),
+    )
+    density, data_inputs, constants = _lift_array_constants(density)
+    function = pm.pytensorf.compile([*constrained, *data_inputs], density, on_unused_input="ignore")
+    itemsize = np.dtype(density.dtype).itemsize
+    return LogDensity(
+        signature=signature,
+        names=tuple(rv.name for rv in free),
+        dtypes=tuple(rv.dtype for rv in free),
+        constants=tuple(constants),
+        function=function,
+        tolerance=RELATIVE_TOLERANCE.get(itemsize, RELATIVE_TOLERANCE[4]),
+    )
+
+
+def log_density_function(model: pm.Model) -> LogDensity:
+    """The compiled log density of ``model``, memoised per model object and its variables."""
+    signature = _model_signature(model)
+    cached = _compiled.get(model)
+    if cached is not None and cached.signature == signature:
+        return cached
+    built = _build(model, signature)
+    _compiled[model] = built
+    return built
+
+
+def audit_points(chains: int, draws: int) -> list[tuple[int, int]]:
+    """Positions ``(chain, draw)`` checked: first, middle, last draw of the first and last chain."""
+    chosen = {(c, d) for c in (0, chains - 1) for d in (0, draws // 2, draws - 1)}
+    return sorted(chosen)
+
+
+def _unauditable(model: pm.Model, tree: xr.DataTree) -> str | None:
+    """Why ``tree`` cannot be audited against ``model`` (None: it can)."""
+    if "posterior" not in tree.children or "sample_stats" not in tree.children:
+        return "the entry has no posterior or no sample_stats"
+    if LP_STAT not in tree["sample_stats"].data_vars:
+        return f"the entry records no {LP_STAT!r} sample stat"
+    posterior = tree["posterior"]
+    missing = [rv.name for rv in model.free_RVs if rv.name not in posterior.data_vars]
+    if missing:
+        return f"the posterior does not hold {', '.join(missing)}"
+    if posterior.sizes.get("chain", 0) == 0 or posterior.sizes.get("draw", 0) == 0:
+        return "the posterior holds no draws"
+    return None
+
+
+def _mismatch(stored: float, computed: float, tolerance: float) -> bool:
+    if np.isnan(stored) or np.isnan(computed):
+        return not (np.isnan(stored) and np.isnan(computed))
+    if np.isinf(stored) or np.isinf(computed):
+        return stored != computed
+    return abs(computed - stored) > tolerance * max(1.0, abs(stored))
+
+
+def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
+    """None if ``tree`` agrees with ``model`` (or cannot be checked), else the failed check.
+
+    Entries that cannot be checked (no ``lp`` stat, a posterior without every free variable,
+    for example after ``var_names=``) pass, with the reason in the ``cloudcache`` log.
+    """
+    reason = _unauditable(model, tree)
+    if reason is not None:
+        _log.info("cloudcache: hit not audited: %s", reason)
+        return None
+    density = log_density_function(model)
+    posterior = tree["posterior"]
+    arrays = [
+        posterior[name].transpose("chain", "draw", ...).values.astype(dtype, copy=False)
+        for name, dtype in zip(density.names, density.dtypes, strict=True)
+    ]
+    stats = tree["sample_stats"][LP_STAT].transpose("chain", "draw").values
+    chain_labels = posterior["chain"].values
+    for chain, draw in audit_points(posterior.sizes["chain"], posterior.sizes["draw"]):
+        stored = float(stats[chain, draw])
+        # Fresh C-contiguous arrays: one argument type, so the function is compiled once.
+        computed = density([np.array(array[chain, draw]) for array in arrays])
+        if _mismatch(stored, computed, density.tolerance):
+            return (
+                f"the model's log density at chain {chain_labels[chain]} draw {draw} is "
+                f"{computed:.10g}, the entry recorded {LP_STAT}={stored:.10g} "
+                f"(relative tolerance {density.tolerance:g})"
+            )
+    return None

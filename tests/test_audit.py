@@ -1,0 +1,142 @@
+"""The hit audit (``cloud(..., audit=True)``): stored draws are checked against the model's log
+density; a stale entry (a key that missed a change) is detected, warned about and replaced."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pymc as pm
+import pytest
+import xarray as xr
+from tiny_models import TINY, tiny_model
+
+import cloudcache as cc
+from cloudcache.audit import LP_STAT, audit_failure, audit_points, log_density_function
+from cloudcache.records import CallRecord
+from cloudcache.stores.base import Entry, EntryRef
+from cloudcache.stores.files import FileStore
+from cloudcache.stores.resolve import process_memory_store
+
+BACKENDS = ["numpyro", "pymc"]
+CALL = {**TINY, "chains": 2}
+
+
+def _sample(model: pm.Model, cache: object, backend: str, **options: object):
+    """One ``pm.sample`` in a ``cloud`` block: (tree, record, RuntimeWarning messages)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with cc.cloud(model, cache=cache, backend=backend, quiet=True, **options) as run:
+            tree = pm.sample(**CALL)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert run.last is not None
+    return tree, run.last, [m for m in messages if m.startswith("cloudcache")]
+
+
+def _posterior_close(left: xr.DataTree, right: xr.DataTree, backend: str) -> bool:
+    # Our numpyro backend is exact for one key; PyMC's sampler may differ in the last bits.
+    tolerance = 0.0 if backend == "numpyro" else 1e-8
+    return all(
+        np.allclose(left["posterior"][name], right["posterior"][name], rtol=tolerance, atol=0)
+        for name in right["posterior"].data_vars
+    )
+
+
+def test_audit_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="audit must be True or False"):
+        cc.cloud(tiny_model(), audit="yes")
+
+
+def test_audit_points_are_first_middle_last_of_first_and_last_chain() -> None:
+    assert audit_points(4, 100) == [(0, 0), (0, 50), (0, 99), (3, 0), (3, 50), (3, 99)]
+    assert audit_points(1, 1) == [(0, 0)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_sound_hit_passes_the_audit_without_resampling(backend: str, tmp_path: Path) -> None:
+    model = tiny_model()
+    first, missed, _ = _sample(model, tmp_path, backend, audit=True)
+    assert not missed.hit and missed.audit == ""
+    assert LP_STAT in first["sample_stats"]
+    assert audit_failure(model, first) is None
+
+    memory_hit, record, messages = _sample(model, tmp_path, backend, audit=True)
+    assert record.hit and record.location == "memory" and record.audit == ""
+    assert messages == []
+    process_memory_store().clear()
+    disk_hit, record, messages = _sample(tiny_model(), tmp_path, backend, audit=True)
+    assert record.hit and record.location.endswith(".nc") and record.audit == ""
+    assert messages == []
+    assert _posterior_close(disk_hit, first, "numpyro")  # a hit returns the stored draws
+    assert _posterior_close(memory_hit, first, "numpyro")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_planted_stale_entry_is_detected_resampled_and_replaced(
+    backend: str, tmp_path: Path
+) -> None:
+    # Model A's posterior stored under model B's key stands for a key that missed a change.
+    model_a, model_b = tiny_model(), tiny_model(shift=3.0)
+    tree_a, record_a, _ = _sample(model_a, tmp_path, backend)
+    tree_b, record_b, _ = _sample(model_b, tmp_path, backend)
+    assert record_a.key != record_b.key
+    ref_b = EntryRef(record_b.key, record_b.metadata["model"], record_b.metadata["label"])
+    files = FileStore(tmp_path)
+    files.put(ref_b, Entry(tree_a, record_a.metadata))
+    process_memory_store().clear()
+
+    # Without the audit the planted entry is served: this is the stale hit the audit exists for.
+    served, record, _ = _sample(tiny_model(shift=3.0), tmp_path, backend)
+    assert record.hit and _posterior_close(served, tree_a, "numpyro")
+    process_memory_store().clear()
+
+    answer, record, messages = _sample(tiny_model(shift=3.0), tmp_path, backend, audit=True)
+    assert not record.hit
+    assert "log density at chain" in record.audit and f"{LP_STAT}=" in record.audit
+    assert len(messages) == 1 and "failed the hit audit" in messages[0], messages
+    assert _posterior_close(answer, tree_b, backend)
+    assert not _posterior_close(answer, tree_a, backend)
+
+    replaced = files.get(ref_b)
+    assert replaced is not None and _posterior_close(replaced.tree, tree_b, backend)
+    _, record, messages = _sample(tiny_model(shift=3.0), tmp_path, backend, audit=True)
+    assert record.hit and record.audit == "" and messages == []
+
+
+def test_audit_sees_an_in_place_change_of_the_models_data() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=20)
+    y = 1.0 + 2.0 * x + rng.normal(0.0, 0.5, size=20)
+    with pm.Model() as model:
+        low = pm.Normal("low", 0.0, 1.0)
+        offset = pm.Uniform("offset", low - 1.0, low + 1.0)  # transform bounds hold a variable
+        slope = pm.Normal("slope", 0.0, 5.0)
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("y", offset + slope * x, sigma, observed=y)
+    tree = pm.sample(model=model, nuts_sampler="pymc", **CALL)
+    assert audit_failure(model, tree) is None
+    compiled = log_density_function(model)
+    x *= 2.0  # the graph holds x by reference
+    failed = audit_failure(model, tree)
+    assert failed is not None and "log density at chain 0 draw 0" in failed
+    assert log_density_function(model) is compiled  # compiled once; data read at call time
+
+
+def test_entries_without_lp_or_free_variables_are_not_audited(
+    sampled_tree: xr.DataTree,
+) -> None:
+    model = tiny_model()
+    assert audit_failure(model, sampled_tree) is None
+    stats = sampled_tree["sample_stats"].to_dataset().drop_vars(LP_STAT)
+    no_lp = sampled_tree.copy()
+    no_lp["sample_stats"] = xr.DataTree(stats)
+    assert audit_failure(tiny_model(shift=5.0), no_lp) is None
+    partial = sampled_tree.copy()
+    partial["posterior"] = xr.DataTree(sampled_tree["posterior"].to_dataset()[["tiny::a"]])
+    assert audit_failure(tiny_model(shift=5.0), partial) is None
+    assert audit_failure(tiny_model(shift=5.0), sampled_tree) is not None
+
+
+def test_call_record_audit_defaults_to_empty() -> None:
+    assert CallRecord("sample", True, "ab" * 16, "memory", 0.0, "pymc").audit == ""
