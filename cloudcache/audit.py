@@ -1,17 +1,18 @@
-"""Hit audit: does a stored posterior agree with the model's log density as it is now?
+"""Hit audit: does a stored posterior agree with the model as it is now?
 
 At a few draws chosen deterministically (:func:`audit_points`: the first, middle and last draw
 of the first and the last chain), the model's log density is evaluated at the stored
-(constrained) values and compared with the ``lp`` sample stat recorded when they were sampled.
-``lp`` is what PyMC's NUTS records: the model's joint log density, Jacobian of the value
-transforms included, at the unconstrained point; the numpyro backend records the same quantity
-(minus NumPyro's potential energy) and nutpie's results are renamed to PyMC's stat names.
+(constrained) values and compared with the ``lp`` sample stat recorded when they were sampled,
+and every stored deterministic is recomputed from them. ``lp`` is what PyMC's NUTS records: the
+model's joint log density, Jacobian of the value transforms included, at the unconstrained
+point; the numpyro backend records the same quantity (minus NumPyro's potential energy) and
+nutpie's results carry PyMC's stat names.
 
-The model's log density is compiled once per model object (:func:`log_density_function`) as a
-function of the constrained values: the value transforms' ``forward`` maps them to the
-unconstrained point inside the compiled graph. Array constants of the graph are inputs, read at
-call time, and ``pm.Data``/shared values are read live, so a compiled function never hides an
-in-place change of the model's data. It is rebuilt when the model's variables change.
+The model is compiled once per model object (:func:`compiled_model`) as a function of the
+constrained values: the value transforms' ``forward`` maps them to the unconstrained point
+inside the graph. Array constants of the graph are inputs, read at call time, and
+``pm.Data``/shared values are read live, so a compiled function never hides an in-place change
+of the model's data. It is rebuilt when the model's variables change.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pytensor.compile.mode import Mode
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.traversal import graph_inputs
+from pytensor.tensor.random.type import RandomType
 
 #: The sample stat holding each draw's model log density (PyMC's name for it).
 LP_STAT = "lp"
@@ -48,51 +50,62 @@ _log = logging.getLogger("cloudcache")
 
 
 @dataclass(frozen=True)
-class LogDensity:
-    """The model's log density as a compiled function of the free variables' stored values."""
+class CompiledModel:
+    """The model as a compiled function of its free variables' stored (constrained) values.
+
+    Calling it gives ``[log density, *deterministics]`` (those named in ``deterministics``).
+    """
 
     signature: tuple[Any, ...]
     names: tuple[str, ...]
     dtypes: tuple[str, ...]
+    deterministics: tuple[str, ...]
     constants: tuple[Constant, ...]
     function: Callable[..., Any]
     tolerance: float
 
-    def __call__(self, values: Sequence[np.ndarray]) -> float:
+    def __call__(self, values: Sequence[np.ndarray]) -> list[np.ndarray]:
         data = [np.asarray(constant.data) for constant in self.constants]
-        return float(self.function(*values, *data))
+        return list(self.function(*values, *data))
 
 
-_compiled: weakref.WeakKeyDictionary[pm.Model, LogDensity] = weakref.WeakKeyDictionary()
+_compiled: weakref.WeakKeyDictionary[pm.Model, CompiledModel] = weakref.WeakKeyDictionary()
 
 
 def _model_signature(model: pm.Model) -> tuple[Any, ...]:
-    """Identities of everything the compiled log density was built from (same-process only)."""
+    """Identities of everything the compiled function was built from (same-process only)."""
     variables = [
         *model.free_RVs,
         *model.observed_RVs,
         *model.potentials,
+        *model.deterministics,
         *(model.rvs_to_values[rv] for rv in [*model.free_RVs, *model.observed_RVs]),
         *(model.rvs_to_transforms.get(rv) for rv in model.free_RVs),
     ]
     return (model.check_bounds, *map(id, variables))
 
 
-def _lift_array_constants(output: Variable) -> tuple[Variable, list[Variable], list[Constant]]:
-    """Replace every array constant of ``output``'s graph by an input; returns the new graph."""
+def _lift_array_constants(
+    outputs: list[Variable],
+) -> tuple[list[Variable], list[Variable], list[Constant]]:
+    """Replace every array constant of the ``outputs``' graph by an input; returns the new graph."""
     constants = [
         var
-        for var in graph_inputs([output])
+        for var in graph_inputs(outputs)
         if isinstance(var, Constant) and isinstance(var.data, np.ndarray) and var.data.ndim >= 1
     ]
     inputs = [constant.type() for constant in constants]
     if not constants:
-        return output, inputs, constants
-    [lifted] = clone_replace([output], replace=dict(zip(constants, inputs, strict=True)))
-    return lifted, inputs, constants
+        return outputs, inputs, constants
+    lifted = clone_replace(outputs, replace=dict(zip(constants, inputs, strict=True)))
+    return list(lifted), inputs, constants
 
 
-def _build(model: pm.Model, signature: tuple[Any, ...]) -> LogDensity:
+def _is_random(graph: Variable) -> bool:
+    return any(isinstance(var.type, RandomType) for var in graph_inputs([graph]))
+
+
+def _build(model: pm.Model, signature: tuple[Any, ...]) -> CompiledModel:
     free = list(model.free_RVs)
     constrained = [rv.type(name=rv.name) for rv in free]
     unconstrained = []
@@ -101,33 +114,43 @@ def _build(model: pm.Model, signature: tuple[Any, ...]) -> LogDensity:
         if transform is not None:
             value = transform.forward(value, *rv.owner.inputs)
         unconstrained.append(value)
-    # A transform's parameters may be other variables: write them as their stored values too.
+    # Transform parameters and deterministics are written in terms of the variables themselves.
     as_values = dict(zip(free, constrained, strict=True))
     as_values.update({rv: model.rvs_to_values[rv] for rv in model.observed_RVs})
-    unconstrained = clone_replace(unconstrained, replace=as_values)
+    replaced = clone_replace([*unconstrained, *model.deterministics], replace=as_values)
+    unconstrained = replaced[: len(free)]
+    # Deterministics that draw random numbers cannot be recomputed: they are not checked.
+    kept = [
+        (var, value)
+        for var, value in zip(model.deterministics, replaced[len(free) :], strict=True)
+        if not _is_random(value)
+    ]
+    deterministics = [var for var, _ in kept]
+    deterministic_values = [value for _, value in kept]
     value_vars = [model.rvs_to_values[rv] for rv in free]
     [density] = clone_replace(
         [model.logp(jacobian=True, sum=True)],
         replace=dict(zip(value_vars, unconstrained, strict=True)),
     )
-    density, data_inputs, constants = _lift_array_constants(density)
+    outputs, data_inputs, constants = _lift_array_constants([density, *deterministic_values])
     with model:  # PyMC reads check_bounds from the model context
         function = pm.pytensorf.compile(
-            [*constrained, *data_inputs], density, mode=COMPILE_MODE, on_unused_input="ignore"
+            [*constrained, *data_inputs], outputs, mode=COMPILE_MODE, on_unused_input="ignore"
         )
     itemsize = np.dtype(density.dtype).itemsize
-    return LogDensity(
+    return CompiledModel(
         signature=signature,
         names=tuple(rv.name for rv in free),
         dtypes=tuple(rv.dtype for rv in free),
+        deterministics=tuple(var.name for var in deterministics),
         constants=tuple(constants),
         function=function,
         tolerance=RELATIVE_TOLERANCE.get(itemsize, RELATIVE_TOLERANCE[4]),
     )
 
 
-def log_density_function(model: pm.Model) -> LogDensity:
-    """The compiled log density of ``model``, memoised per model object and its variables."""
+def compiled_model(model: pm.Model) -> CompiledModel:
+    """``model`` compiled for the audit, memoised per model object and its variables."""
     signature = _model_signature(model)
     cached = _compiled.get(model)
     if cached is not None and cached.signature == signature:
@@ -158,17 +181,20 @@ def _unauditable(model: pm.Model, tree: xr.DataTree) -> str | None:
     return None
 
 
-def _mismatch(stored: float, computed: float, tolerance: float) -> bool:
-    if np.isnan(stored) or np.isnan(computed):
-        return not (np.isnan(stored) and np.isnan(computed))
-    if np.isinf(stored) or np.isinf(computed):
-        return stored != computed
-    return abs(computed - stored) > tolerance * max(1.0, abs(stored))
+def _mismatches(stored: Any, computed: Any, tolerance: float) -> np.ndarray:
+    """Elementwise: ``|computed - stored| > tolerance * max(1, |stored|)`` (equal NaN/inf agree)."""
+    stored, computed = np.asarray(stored, dtype=float), np.asarray(computed, dtype=float)
+    with np.errstate(invalid="ignore"):
+        far = np.abs(computed - stored) > tolerance * np.maximum(1.0, np.abs(stored))
+        same = (stored == computed) | (np.isnan(stored) & np.isnan(computed))
+        return (far | np.isnan(computed - stored)) & ~same
 
 
 def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
     """None if ``tree`` agrees with ``model`` (or cannot be checked), else the failed check.
 
+    At each of :func:`audit_points`, the model's log density must equal the stored ``lp`` and
+    every stored deterministic must equal its value recomputed from the stored free variables.
     Entries that cannot be checked (no ``lp`` stat, a posterior without every free variable,
     for example after ``var_names=``) pass, with the reason in the ``cloudcache`` log.
     """
@@ -176,21 +202,40 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
     if reason is not None:
         _log.info("cloudcache: hit not audited: %s", reason)
         return None
-    density = log_density_function(model)
+    compiled = compiled_model(model)
     posterior = tree["posterior"]
-    arrays = [
-        posterior[name].transpose("chain", "draw", ...).values.astype(dtype, copy=False)
-        for name, dtype in zip(density.names, density.dtypes, strict=True)
+
+    def draws_of(name: str) -> np.ndarray:
+        return posterior[name].transpose("chain", "draw", ...).values
+
+    free = [draws_of(name) for name in compiled.names]
+    stored_lp = tree["sample_stats"][LP_STAT].transpose("chain", "draw").values
+    kept = [
+        (index, name, draws_of(name))
+        for index, name in enumerate(compiled.deterministics, start=1)
+        if name in posterior.data_vars
     ]
-    stats = tree["sample_stats"][LP_STAT].transpose("chain", "draw").values
     chain_labels = posterior["chain"].values
     for chain, draw in audit_points(posterior.sizes["chain"], posterior.sizes["draw"]):
-        stored = float(stats[chain, draw])
-        computed = density([np.asarray(array[chain, draw]) for array in arrays])
-        if _mismatch(stored, computed, density.tolerance):
+        values = [
+            np.asarray(array[chain, draw], dtype=dtype)
+            for array, dtype in zip(free, compiled.dtypes, strict=True)
+        ]
+        outputs = compiled(values)
+        where = f"chain {chain_labels[chain]} draw {draw}"
+        stored, computed = float(stored_lp[chain, draw]), float(outputs[0])
+        if _mismatches(stored, computed, compiled.tolerance):
             return (
-                f"the model's log density at chain {chain_labels[chain]} draw {draw} is "
-                f"{computed:.10g}, the entry recorded {LP_STAT}={stored:.10g} "
-                f"(relative tolerance {density.tolerance:g})"
+                f"the model's log density at {where} is {computed:.10g}, the entry recorded "
+                f"{LP_STAT}={stored:.10g} (relative tolerance {compiled.tolerance:g})"
             )
+        for index, name, array in kept:
+            stored_value, value = array[chain, draw], outputs[index]
+            if np.shape(stored_value) != np.shape(value) or np.any(
+                _mismatches(stored_value, value, compiled.tolerance)
+            ):
+                return (
+                    f"the deterministic {name} at {where} differs from the value stored in the "
+                    f"entry (relative tolerance {compiled.tolerance:g})"
+                )
     return None

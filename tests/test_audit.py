@@ -13,7 +13,7 @@ import xarray as xr
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.audit import LP_STAT, audit_failure, audit_points, log_density_function
+from cloudcache.audit import LP_STAT, audit_failure, audit_points, compiled_model
 from cloudcache.records import CallRecord
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
@@ -116,11 +116,11 @@ def test_audit_sees_an_in_place_change_of_the_models_data() -> None:
         pm.Normal("y", offset + slope * x, sigma, observed=y)
     tree = pm.sample(model=model, nuts_sampler="pymc", **CALL)
     assert audit_failure(model, tree) is None
-    compiled = log_density_function(model)
+    compiled = compiled_model(model)
     x *= 2.0  # the graph holds x by reference
     failed = audit_failure(model, tree)
     assert failed is not None and "log density at chain 0 draw 0" in failed
-    assert log_density_function(model) is compiled  # compiled once; data read at call time
+    assert compiled_model(model) is compiled  # compiled once; data read at call time
 
 
 def test_entries_without_lp_or_free_variables_are_not_audited(
@@ -140,3 +140,18 @@ def test_entries_without_lp_or_free_variables_are_not_audited(
 
 def test_call_record_audit_defaults_to_empty() -> None:
     assert CallRecord("sample", True, "ab" * 16, "memory", 0.0, "pymc").audit == ""
+
+
+def _scaled_model(scale: float) -> pm.Model:
+    with pm.Model(name="scaled") as model:
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Deterministic("double", scale * mu)
+        pm.Normal("y", mu, 1.0, observed=np.array([0.1, -0.3, 0.4]))
+    return model
+
+
+def test_audit_recomputes_the_stored_deterministics() -> None:
+    tree = pm.sample(model=_scaled_model(2.0), nuts_sampler="pymc", **CALL)
+    assert audit_failure(_scaled_model(2.0), tree) is None
+    failed = audit_failure(_scaled_model(3.0), tree)  # same log density, other deterministic
+    assert failed is not None and "deterministic scaled::double" in failed, failed
