@@ -25,6 +25,7 @@ from cloudcache.backends.base import (
     pymc_fallback,
     resolve_backend,
 )
+from cloudcache.display import calls_table
 from cloudcache.executors import Executor, resolve_executor
 from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
 from cloudcache.jsonable import jsonable
@@ -132,6 +133,12 @@ class Session:
         finally:
             if self.model is not None:
                 self.model.__exit__(exc_type, exc, traceback)
+
+    def _repr_html_(self) -> str:  # Jupyter: a table of the calls and the time saved
+        return calls_table(self.records)
+
+    def _mime_(self) -> tuple[str, str]:  # marimo: the same table
+        return "text/html", calls_table(self.records)
 
     # -- counters -----------------------------------------------------------------------
     @property
