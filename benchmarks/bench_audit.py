@@ -6,9 +6,9 @@ hit it: the first with an empty PyTensor compile directory (a machine's first au
 model: the log density is compiled from scratch), the second reusing that directory (a new
 process on a machine that has audited the model before). Each process times
 
-- its first disk hit without the audit (library start-up), then its first hit with the audit
-  (which compiles the model's log density once for the process),
-- later memory and disk hits with and without the audit (medians), and the audit alone.
+- its first disk hit without the audit (library start-up), then the first audit of the
+  process (which compiles the model once for the process) and later audits (median),
+- memory and disk hits with and without the audit (medians) through ``cloud(...)``.
 
     python benchmarks/bench_audit.py [--repeats 15]
 """
@@ -67,25 +67,24 @@ def child(cache: str, repeats: int) -> dict[str, float]:
 
     model = radon_model()
     first_plain = _hit(model, cache, False, from_disk=True)
-    first_audit = _hit(model, cache, True, from_disk=True)
+    with cc.cloud(model, cache=cache, backend="numpyro", quiet=True):
+        tree = pm.sample(**CALL)  # a memory hit: the tree to audit directly
+    started = time.perf_counter()
+    assert audit_failure(model, tree) is None
+    first_audit = time.perf_counter() - started
+    audit_alone = median_seconds(lambda: audit_failure(model, tree), repeats)
     disk_plain = median_seconds(lambda: _hit(model, cache, False, from_disk=True), repeats)
     disk_audit = median_seconds(lambda: _hit(model, cache, True, from_disk=True), repeats)
     memory_plain = median_seconds(lambda: _hit(model, cache, False, from_disk=False), repeats)
     memory_audit = median_seconds(lambda: _hit(model, cache, True, from_disk=False), repeats)
-    with cc.cloud(model, cache=cache, backend="numpyro", quiet=True):
-        tree = pm.sample(**CALL)
-    audit_alone = median_seconds(lambda: audit_failure(model, tree), repeats)
     return {
         "first_disk_hit_without_audit_s": round(first_plain, 4),
-        "first_disk_hit_with_audit_s": round(first_audit, 4),
-        "first_audit_cost_s": round(first_audit - disk_plain, 4),
+        "first_audit_in_process_s": round(first_audit, 4),
+        "later_audit_s": round(audit_alone, 5),
         "disk_hit_without_audit_s": round(disk_plain, 5),
         "disk_hit_with_audit_s": round(disk_audit, 5),
         "memory_hit_without_audit_s": round(memory_plain, 5),
         "memory_hit_with_audit_s": round(memory_audit, 5),
-        "audit_cost_per_disk_hit_s": round(disk_audit - disk_plain, 5),
-        "audit_cost_per_memory_hit_s": round(memory_audit - memory_plain, 5),
-        "audit_alone_s": round(audit_alone, 5),
     }
 
 

@@ -16,6 +16,7 @@ import xarray as xr
 
 from cloudcache import patch
 from cloudcache.announce import announce, announce_hit, announce_miss, logger
+from cloudcache.audit import audit_failure
 from cloudcache.backends.base import (
     BACKEND_NAMES,
     DEVICE_NAMES,
@@ -62,8 +63,9 @@ class Session:
     ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
     ``timeout``: seconds a remote run (or a wait for another process's run) may take.
     ``explain=True``: on a miss, say which key component differs from the nearest stored entry.
-    ``audit=True``: on a ``pm.sample`` hit, check the model's log density at a few stored draws
-    against the recorded ``lp``; a mismatch warns, samples again and replaces the entry.
+    ``audit=True``: on a ``pm.sample`` hit, check the model's log density (against the recorded
+    ``lp``) and deterministics at a few stored draws; a mismatch warns, samples again and
+    replaces the entry (``last.audit`` says which check failed).
 
     The open session counts ``hits`` and ``misses`` and keeps a :class:`CallRecord` per call;
     ``last`` is the most recent one.
@@ -232,8 +234,6 @@ class Session:
         """With ``audit=True``: "" if ``entry`` agrees with the model, else the failed check."""
         if not self.audit:
             return ""
-        from cloudcache.audit import audit_failure
-
         assert self.model is not None
         failed = audit_failure(self.model, entry.tree)
         if failed is None:
