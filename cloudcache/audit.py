@@ -132,6 +132,8 @@ def _build(model: pm.Model, signature: tuple[Any, ...]) -> CompiledModel:
         [model.logp(jacobian=True, sum=True)],
         replace=dict(zip(value_vars, unconstrained, strict=True)),
     )
+    if _is_random(density):
+        raise ValueError("it draws random numbers (pm.Minibatch, for example)")
     outputs, data_inputs, constants = _lift_array_constants([density, *deterministic_values])
     with model:  # PyMC reads check_bounds from the model context
         function = pm.pytensorf.compile(
@@ -196,13 +198,19 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
     At each of :func:`audit_points`, the model's log density must equal the stored ``lp`` and
     every stored deterministic must equal its value recomputed from the stored free variables.
     Entries that cannot be checked (no ``lp`` stat, a posterior without every free variable,
-    for example after ``var_names=``) pass, with the reason in the ``cloudcache`` log.
+    for example after ``var_names=``, or a model PyTensor cannot compile with NumPy evaluation)
+    pass, with the reason in the ``cloudcache`` log. Stored draws the model cannot be evaluated
+    at (another shape, for example) fail.
     """
     reason = _unauditable(model, tree)
+    if reason is None:
+        try:
+            compiled = compiled_model(model)
+        except Exception as error:  # an audit never breaks a hit it cannot judge
+            reason = f"the model's log density could not be compiled ({error})"
     if reason is not None:
         _log.info("cloudcache: hit not audited: %s", reason)
         return None
-    compiled = compiled_model(model)
     posterior = tree["posterior"]
 
     def draws_of(name: str) -> np.ndarray:
@@ -221,8 +229,11 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
             np.asarray(array[chain, draw], dtype=dtype)
             for array, dtype in zip(free, compiled.dtypes, strict=True)
         ]
-        outputs = compiled(values)
         where = f"chain {chain_labels[chain]} draw {draw}"
+        try:
+            outputs = compiled(values)
+        except Exception as error:
+            return f"the model cannot be evaluated at the stored draw at {where} ({error})"
         stored, computed = float(stored_lp[chain, draw]), float(outputs[0])
         if _mismatches(stored, computed, compiled.tolerance):
             return (

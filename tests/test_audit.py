@@ -155,3 +155,12 @@ def test_audit_recomputes_the_stored_deterministics() -> None:
     assert audit_failure(_scaled_model(2.0), tree) is None
     failed = audit_failure(_scaled_model(3.0), tree)  # same log density, other deterministic
     assert failed is not None and "deterministic scaled::double" in failed, failed
+
+
+def test_stored_draws_of_another_shape_fail_the_audit(sampled_tree: xr.DataTree) -> None:
+    with pm.Model(name="tiny", coords={"obs": np.arange(20)}) as wider:
+        pm.Normal("a", 0.0, 2.0, shape=3)  # the stored "tiny::a" is a scalar
+        pm.Normal("b", 0.0, 2.0)
+        pm.HalfNormal("sigma", 1.0)
+    failed = audit_failure(wider, sampled_tree)
+    assert failed is not None and "cannot be evaluated at the stored draw" in failed, failed
