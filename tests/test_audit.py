@@ -3,6 +3,7 @@ density; a stale entry (a key that missed a change) is detected, warned about an
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -164,3 +165,19 @@ def test_stored_draws_of_another_shape_fail_the_audit(sampled_tree: xr.DataTree)
         pm.HalfNormal("sigma", 1.0)
     failed = audit_failure(wider, sampled_tree)
     assert failed is not None and "cannot be evaluated at the stored draw" in failed, failed
+
+
+def test_a_log_density_that_draws_random_numbers_is_not_audited(
+    sampled_tree: xr.DataTree, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=20), rng.normal(size=20)
+    with pm.Model(name="tiny") as model:
+        x_batch, y_batch = pm.Minibatch(x, y, batch_size=5)
+        a = pm.Normal("a", 0.0, 2.0)
+        b = pm.Normal("b", 0.0, 2.0)
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("y", a + b * x_batch, sigma, observed=y_batch, total_size=20)
+    with caplog.at_level(logging.INFO, logger="cloudcache"):
+        assert audit_failure(model, sampled_tree) is None
+    assert "not audited" in caplog.text and "random numbers" in caplog.text
