@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 import pymc as pm
+import pytensor.tensor as pt
 import xarray as xr
 from pytensor.compile.mode import Mode
 from pytensor.graph.basic import Constant, Variable
-from pytensor.graph.replace import clone_replace
+from pytensor.graph.replace import clone_replace, vectorize_graph
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.random.type import RandomType
 
@@ -53,7 +54,8 @@ _log = logging.getLogger("cloudcache")
 class CompiledModel:
     """The model as a compiled function of its free variables' stored (constrained) values.
 
-    Calling it gives ``[log density, *deterministics]`` (those named in ``deterministics``).
+    Called with the values of several draws stacked along a first axis (one array per name in
+    ``names``), it gives ``[log density, *deterministics]``, each with that first axis.
     """
 
     signature: tuple[Any, ...]
@@ -135,9 +137,14 @@ def _build(model: pm.Model, signature: tuple[Any, ...]) -> CompiledModel:
     if _is_random(density):
         raise ValueError("it draws random numbers (pm.Minibatch, for example)")
     outputs, data_inputs, constants = _lift_array_constants([density, *deterministic_values])
+    # All audited draws in one call: the graph batched over a leading axis of draws.
+    stacked = [
+        pt.tensor(dtype=v.dtype, shape=(None, *v.type.shape), name=v.name) for v in constrained
+    ]
+    outputs = vectorize_graph(outputs, replace=dict(zip(constrained, stacked, strict=True)))
     with model:  # PyMC reads check_bounds from the model context
         function = pm.pytensorf.compile(
-            [*constrained, *data_inputs], outputs, mode=COMPILE_MODE, on_unused_input="ignore"
+            [*stacked, *data_inputs], outputs, mode=COMPILE_MODE, on_unused_input="ignore"
         )
     itemsize = np.dtype(density.dtype).itemsize
     return CompiledModel(
@@ -216,32 +223,33 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
     def draws_of(name: str) -> np.ndarray:
         return posterior[name].transpose("chain", "draw", ...).values
 
-    free = [draws_of(name) for name in compiled.names]
-    stored_lp = tree["sample_stats"][LP_STAT].transpose("chain", "draw").values
+    points = audit_points(posterior.sizes["chain"], posterior.sizes["draw"])
+    chains, draws = (np.array(axis) for axis in zip(*points, strict=True))
+    values = [
+        np.asarray(draws_of(name)[chains, draws], dtype=dtype)
+        for name, dtype in zip(compiled.names, compiled.dtypes, strict=True)
+    ]
+    try:
+        outputs = compiled(values)
+    except Exception as error:
+        return f"the model cannot be evaluated at the stored draws ({error})"
+    stored_lp = tree["sample_stats"][LP_STAT].transpose("chain", "draw").values[chains, draws]
     kept = [
-        (index, name, draws_of(name))
+        (index, name, draws_of(name)[chains, draws])
         for index, name in enumerate(compiled.deterministics, start=1)
         if name in posterior.data_vars
     ]
     chain_labels = posterior["chain"].values
-    for chain, draw in audit_points(posterior.sizes["chain"], posterior.sizes["draw"]):
-        values = [
-            np.asarray(array[chain, draw], dtype=dtype)
-            for array, dtype in zip(free, compiled.dtypes, strict=True)
-        ]
+    for point, (chain, draw) in enumerate(points):
         where = f"chain {chain_labels[chain]} draw {draw}"
-        try:
-            outputs = compiled(values)
-        except Exception as error:
-            return f"the model cannot be evaluated at the stored draw at {where} ({error})"
-        stored, computed = float(stored_lp[chain, draw]), float(outputs[0])
+        stored, computed = float(stored_lp[point]), float(outputs[0][point])
         if _mismatches(stored, computed, compiled.tolerance):
             return (
                 f"the model's log density at {where} is {computed:.10g}, the entry recorded "
                 f"{LP_STAT}={stored:.10g} (relative tolerance {compiled.tolerance:g})"
             )
-        for index, name, array in kept:
-            stored_value, value = array[chain, draw], outputs[index]
+        for index, name, stored_values in kept:
+            stored_value, value = stored_values[point], outputs[index][point]
             if np.shape(stored_value) != np.shape(value) or np.any(
                 _mismatches(stored_value, value, compiled.tolerance)
             ):

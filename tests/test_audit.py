@@ -164,7 +164,7 @@ def test_stored_draws_of_another_shape_fail_the_audit(sampled_tree: xr.DataTree)
         pm.Normal("b", 0.0, 2.0)
         pm.HalfNormal("sigma", 1.0)
     failed = audit_failure(wider, sampled_tree)
-    assert failed is not None and "cannot be evaluated at the stored draw" in failed, failed
+    assert failed is not None and "cannot be evaluated at the stored draws" in failed, failed
 
 
 def test_a_log_density_that_draws_random_numbers_is_not_audited(
