@@ -33,8 +33,10 @@ from pytensor.graph.replace import clone_replace, vectorize_graph
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.random.type import RandomType
 
-#: The sample stat holding each draw's model log density (PyMC's name for it).
-LP_STAT = "lp"
+#: Names of the sample stat holding each draw's model log density, in the order they are looked
+#: for: ``lp`` (PyMC's NUTS, the numpyro backend), ``logp`` (nutpie, also through
+#: ``pm.sample(nuts_sampler="nutpie")``). Both are the log density the audit recomputes.
+LP_STATS = ("lp", "logp")
 
 #: Relative tolerance of the comparison, by the itemsize of the log density's dtype:
 #: ``|model - stored| <= tolerance * max(1, |stored|)``. Recomputing a float64 log density in
@@ -175,12 +177,18 @@ def audit_points(chains: int, draws: int) -> list[tuple[int, int]]:
     return sorted(chosen)
 
 
+def _lp_stat(tree: xr.DataTree) -> str | None:
+    """The name of the stored per-draw log density (None: the entry has none)."""
+    stats = tree["sample_stats"].data_vars
+    return next((name for name in LP_STATS if name in stats), None)
+
+
 def _unauditable(model: pm.Model, tree: xr.DataTree) -> str | None:
     """Why ``tree`` cannot be audited against ``model`` (None: it can)."""
     if "posterior" not in tree.children or "sample_stats" not in tree.children:
         return "the entry has no posterior or no sample_stats"
-    if LP_STAT not in tree["sample_stats"].data_vars:
-        return f"the entry records no {LP_STAT!r} sample stat"
+    if _lp_stat(tree) is None:
+        return f"the entry records none of the sample stats {', '.join(LP_STATS)}"
     posterior = tree["posterior"]
     missing = [rv.name for rv in model.free_RVs if rv.name not in posterior.data_vars]
     if missing:
@@ -233,7 +241,9 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
         outputs = compiled(values)
     except Exception as error:
         return f"the model cannot be evaluated at the stored draws ({error})"
-    stored_lp = tree["sample_stats"][LP_STAT].transpose("chain", "draw").values[chains, draws]
+    lp_stat = _lp_stat(tree)
+    assert lp_stat is not None
+    stored_lp = tree["sample_stats"][lp_stat].transpose("chain", "draw").values[chains, draws]
     kept = [
         (index, name, draws_of(name)[chains, draws])
         for index, name in enumerate(compiled.deterministics, start=1)
@@ -246,7 +256,7 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
         if _mismatches(stored, computed, compiled.tolerance):
             return (
                 f"the model's log density at {where} is {computed:.10g}, the entry recorded "
-                f"{LP_STAT}={stored:.10g} (relative tolerance {compiled.tolerance:g})"
+                f"{lp_stat}={stored:.10g} (relative tolerance {compiled.tolerance:g})"
             )
         for index, name, stored_values in kept:
             stored_value, value = stored_values[point], outputs[index][point]

@@ -14,7 +14,7 @@ import xarray as xr
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.audit import LP_STAT, audit_failure, audit_points, compiled_model
+from cloudcache.audit import LP_STATS, audit_failure, audit_points, compiled_model
 from cloudcache.records import CallRecord
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
@@ -59,7 +59,7 @@ def test_a_sound_hit_passes_the_audit_without_resampling(backend: str, tmp_path:
     model = tiny_model()
     first, missed, _ = _sample(model, tmp_path, backend, audit=True)
     assert not missed.hit and missed.audit == ""
-    assert LP_STAT in first["sample_stats"]
+    assert "lp" in first["sample_stats"]
     assert audit_failure(model, first) is None
 
     memory_hit, record, messages = _sample(model, tmp_path, backend, audit=True)
@@ -94,7 +94,7 @@ def test_a_planted_stale_entry_is_detected_resampled_and_replaced(
 
     answer, record, messages = _sample(tiny_model(shift=3.0), tmp_path, backend, audit=True)
     assert not record.hit
-    assert "log density at chain" in record.audit and f"{LP_STAT}=" in record.audit
+    assert "log density at chain" in record.audit and "lp=" in record.audit
     assert len(messages) == 1 and "failed the hit audit" in messages[0], messages
     assert _posterior_close(answer, tree_b, backend)
     assert not _posterior_close(answer, tree_a, backend)
@@ -129,7 +129,7 @@ def test_entries_without_lp_or_free_variables_are_not_audited(
 ) -> None:
     model = tiny_model()
     assert audit_failure(model, sampled_tree) is None
-    stats = sampled_tree["sample_stats"].to_dataset().drop_vars(LP_STAT)
+    stats = sampled_tree["sample_stats"].to_dataset().drop_vars("lp")
     no_lp = sampled_tree.copy()
     no_lp["sample_stats"] = xr.DataTree(stats)
     assert audit_failure(tiny_model(shift=5.0), no_lp) is None
@@ -181,3 +181,13 @@ def test_a_log_density_that_draws_random_numbers_is_not_audited(
     with caplog.at_level(logging.INFO, logger="cloudcache"):
         assert audit_failure(model, sampled_tree) is None
     assert "not audited" in caplog.text and "random numbers" in caplog.text
+
+
+def test_nutpie_logp_stat_is_audited(sampled_tree: xr.DataTree) -> None:
+    assert LP_STATS == ("lp", "logp")
+    stats = sampled_tree["sample_stats"].to_dataset().rename_vars({"lp": "logp"})
+    as_nutpie = sampled_tree.copy()
+    as_nutpie["sample_stats"] = xr.DataTree(stats)
+    assert audit_failure(tiny_model(), as_nutpie) is None
+    failed = audit_failure(tiny_model(shift=5.0), as_nutpie)
+    assert failed is not None and "logp=" in failed, failed
