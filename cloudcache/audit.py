@@ -177,19 +177,18 @@ def audit_points(chains: int, draws: int) -> list[tuple[int, int]]:
     return sorted(chosen)
 
 
-def _lp_stat(tree: xr.DataTree) -> str | None:
+def _lp_stat(stats: xr.Dataset) -> str | None:
     """The name of the stored per-draw log density (None: the entry has none)."""
-    stats = tree["sample_stats"].data_vars
-    return next((name for name in LP_STATS if name in stats), None)
+    return next((name for name in LP_STATS if name in stats.data_vars), None)
 
 
 def _unauditable(model: pm.Model, tree: xr.DataTree) -> str | None:
     """Why ``tree`` cannot be audited against ``model`` (None: it can)."""
     if "posterior" not in tree.children or "sample_stats" not in tree.children:
         return "the entry has no posterior or no sample_stats"
-    if _lp_stat(tree) is None:
+    posterior, stats = tree["posterior"].dataset, tree["sample_stats"].dataset
+    if _lp_stat(stats) is None:
         return f"the entry records none of the sample stats {', '.join(LP_STATS)}"
-    posterior = tree["posterior"]
     missing = [rv.name for rv in model.free_RVs if rv.name not in posterior.data_vars]
     if missing:
         return f"the posterior does not hold {', '.join(missing)}"
@@ -226,10 +225,11 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
     if reason is not None:
         _log.info("cloudcache: hit not audited: %s", reason)
         return None
-    posterior = tree["posterior"]
+    # Plain variables of the groups' datasets: much cheaper than DataArrays on every hit.
+    posterior, stats = tree["posterior"].dataset, tree["sample_stats"].dataset
 
-    def draws_of(name: str) -> np.ndarray:
-        return posterior[name].transpose("chain", "draw", ...).values
+    def draws_of(name: str, group: xr.Dataset = posterior) -> np.ndarray:
+        return group.variables[name].transpose("chain", "draw", ...).values
 
     points = audit_points(posterior.sizes["chain"], posterior.sizes["draw"])
     chains, draws = (np.array(axis) for axis in zip(*points, strict=True))
@@ -241,15 +241,15 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
         outputs = compiled(values)
     except Exception as error:
         return f"the model cannot be evaluated at the stored draws ({error})"
-    lp_stat = _lp_stat(tree)
+    lp_stat = _lp_stat(stats)
     assert lp_stat is not None
-    stored_lp = tree["sample_stats"][lp_stat].transpose("chain", "draw").values[chains, draws]
+    stored_lp = draws_of(lp_stat, stats)[chains, draws]
     kept = [
         (index, name, draws_of(name)[chains, draws])
         for index, name in enumerate(compiled.deterministics, start=1)
         if name in posterior.data_vars
     ]
-    chain_labels = posterior["chain"].values
+    chain_labels = posterior.variables["chain"].values
     for point, (chain, draw) in enumerate(points):
         where = f"chain {chain_labels[chain]} draw {draw}"
         stored, computed = float(stored_lp[point]), float(outputs[0][point])
