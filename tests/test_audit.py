@@ -58,8 +58,8 @@ def test_audit_points_are_first_middle_last_of_first_and_last_chain() -> None:
 def test_a_sound_hit_passes_the_audit_without_resampling(backend: str, tmp_path: Path) -> None:
     model = tiny_model()
     first, missed, _ = _sample(model, tmp_path, backend, audit=True)
-    assert not missed.hit and missed.audit == ""
-    assert "lp" in first["sample_stats"]
+    assert not missed.hit and missed.audit == "" and missed.backend == backend
+    assert set(LP_STATS) & set(first["sample_stats"].data_vars)
     assert audit_failure(model, first) is None
 
     memory_hit, record, messages = _sample(model, tmp_path, backend, audit=True)
@@ -191,3 +191,22 @@ def test_nutpie_logp_stat_is_audited(sampled_tree: xr.DataTree) -> None:
     assert audit_failure(tiny_model(), as_nutpie) is None
     failed = audit_failure(tiny_model(shift=5.0), as_nutpie)
     assert failed is not None and "logp=" in failed, failed
+
+
+def test_predictive_hits_are_served_unaudited(tmp_path: Path) -> None:
+    model = tiny_model()
+    for expected_hit in (False, True):
+        with cc.cloud(model, cache=tmp_path, quiet=True, audit=True) as run:
+            pm.sample_prior_predictive(draws=20, random_seed=1)
+        assert run.last is not None and run.last.hit is expected_hit and run.last.audit == ""
+
+
+def test_a_nutpie_hit_is_audited_with_its_logp_stat() -> None:
+    model = tiny_model()
+    first, missed, _ = _sample(model, True, "nutpie", audit=True)
+    assert not missed.hit and missed.backend == "nutpie"
+    assert "logp" in first["sample_stats"] and "lp" not in first["sample_stats"]
+    assert audit_failure(model, first) is None
+    assert audit_failure(tiny_model(shift=5.0), first) is not None  # the stat is really read
+    _, record, messages = _sample(model, True, "nutpie", audit=True)
+    assert record.hit and record.audit == "" and messages == []

@@ -1,0 +1,60 @@
+"""Which entries ``cloudcache prune`` removes: least recently *used* first, every limit held.
+
+"Used" is what ``last_used`` says for an entry: the store's own record of use, or by default
+the entry's write time (``modified``). Access times are never consulted, so listing, showing
+or verifying entries does not keep them alive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+
+class Prunable(Protocol):
+    """What the policy needs of an entry: its size, write time and place under the root."""
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def modified(self) -> float: ...
+
+    @property
+    def relative_path(self) -> str: ...
+
+
+def select_for_pruning[E: Prunable](
+    entries: Sequence[E],
+    max_size: int | None,
+    older_than: float | None,
+    keep: int | None,
+    *,
+    now: float,
+    last_used: Callable[[E], float] | None = None,
+) -> list[E]:
+    """Entries to remove, least recently used first, so that every given limit holds.
+
+    ``older_than``: seconds since last use; ``keep``: how many entries may stay;
+    ``max_size``: bytes the remaining entries may take; ``last_used``: each entry's last use
+    (default: its write time).
+    """
+    clock: Callable[[E], float] = last_used or (lambda entry: entry.modified)
+    ordered = sorted(entries, key=clock)  # oldest use first
+    doomed: list[E] = []
+    remaining = list(ordered)
+    if older_than is not None:
+        cutoff = now - older_than
+        doomed += [entry for entry in remaining if clock(entry) < cutoff]
+        remaining = [entry for entry in remaining if clock(entry) >= cutoff]
+    if keep is not None and len(remaining) > keep:
+        cut = len(remaining) - keep
+        doomed += remaining[:cut]
+        remaining = remaining[cut:]
+    if max_size is not None:
+        total = sum(entry.size for entry in remaining)
+        while remaining and total > max_size:
+            entry = remaining.pop(0)
+            doomed.append(entry)
+            total -= entry.size
+    return doomed
