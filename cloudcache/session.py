@@ -346,21 +346,14 @@ class Session:
 
     def _read(self, ref: EntryRef) -> Entry | None:
         assert self.store is not None
-        entry, failure = None, None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                entry = self.store.get(ref)
-            except StoreError as error:
-                failure = f"cloudcache: cache read failed, sampling instead: {error}"
-        for item in caught:  # the store's own warnings (damaged entry) count as this call's one
-            if str(item.message).startswith("cloudcache"):
-                self._warn_once(str(item.message), stacklevel=5)
-            else:
-                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-        if failure:
-            self._warn_once(failure, stacklevel=5)
-        return entry
+        try:
+            found = self.store.lookup(ref, self.timeout)
+        except StoreError as error:
+            self._warn_once(f"cloudcache: cache read failed, sampling instead: {error}", 5)
+            return None
+        for problem in found.problems:  # a damaged entry: counts as this call's one warning
+            self._warn_once(problem, stacklevel=5)
+        return found.entry
 
     def _warn_once(self, message: str, stacklevel: int) -> None:
         """Warn about a cache problem once per call; later problems of the call go to the log."""

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from cloudcache.stores.base import Entry, EntryRef
+from cloudcache.stores.base import Entry, EntryRef, Store
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -34,7 +34,7 @@ class _Slot:
     spare: Future[Entry] | None = None
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """Keeps recent results in memory, evicting the least recently used beyond ``max_bytes``."""
 
     description = "memory"
@@ -77,7 +77,7 @@ class MemoryStore:
         self._prepare_spare(ref.key, slot)
         return copy
 
-    def put(self, ref: EntryRef, entry: Entry) -> str:
+    def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
         """Keep a deep copy of ``entry`` (the caller keeps and may change the original)."""
         size = int(entry.tree.nbytes)
         if 2 * size > self.max_bytes:
