@@ -12,12 +12,15 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import h5netcdf
 import h5py
+import pymc as pm
 import xarray as xr
 from reliability_figures import record_trials
+from reliability_workers import sample_kwargs, tiny_model
 
 import cloudcache as cc
 from cloudcache.catalog import Catalog
@@ -111,13 +114,11 @@ def test_rewritten_key_attribute_is_not_believed(tiny_tree: xr.DataTree, tmp_pat
     [planted] = [entry for entry in catalog.entries() if entry.prefix == KEY[:16]]
     assert planted.key == KEY  # the root attribute claims the right key...
     assert "metadata record names key" in catalog.verify(planted)  # ...verify does not believe it
-    assert catalog.verify([e for e in catalog.entries() if e.prefix == OTHER_KEY[:16]][0]) == ""
+    original = next(e for e in catalog.entries() if e.prefix == OTHER_KEY[:16])
+    assert catalog.verify(original) == ""
 
 
 def test_session_does_not_serve_a_rewritten_key(tmp_path: Path) -> None:
-    import pymc as pm
-    from reliability_workers import sample_kwargs, tiny_model
-
     with cc.cloud(tiny_model(), cache=str(tmp_path), backend="pymc", quiet=True) as run:
         pm.sample(**sample_kwargs(5))
     with cc.cloud(tiny_model("other"), cache=str(tmp_path), backend="pymc", quiet=True) as other:
@@ -128,8 +129,6 @@ def test_session_does_not_serve_a_rewritten_key(tmp_path: Path) -> None:
         del handle.attrs[KEY_ATTR]
         handle.attrs.create(KEY_ATTR, run.last.key, dtype=h5py.string_dtype())
     cc.stores.resolve.process_memory_store().clear()
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with cc.cloud(tiny_model(), cache=str(tmp_path), backend="pymc", quiet=True) as again:
