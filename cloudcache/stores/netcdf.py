@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import h5py
 import numpy as np
 import xarray as xr
 
 from cloudcache.fingerprint.digest import Digest
-from cloudcache.stores.base import CorruptEntry
+from cloudcache.stores.base import CorruptEntry, EntryUnreadable
 from cloudcache.stores.entryfile import checked_entry_file
 from cloudcache.stores.inspection import KEY_ATTR, METADATA_ATTR, check_header, parse_record
 
@@ -125,6 +126,44 @@ def decode_entry(
     _verify_checksums(tree, metadata)
     tree.attrs = {k: v for k, v in tree.attrs.items() if k not in (KEY_ATTR, METADATA_ATTR)}
     return tree, metadata
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """The verdict on one stored entry, for ``cloudcache verify`` and the like.
+
+    ``status`` is ``"ok"``, ``"damaged"`` (safe to delete and resample), ``"unreadable"``
+    (this process lacks permission: somebody else's entry, never delete it) or ``"missing"``.
+    """
+
+    status: Literal["ok", "damaged", "unreadable", "missing"]
+    problem: str = ""
+
+    @property
+    def removable(self) -> bool:
+        """Whether a ``--fix`` may delete the entry (only when it is damaged)."""
+        return self.status == "damaged"
+
+
+def check_entry(
+    source: bytes | str,
+    expected_key: str,
+    *,
+    root: str | None = None,
+    max_bytes: int | None = None,
+) -> EntryCheck:
+    """:func:`decode_entry`'s verdict as a value (the same checks a hit makes)."""
+    try:
+        decode_entry(source, expected_key, root=root, max_bytes=max_bytes)
+    except FileNotFoundError as error:
+        return EntryCheck("missing", str(error))
+    except CorruptEntry as error:
+        return EntryCheck("damaged", str(error))
+    except (EntryUnreadable, PermissionError) as error:
+        return EntryCheck("unreadable", str(error))
+    except OSError as error:
+        return EntryCheck("unreadable", f"cannot read ({error})")
+    return EntryCheck("ok")
 
 
 def _handle(source: bytes | str) -> Any:
