@@ -366,7 +366,7 @@ class Session:
     def _write(self, ref: EntryRef, entry: Entry) -> str:
         assert self.store is not None
         try:
-            return self.store.put(ref, entry)
+            return self.store.put(ref, entry, self.timeout)
         except Exception as error:  # a failing write never loses a finished result
             self._warn_once(
                 f"cloudcache: could not store the result ({error}); returning it uncached",
