@@ -23,6 +23,7 @@ from cloudcache.announce import format_age, format_seconds
 from cloudcache.catalog import Catalog, CatalogEntry
 from cloudcache.cli_units import format_size, parse_age, parse_size
 from cloudcache.explain import explain_stored
+from cloudcache.stores.pruning import last_use_clock, select_for_pruning
 from cloudcache.stores.resolve import default_directory
 
 EXIT_OK = 0
@@ -266,7 +267,12 @@ def prune(
         raise typer.BadParameter(str(error), param_hint="--older-than") from error
     catalog = _catalog(cache, option)
     doomed = select_for_pruning(
-        catalog.entries(with_metadata=False), size_limit, age_limit, keep, now=time.time()
+        catalog.entries(with_metadata=False),
+        size_limit,
+        age_limit,
+        keep,
+        now=time.time(),
+        last_used=last_use_clock(catalog.fs, catalog.root, catalog.is_local),
     )
     for entry in doomed:
         if not dry_run:
@@ -280,35 +286,6 @@ def prune(
         typer.echo(json.dumps({"dry_run": dry_run, "removed": rows}, indent=2))
     else:
         _err(f"{'would free' if dry_run else 'freed'} {freed} ({len(doomed)} entries)")
-
-
-def select_for_pruning(
-    entries: list[CatalogEntry],
-    max_size: int | None,
-    older_than: float | None,
-    keep: int | None,
-    *,
-    now: float,
-) -> list[CatalogEntry]:
-    """Entries to remove, least recently used first, so that every given limit holds."""
-    ordered = sorted(entries, key=lambda entry: entry.last_used)  # oldest use first
-    doomed: list[CatalogEntry] = []
-    remaining = list(ordered)
-    if older_than is not None:
-        cutoff = now - older_than
-        doomed += [entry for entry in remaining if entry.last_used < cutoff]
-        remaining = [entry for entry in remaining if entry.last_used >= cutoff]
-    if keep is not None and len(remaining) > keep:
-        cut = len(remaining) - keep
-        doomed += remaining[:cut]
-        remaining = remaining[cut:]
-    if max_size is not None:
-        total = sum(entry.size for entry in remaining)
-        while remaining and total > max_size:
-            entry = remaining.pop(0)
-            doomed.append(entry)
-            total -= entry.size
-    return doomed
 
 
 @app.command()

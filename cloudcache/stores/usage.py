@@ -65,6 +65,25 @@ class UsageRecord:
         except (OSError, ValueError):
             return None
 
+    def all_last_used(self) -> dict[str, float]:
+        """``relative path -> marker time`` for every marker below the root (one listing)."""
+        base = f"{self.root.rstrip('/')}/{USAGE_DIRECTORY}/"
+        found: dict[str, float] = {}
+        try:
+            if self.is_local:
+                for folder, _, names in os.walk(base):
+                    for name in names:
+                        path = os.path.join(folder, name)
+                        found[os.path.relpath(path, base)] = os.stat(path).st_mtime
+            else:
+                for path, info in self.fs.find(base, detail=True).items():
+                    stamp = modified_time(info)
+                    if stamp is not None:
+                        found[path.removeprefix(base.lstrip("/")).lstrip("/")] = stamp
+        except (OSError, ValueError):
+            pass
+        return found
+
     def forget(self, relative_path: str) -> None:
         """Remove the marker of an entry that is being removed."""
         path = marker_path(self.root, relative_path)
