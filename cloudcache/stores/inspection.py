@@ -52,7 +52,7 @@ def check_header(
             f"the metadata record names key {str(recorded_key)[:16]!r}, "
             f"not {expected_key[:16]!r} (the key attribute was rewritten)"
         )
-    declared = _declared_bytes(handle, set())
+    declared = _declared_bytes(handle)
     if declared > limit:
         raise CorruptEntry(
             f"declares {declared:,} bytes of data in a {file_size:,}-byte file "
@@ -96,35 +96,45 @@ def _check_attribute_size(obj: Any, name: str, limit: int) -> int:
     return size
 
 
-def _declared_bytes(group: h5py.Group, seen: set[int]) -> int:
-    """Bytes the datasets and attributes below ``group`` declare; refuses outside references."""
-    address = h5py.h5o.get_info(group.id).addr
-    if address in seen:
-        return 0
-    seen.add(address)
-    total = sum(_check_attribute_size(group, name, 2**62) for name in group.attrs)
-    for name in group:
-        where = f"{group.name.rstrip('/')}/{name}"
-        link = group.get(name, getlink=True)
-        if isinstance(link, h5py.ExternalLink):
-            raise CorruptEntry(f"{where} is an external link to {link.filename!r}")
-        if isinstance(link, h5py.SoftLink):
-            continue  # its target inside the file is visited through its own hard link
-        if not isinstance(link, h5py.HardLink):
-            raise CorruptEntry(f"{where} is a user-defined link")
-        item = group.get(name)
-        if isinstance(item, h5py.Group):
-            total += _declared_bytes(item, seen)
-        elif isinstance(item, h5py.Dataset):
-            total += _dataset_bytes(item, where)
-    return total
+def _declared_bytes(handle: h5py.File) -> int:
+    """Bytes the datasets of the file declare; refuses references outside the file.
+
+    One ``H5Lvisit`` finds every link (external and user-defined links are refused; soft
+    links point inside the file), one ``H5Ovisit`` every object reachable by hard links, each
+    once. Only the low-level API is used: this runs on every disk hit.
+    """
+    odd_links: list[tuple[str, str]] = []
+
+    def check_link(name: bytes, info: Any) -> None:
+        if info.type == h5py.h5l.TYPE_EXTERNAL:
+            odd_links.append((name.decode("utf-8", "replace"), "an external link"))
+        elif info.type not in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
+            odd_links.append((name.decode("utf-8", "replace"), "a user-defined link"))
+
+    handle.id.links.visit(check_link, info=True)
+    if odd_links:
+        name, kind = odd_links[0]
+        raise CorruptEntry(f"/{name} is {kind} (data from outside the entry)")
+
+    datasets: list[bytes] = []
+
+    def collect(name: bytes, info: Any) -> None:
+        if info.type == h5py.h5o.TYPE_DATASET:
+            datasets.append(name)
+
+    h5py.h5o.visit(handle.id, collect, info=True)
+    return sum(_dataset_bytes(handle, name) for name in datasets)
 
 
-def _dataset_bytes(dataset: h5py.Dataset, where: str) -> int:
-    if dataset.external:
+def _dataset_bytes(handle: h5py.File, name: bytes) -> int:
+    dataset = h5py.h5d.open(handle.id, name)
+    where = "/" + name.decode("utf-8", "replace")
+    plist = dataset.get_create_plist()
+    if plist.get_external_count():
         raise CorruptEntry(f"{where} keeps its data in external files (HDF5 external storage)")
-    if dataset.is_virtual:
+    if plist.get_layout() == h5py.h5d.VIRTUAL:
         raise CorruptEntry(f"{where} is a virtual dataset (data from other files)")
-    attributes = sum(_check_attribute_size(dataset, name, 2**62) for name in dataset.attrs)
-    count = int(np.prod(dataset.shape or (1,), dtype=np.int64)) if dataset.shape is not None else 0
-    return attributes + count * dataset.dtype.itemsize
+    space = dataset.get_space()
+    is_null = space.get_simple_extent_type() == h5py.h5s.NULL
+    points = 0 if is_null else space.get_simple_extent_npoints()
+    return int(points) * int(dataset.get_type().get_size())
