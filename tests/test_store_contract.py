@@ -112,6 +112,9 @@ def test_what_was_put_comes_back(subject: Subject, tree: xr.DataTree) -> None:
     assert tree_checksum(found.entry.tree) == tree_checksum(tree)
     assert found.entry.metadata["note"] == "first"
     assert store.lookup(_ref("b")).entry is None  # another key is still a miss
+    listed = list(store.entry_refs())
+    assert listed in ([], [_ref()])  # a store lists exactly its entries, or declines to list
+    assert list(subject.files.entry_refs()) == [_ref()]
     used = store.last_used(_ref())
     assert used is None or used > 0
 

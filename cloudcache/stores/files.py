@@ -18,10 +18,12 @@ import copy
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import h5py
 from fsspec.implementations.local import LocalFileSystem
 
 from cloudcache.stores.base import CorruptEntry, Entry, EntryRef, Lookup, Store, StoreError
@@ -30,8 +32,9 @@ from cloudcache.stores.deadline import (
     DEFAULT_WRITE_DEADLINE,
     call_with_deadline,
 )
-from cloudcache.stores.entryfile import is_within
-from cloudcache.stores.layout import relative_path
+from cloudcache.stores.entryfile import checked_entry_file, is_within
+from cloudcache.stores.inspection import KEY_ATTR
+from cloudcache.stores.layout import ENTRY_NAME, relative_path
 from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
 from cloudcache.stores.netcdf import decode_entry, encode_entry
 from cloudcache.stores.usage import UsageRecord, modified_time
@@ -192,6 +195,43 @@ class FileStore(Store):
         except (OSError, ValueError):
             return None
         return max(t for t in (marked, written) if t is not None)
+
+    def entry_refs(self) -> Iterator[EntryRef]:
+        """Every entry-shaped file below the root whose header names a key (links skipped)."""
+        for slug, name, path in self._entry_files():
+            match = ENTRY_NAME.match(name)
+            if match is None:
+                continue
+            with contextlib.suppress(Exception):  # damaged or unreadable: not listed
+                key = self._stored_key(path)
+                if key.startswith(match["prefix"]):
+                    yield EntryRef(key, slug, match["label"])
+
+    def _entry_files(self) -> Iterator[tuple[str, str, str]]:
+        if self.is_local:
+            with contextlib.suppress(OSError):
+                for folder in os.scandir(self.root):
+                    if folder.name.startswith(".") or not folder.is_dir(follow_symlinks=False):
+                        continue
+                    for item in os.scandir(folder.path):
+                        if item.is_file(follow_symlinks=False):
+                            yield folder.name, item.name, item.path
+            return
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.fs.find(self.root, maxdepth=2):
+                slug, _, name = path.removeprefix(self.root.rstrip("/") + "/").partition("/")
+                if name and "/" not in name and not slug.startswith("."):
+                    yield slug, name, path
+
+    def _stored_key(self, path: str) -> str:
+        with contextlib.ExitStack() as stack:
+            if self.is_local:
+                source: Any = checked_entry_file(path, self.root)[0]
+            else:
+                source = stack.enter_context(self.fs.open(path, "rb"))
+            handle = stack.enter_context(h5py.File(source, "r"))
+            value = handle.attrs.get(KEY_ATTR)
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     def _check_inside_root(self, path: str) -> None:
         folder = os.path.dirname(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store, StoreError
 
@@ -74,3 +74,7 @@ class TieredStore(Store):
         """The latest use any of the stores recorded."""
         times = [t for t in (store.last_used(ref) for store in self.stores) if t is not None]
         return max(times, default=None)
+
+    def entry_refs(self) -> Iterator[EntryRef]:
+        """The entries of the most durable (last) store, which holds every written entry."""
+        return self.stores[-1].entry_refs()
