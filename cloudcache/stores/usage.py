@@ -1,9 +1,10 @@
 """Prune's own record of use: a last-used time that only cache hits (and writes) update.
 
 Listing, showing or verifying an entry reads it, which moves its access time; so access times
-say nothing about use. Instead, a hit touches a small empty *marker* below the root,
-``<root>/.used/<model-slug>/<entry name>``, whose modification time is the last use. Entries
-without a marker were last used when they were written (the entry's own modification time).
+say nothing about use. Instead, a hit touches a small empty *marker* in the store's bookkeeping
+folder, ``<root>/.locks/.used/<model-slug>/<entry name>.used``, whose modification time is the
+last use (the name is never entry-shaped, and nothing under ``.locks`` is listed as an entry).
+Entries without a marker were last used when they were written (their own modification time).
 A process touches one marker at most once per :data:`TOUCH_INTERVAL_SECONDS` (prune works
 in hours and days), and a marker that cannot be written is skipped silently: recording use
 never slows or breaks a hit.
@@ -21,15 +22,19 @@ from typing import Any
 
 import fsspec
 
+from cloudcache.stores.locking import LOCK_DIRECTORY
+
 #: Folder below a store's root that holds the last-used markers.
-USAGE_DIRECTORY = ".used"
+USAGE_DIRECTORY = f"{LOCK_DIRECTORY}/.used"
+#: Suffix of a marker's name (after the entry's own name).
+MARKER_SUFFIX = ".used"
 #: A process updates one entry's marker at most this often.
 TOUCH_INTERVAL_SECONDS = 600.0
 
 
 def marker_path(root: str, relative_path: str) -> str:
     """Where the last-used marker of the entry at ``relative_path`` lives."""
-    return f"{root.rstrip('/')}/{USAGE_DIRECTORY}/{relative_path}"
+    return f"{root.rstrip('/')}/{USAGE_DIRECTORY}/{relative_path}{MARKER_SUFFIX}"
 
 
 class UsageRecord:
@@ -74,12 +79,14 @@ class UsageRecord:
                 for folder, _, names in os.walk(base):
                     for name in names:
                         path = os.path.join(folder, name)
-                        found[os.path.relpath(path, base)] = os.stat(path).st_mtime
+                        relative = os.path.relpath(path, base).removesuffix(MARKER_SUFFIX)
+                        found[relative] = os.stat(path).st_mtime
             else:
                 for path, info in self.fs.find(base, detail=True).items():
                     stamp = modified_time(info)
                     if stamp is not None:
-                        found[path.removeprefix(base.lstrip("/")).lstrip("/")] = stamp
+                        relative = path.removeprefix(base.lstrip("/")).lstrip("/")
+                        found[relative.removesuffix(MARKER_SUFFIX)] = stamp
         except (OSError, ValueError):
             pass
         return found

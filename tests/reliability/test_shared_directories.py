@@ -21,6 +21,7 @@ from forked import call_in_fork, can_switch_user
 from cloudcache.stores.base import Entry, EntryRef, EntryUnreadable
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.netcdf import check_entry
+from cloudcache.stores.usage import marker_path
 
 KEY = "5eed5eed5eed5eed" * 2
 REF = EntryRef(key=KEY, slug="team", label="draws30_tune30_chains2")
@@ -32,7 +33,7 @@ def _write_with_umask(root: str, mask: int, tree: xr.DataTree) -> dict[str, int]
     store.put(REF, Entry(tree))
     store.record_use(REF)
     entry = Path(store.path_of(REF))
-    marker = Path(store.usage.root) / ".used" / entry.parent.name / entry.name
+    marker = Path(marker_path(store.root, f"{entry.parent.name}/{entry.name}"))
 
     def mode(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
