@@ -353,6 +353,8 @@ class Session:
             return None
         for problem in found.problems:  # a damaged entry: counts as this call's one warning
             self._warn_once(problem, stacklevel=5)
+        if found.entry is not None:
+            self.store.record_use(ref)  # prune's record: only hits count as use
         return found.entry
 
     def _warn_once(self, message: str, stacklevel: int) -> None:

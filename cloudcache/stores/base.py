@@ -104,7 +104,11 @@ class Store:
         return contextlib.nullcontext(False)
 
     def record_use(self, ref: EntryRef) -> None:
-        """Note that ``ref`` was just served as a hit (default: no record is kept)."""
+        """Note that ``ref`` was just served as a hit (default: no record is kept).
+
+        Sessions call this on every hit; plain reads (``get``, ``lookup``, the CLI) do not,
+        so inspecting a cache never counts as using it.
+        """
 
     def last_used(self, ref: EntryRef) -> float | None:
         """When ``ref`` was last written or served as a hit (Unix time), if recorded."""

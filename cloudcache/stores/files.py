@@ -136,7 +136,6 @@ class FileStore(Store):
                     "it will be sampled again and replaced",
                 ),
             )
-        self.record_use(ref)
         return Lookup(Entry(tree, metadata, self.url_of(ref)))
 
     def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:

@@ -23,11 +23,7 @@ class TieredStore(Store):
         self.description = " -> ".join(store.description for store in self.stores)
 
     def lookup(self, ref: EntryRef, timeout: float | None = None) -> Lookup:
-        """The first store's entry (each lower store's problems are kept and passed on).
-
-        A hit in an upper store also counts as use of the lower stores' copies, so prune
-        never removes an entry that a long-running process keeps hitting in memory.
-        """
+        """The first store's entry (each lower store's problems are kept and passed on)."""
         problems: list[str] = []
         for depth, store in enumerate(self.stores):
             found = store.lookup(ref, timeout)
@@ -36,8 +32,6 @@ class TieredStore(Store):
             if entry is not None:
                 for upper in reversed(self.stores[:depth]):
                     entry = upper.adopt(ref, entry)
-                for lower in self.stores[depth + 1 :]:
-                    lower.record_use(ref)
                 return Lookup(entry, tuple(problems))
         return Lookup(None, tuple(problems))
 
@@ -67,6 +61,7 @@ class TieredStore(Store):
         return contextlib.nullcontext(False)
 
     def record_use(self, ref: EntryRef) -> None:
+        """A hit in any tier is use of every tier's copy (memory hits keep disk entries alive)."""
         for store in self.stores:
             store.record_use(ref)
 

@@ -37,24 +37,25 @@ def marker_path(root: str, relative_path: str) -> str:
     return f"{root.rstrip('/')}/{USAGE_DIRECTORY}/{relative_path}{MARKER_SUFFIX}"
 
 
+#: When this process last touched each marker (by marker path): shared by every store object.
+_touched: dict[str, float] = {}
+_touched_lock = threading.Lock()
+
+
 class UsageRecord:
     """Reads and touches the last-used markers of one store root."""
 
     def __init__(self, fs: fsspec.AbstractFileSystem, root: str, is_local: bool) -> None:
         self.fs, self.root, self.is_local = fs, root, is_local
-        self._touched: dict[str, float] = {}
-        self._lock = threading.Lock()
 
     def touch(self, relative_path: str) -> None:
         """Mark the entry at ``relative_path`` as used now (throttled, never raises)."""
         now = time.monotonic()
-        with self._lock:
-            if now - self._touched.get(relative_path, -TOUCH_INTERVAL_SECONDS) < (
-                TOUCH_INTERVAL_SECONDS
-            ):
-                return
-            self._touched[relative_path] = now
         path = marker_path(self.root, relative_path)
+        with _touched_lock:
+            if now - _touched.get(path, -TOUCH_INTERVAL_SECONDS) < TOUCH_INTERVAL_SECONDS:
+                return
+            _touched[path] = now
         if self.is_local:
             touch_local(path)
         else:  # a PUT costs a round trip: never make the hit wait for it

@@ -10,9 +10,12 @@ import os
 import time
 from pathlib import Path
 
+import pymc as pm
 import xarray as xr
+from reliability_workers import sample_kwargs, tiny_model
 from typer.testing import CliRunner
 
+import cloudcache as cc
 from cloudcache.cli import app
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
@@ -43,11 +46,26 @@ def test_reading_is_not_use_but_a_hit_is(tiny_tree: xr.DataTree, tmp_path: Path)
     assert store.last_used(IDLE) == month_ago  # reading is not use
 
     tiered = TieredStore([MemoryStore(), FileStore(tmp_path)])
-    assert tiered.lookup(HIT).entry is not None  # a disk hit...
-    assert tiered.lookup(HIT).entry is not None  # ...then a memory hit: both count
+    assert tiered.lookup(HIT).entry is not None  # a plain read is not use either
+    assert store.last_used(HIT) == month_ago
+    tiered.record_use(HIT)  # what a session does on a hit (memory or disk)
     assert store.last_used(HIT) > time.time() - DAY
 
     output = _cli("prune", "--cache", str(tmp_path), "--older-than", "30d")
     assert "removed" in output
     assert not Path(store.path_of(IDLE)).exists()
     assert Path(store.path_of(HIT)).exists()
+
+
+def test_a_session_hit_is_use(tmp_path: Path) -> None:
+    with cc.cloud(tiny_model(), cache=str(tmp_path), backend="pymc", quiet=True) as run:
+        pm.sample(**sample_kwargs(6))
+    month_ago = time.time() - 40 * DAY
+    os.utime(run.last.location, (month_ago, month_ago))
+    store = FileStore(tmp_path)
+    ref = EntryRef(run.last.key, Path(run.last.location).parent.name, run.last.metadata["label"])
+    assert store.last_used(ref) == month_ago
+    with cc.cloud(tiny_model(), cache=str(tmp_path), backend="pymc", quiet=True) as again:
+        pm.sample(**sample_kwargs(6))  # a memory hit in this process
+    assert again.last.hit is True
+    assert store.last_used(ref) > time.time() - DAY
