@@ -6,7 +6,6 @@ Public names are imported on first use, so the command line starts without impor
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -14,11 +13,6 @@ if TYPE_CHECKING:
     from cloudcache.records import CallRecord
     from cloudcache.session import Session, cloud
     from cloudcache.stores import FileStore, MemoryStore, Store, TieredStore
-
-try:
-    __version__ = version("cloudcache")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
 
 _PUBLIC = {
     "CallRecord": "cloudcache.records",
@@ -45,6 +39,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # looked up on first use, like the other public names
+        from cloudcache.versions import installed_version
+
+        found = installed_version("cloudcache")
+        globals()[name] = found if found != "missing" else "0.0.0+unknown"
+        return globals()[name]
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'cloudcache' has no attribute {name!r}")
@@ -54,4 +54,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+    return sorted({*globals(), *_PUBLIC, "__version__"})

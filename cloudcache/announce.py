@@ -23,7 +23,14 @@ _BADGE_STYLE = (
     "display:inline-block;padding:2px 8px;margin:2px 0;border-radius:4px;"
     "font-family:monospace;font-size:0.85em;color:#fff;background:{color}"
 )
-_COLORS = {"hit": "#2e7d32", "miss": "#1565c0", "note": "#616161", "warning": "#b26a00"}
+#: Badge colours by kind (hit/miss lines, display cards); unknown kinds get "note".
+BADGE_COLORS = {
+    "hit": "#2e7d32",
+    "miss": "#1565c0",
+    "uncached": "#b26a00",
+    "note": "#616161",
+    "warning": "#b26a00",
+}
 
 
 def announce(
@@ -78,7 +85,7 @@ def announce_block(title: str, lines: list[str], *, quiet: bool, level: int = lo
 
 def badge_html(kind: str, title: str, detail: str) -> str:
     """A small inline badge: bold ``title`` then ``detail``, coloured by ``kind``."""
-    style = _BADGE_STYLE.format(color=_COLORS.get(kind, _COLORS["note"]))
+    style = _BADGE_STYLE.format(color=BADGE_COLORS.get(kind, BADGE_COLORS["note"]))
     return (
         f'<span class="cloudcache-{html.escape(kind)}" style="{style}">'
         f"<b>{html.escape(title)}</b> {html.escape(detail)}</span>"

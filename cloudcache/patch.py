@@ -13,10 +13,22 @@ import importlib
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from cloudcache.session import Session
+
+class DispatchTarget(Protocol):
+    """What the patch needs of a session: whether a call is its own, and answering it."""
+
+    def accepts(self, model: Any) -> bool:
+        """Whether a call for ``model`` (``None``: the model of the calling context) is ours."""
+        ...
+
+    def handle(
+        self, kind: str, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Answer a call of ``kind``; ``function`` is PyMC's original."""
+        ...
+
 
 #: The functions we dispatch, by kind, with every public place they are reachable from.
 PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -37,7 +49,9 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-_active_sessions: ContextVar[tuple[Session, ...]] = ContextVar("cloudcache_sessions", default=())
+_active_sessions: ContextVar[tuple[DispatchTarget, ...]] = ContextVar(
+    "cloudcache_sessions", default=()
+)
 _inside_backend: ContextVar[bool] = ContextVar("cloudcache_inside_backend", default=False)
 _lock = threading.RLock()
 _install_count = 0
@@ -55,12 +69,12 @@ def original(kind: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def active_sessions() -> tuple[Session, ...]:
+def active_sessions() -> tuple[DispatchTarget, ...]:
     """Sessions open in the calling context, innermost last."""
     return _active_sessions.get()
 
 
-def push_session(session: Session) -> object:
+def push_session(session: DispatchTarget) -> object:
     """Make ``session`` active in this context and install the patch; returns a token."""
     _active_sessions.set((*_active_sessions.get(), session))
     install()

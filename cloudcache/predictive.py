@@ -16,32 +16,25 @@ exactly as PyMC does (same warning on overwritten groups), and that tree is retu
 
 from __future__ import annotations
 
-import datetime as dt
 import inspect
-import logging
 import threading
-import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import pymc as pm
 import xarray as xr
 
-from cloudcache import patch
-from cloudcache.announce import announce, announce_miss
-from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
+from cloudcache.callpath import Call, CallKind, PassThrough, Plan, Uncacheable, user_stacklevel
+from cloudcache.fingerprint import UnkeyableObject
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.jsonable import jsonable
 from cloudcache.records import CallRecord
-from cloudcache.request import _seed_key
-from cloudcache.stores.base import EntryRef
+from cloudcache.request import seed_key
 from cloudcache.stores.netcdf import tree_checksum
-from cloudcache.versions import installed_version, installed_versions
-
-if TYPE_CHECKING:
-    from cloudcache.session import Session
+from cloudcache.versions import installed_versions
 
 PRIOR = "sample_prior_predictive"
 POSTERIOR = "sample_posterior_predictive"
@@ -147,7 +140,7 @@ def normalize_predictive_call(
     return PredictiveRequest(
         kind=kind,
         arguments=arguments,
-        seed_key=_seed_key(arguments.get("random_seed"), 1),
+        seed_key=seed_key(arguments.get("random_seed"), 1),
         mode_key=_mode_key(arguments.get("backend"), arguments.get("compile_kwargs")),
         trace_id=trace_id,
         trace_label=trace_label,
@@ -228,7 +221,7 @@ def _trace_variables(tree: xr.DataTree) -> tuple[tuple[str, str, Any], ...]:
         node = tree if group == "" else tree.children.get(group)
         if node is None:
             continue
-        variables = node.dataset.variables
+        variables = node.variables  # the stored Variable objects, no Dataset view built
         found.extend((group, str(name), variables[name]) for name in sorted(map(str, variables)))
     return tuple(found)
 
@@ -283,138 +276,74 @@ def _read_groups(tree: xr.DataTree) -> xr.DataTree:
     return xr.DataTree.from_dict(groups)
 
 
-# -- the call --------------------------------------------------------------------------------
-def handle_predictive(
-    session: Session,
-    kind: str,
-    function: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """Answer a predictive call of ``kind`` for ``session`` (``function`` is PyMC's original)."""
-    started = time.perf_counter()
-    try:
-        request = normalize_predictive_call(kind, function, args, kwargs)
-    except TypeError:
-        return function(*args, **kwargs)  # let PyMC report the bad call in its own words
-    except UncacheablePredictive as reason:
-        return _run_uncached(session, kind, function, args, kwargs, str(reason), started)
-    model = request.arguments.get("model")
-    if model is not None and model is not session.model:
-        return function(*args, **kwargs)  # another model, passed positionally: not ours
-    assert session.model is not None
-    versions = installed_versions("pymc", "pytensor")
-    extra = {"trace": request.trace_id} if request.trace_id is not None else None
-    try:
-        # compute_key only calls request.key_arguments(), which PredictiveRequest provides.
-        key = compute_key(session.model, request, FORWARD_BACKEND, versions, kind=kind, extra=extra)
-    except UnkeyableObject as error:
-        reason = f"the model holds {error}"
-        return _run_uncached(session, kind, function, args, kwargs, reason, started)
-    ref = EntryRef(key=key.hex, slug=key.slug, label=request.label)
+# -- the call kind ---------------------------------------------------------------------------
+class PredictiveCall(CallKind):
+    """Hooks of ``sample_prior_predictive`` / ``sample_posterior_predictive`` on the cache path.
 
-    if session.store is not None and not session.overwrite:
-        entry = session._read(ref)
-        if entry is not None:
-            result = session._hit(key, entry, started, kind=kind)
-            return _deliver(request, result)
+    Always PyMC's forward sampler, in this process (forward sampling is cheap next to MCMC).
+    """
 
-    with session._single_flight(ref) as locked:
-        if locked:  # another process may have sampled it while we waited for the lock
-            entry = session._read(ref)
-            if entry is not None:
-                result = session._hit(key, entry, started, kind=kind)
-                return _deliver(request, result)
-        result = _miss(session, function, request, key, ref, versions, started)
-    return _deliver(request, result)
+    uncached_backend = FORWARD_BACKEND
 
+    def __init__(self, kind: str, model: pm.Model) -> None:
+        if kind not in PREDICTIVE_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, PREDICTIVE_KINDS))}")
+        self.name = kind
+        self.model = model
 
-def _miss(
-    session: Session,
-    function: Callable[..., Any],
-    request: PredictiveRequest,
-    key: CacheKey,
-    ref: EntryRef,
-    versions: dict[str, str],
-    started: float,
-) -> xr.DataTree:
-    announce_miss(
-        prefix=key.prefix,
-        model=key.slug,
-        label=request.label,
-        backend=FORWARD_BACKEND,
-        device="cpu",
-        quiet=session.quiet,
-    )
-    sample_started = time.perf_counter()
-    with patch.running_backend():
-        tree = function(**request.pymc_arguments())
-    sampling_seconds = time.perf_counter() - sample_started
-    metadata = _metadata(request, key, versions, sampling_seconds)
-    metadata.update(_draws_and_chains(tree))
-    storable = isinstance(tree, xr.DataTree)
-    return session._keep(request.kind, key, ref, tree, metadata, started=started, storable=storable)
+    def normalize(self, call: Call) -> PredictiveRequest:
+        try:
+            request = normalize_predictive_call(self.name, call.function, call.args, call.kwargs)
+        except TypeError as error:
+            raise PassThrough from error
+        except UncacheablePredictive as reason:
+            raise Uncacheable(str(reason)) from reason
+        model = request.arguments.get("model")
+        if model is not None and model is not self.model:
+            raise PassThrough  # another model, passed positionally: not ours
+        return request
 
-
-def _deliver(request: PredictiveRequest, result: xr.DataTree) -> xr.DataTree:
-    """Return ``result``, or add its groups to the caller's tree as PyMC's extend does."""
-    target = request.arguments.get("trace")
-    if request.kind != POSTERIOR or not request.extend or not isinstance(target, xr.DataTree):
-        return result
-    conflicting = (set(target.children) & set(result.children)) - {"observed_data", "constant_data"}
-    if conflicting:
-        warnings.warn(
-            f"groups {conflicting} already exist in the DataTree and will be overwritten. "
-            "To avoid this, set extend_inferencedata=False.",
-            UserWarning,
-            stacklevel=4,
+    def plan(self, request: PredictiveRequest, call: Call) -> Plan:
+        return Plan(
+            request=request,
+            backend_id=FORWARD_BACKEND,
+            versions=installed_versions("pymc", "pytensor"),
+            extra={"trace": request.trace_id} if request.trace_id is not None else None,
+            details={"trace": request.trace_id},
+            payload=call.function,
         )
-    target.update(result)
-    return target
 
+    def run(self, plan: Plan, quiet: bool) -> Any:
+        return plan.payload(**plan.request.pymc_arguments())
 
-def _run_uncached(
-    session: Session,
-    kind: str,
-    function: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    reason: str,
-    started: float,
-) -> Any:
-    announce(f"running {kind} uncached: {reason}", quiet=session.quiet, level=logging.WARNING)
-    with patch.running_backend():
-        result = function(*args, **kwargs)
-    elapsed = time.perf_counter() - started
-    session.records.append(
-        CallRecord(kind, False, "", "uncached", elapsed, FORWARD_BACKEND, elapsed, reason=reason)
-    )
-    return result
+    def run_uncached(self, call: Call, request: Any) -> Any:
+        return call.run_as_given()
 
-
-def _draws_and_chains(tree: Any) -> dict[str, int]:
-    """``draws`` and ``chains`` of the first group that has them (shown by ``cloudcache ls``)."""
-    if not isinstance(tree, xr.DataTree):
+    def result_details(self, tree: Any) -> dict[str, Any]:
+        """``draws`` and ``chains`` of the first group that has them (``cloudcache ls``)."""
+        if not isinstance(tree, xr.DataTree):
+            return {}
+        for node in tree.children.values():
+            sizes = node.dataset.sizes
+            if "draw" in sizes:
+                return {"draws": int(sizes["draw"]), "chains": int(sizes.get("chain", 1))}
         return {}
-    for node in tree.children.values():
-        sizes = node.dataset.sizes
-        if "draw" in sizes:
-            return {"draws": int(sizes["draw"]), "chains": int(sizes.get("chain", 1))}
-    return {}
 
-
-def _metadata(
-    request: PredictiveRequest, key: CacheKey, versions: dict[str, str], sampling_seconds: float
-) -> dict[str, Any]:
-    return {
-        "kind": request.kind,
-        "model": key.slug,
-        "label": request.label,
-        "request": jsonable(request.key_arguments()),
-        "trace": request.trace_id,
-        "backend": FORWARD_BACKEND,
-        "versions": {**versions, "cloudcache": installed_version("cloudcache")},
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "sampling_seconds": round(sampling_seconds, 4),
-        "components": jsonable(key.components),
-    }
+    def deliver(self, request: PredictiveRequest, tree: Any, record: CallRecord) -> Any:
+        """Return ``tree``, or add its groups to the caller's tree as PyMC's extend does."""
+        target = request.arguments.get("trace")
+        if request.kind != POSTERIOR or not request.extend or not isinstance(target, xr.DataTree):
+            return tree
+        conflicting = (set(target.children) & set(tree.children)) - {
+            "observed_data",
+            "constant_data",
+        }
+        if conflicting:
+            warnings.warn(
+                f"groups {conflicting} already exist in the DataTree and will be overwritten. "
+                "To avoid this, set extend_inferencedata=False.",
+                UserWarning,
+                stacklevel=user_stacklevel(),
+            )
+        target.update(tree)
+        return target

@@ -5,14 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cloudcache.display import record_card, record_text
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class CallRecord:
     """One call inside a ``cloud()`` block.
 
     ``hit``: answered from the cache. ``key``: the full hex key ("" when uncached).
     ``location``: "memory", a file path or URL, or "uncached". ``seconds``: wall time of the
     call. ``sampling_seconds``: time the original sampling took (saved on a hit).
+    ``backend``: what sampled it; ``reason``: why PyMC's sampler did instead of the one asked.
+
+    ``repr()`` is one line with rounded seconds and the key prefix; Jupyter and marimo show a
+    card with a hit/miss badge instead.
     """
 
     kind: str
@@ -23,4 +29,15 @@ class CallRecord:
     backend: str
     sampling_seconds: float = 0.0
     reason: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return record_text(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: an HTML card."""
+        return record_card(self)
+
+    def _mime_(self) -> tuple[str, str]:
+        """marimo's rich display: the same HTML card."""
+        return "text/html", record_card(self)

@@ -104,7 +104,7 @@ def _cpu_count() -> int:
     return pymc_cpu_count()
 
 
-def _seed_key(random_seed: Any, chains: int) -> Any:
+def seed_key(random_seed: Any, chains: int) -> Any:
     """Key form of ``random_seed``; generators become the per-chain seeds PyMC would derive."""
     if random_seed is None:
         return None
@@ -158,7 +158,7 @@ def normalize_sample_call(
         tune=tune,
         chains=chains,
         random_seed=arguments.get("random_seed"),
-        seed_key=_seed_key(arguments.get("random_seed"), chains),
+        seed_key=seed_key(arguments.get("random_seed"), chains),
         arguments=arguments,
         extra_kwargs=extra,
         uncacheable_reason=reason,

@@ -35,12 +35,15 @@ import os
 import subprocess
 import sys
 
+import arviz_plots as azp
 import numpy as np
 import pymc as pm
 import xarray as xr
+from IPython.display import HTML, display
 
 import cloudcache as cc
 from cloudcache.demo_models import eight_schools_model
+from cloudcache.display import calls_table
 
 DRAWS = int(os.environ.get("CLOUDCACHE_NOTEBOOK_DRAWS", "1000"))
 BACKEND = os.environ.get("CLOUDCACHE_NOTEBOOK_BACKEND", "numpyro")
@@ -55,7 +58,8 @@ steps = {}""",
 ## A first call
 
 Nothing is stored yet, so this samples (a miss) and writes the entry. `run.last` is the
-record of the call: hit or miss, the key, where the result went, and the seconds.""",
+record of the call, shown as a card: a **hit** or **miss** badge, the key, where the result
+went, how long the call took and how much sampling time it saved.""",
     ),
     (
         "code",
@@ -72,7 +76,7 @@ run.last""",
 ## The instant re-run
 
 Run the cell above again, or make the same call here: the result comes from the in-process
-memory tier under the same key, in milliseconds.""",
+memory tier under the same key, in milliseconds, and the card turns into a green **hit**.""",
     ),
     (
         "code",
@@ -143,14 +147,33 @@ with pm.Model(coords={"school": np.arange(8)}, name="eight_schools") as centred_
     pm.Normal("y", theta, sigmas, observed=effects, dims="school")
 
 with cc.cloud(centred_model, cache=CACHE_DIR, backend=BACKEND) as run:
-    pm.sample(**SETTINGS)
+    idata_centred = pm.sample(**SETTINGS)
 steps["centred"] = run.last
 with cc.cloud(model, cache=CACHE_DIR, backend=BACKEND) as run:
     pm.sample(**SETTINGS)
 steps["back_to_noncentred"] = run.last
 assert steps["centred"].key != steps["first"].key
 assert steps["back_to_noncentred"].key == steps["first"].key
-steps["centred"], steps["back_to_noncentred"]""",
+display(steps["centred"], steps["back_to_noncentred"])""",
+    ),
+    (
+        "markdown",
+        """\
+## Before and after the model change
+
+Both posteriors came out of the cache's NetCDF entries; ArviZ plots them side by side.""",
+    ),
+    (
+        "code",
+        """\
+forest = azp.plot_forest(
+    {"non-centred": idata, "centred": idata_centred},
+    var_names=["eight_schools::mu", "eight_schools::tau", "eight_schools::theta"],
+    combined=True,
+    backend="matplotlib",
+)
+forest.add_legend("model")
+forest.show()""",
     ),
     (
         "markdown",
@@ -170,7 +193,7 @@ with cc.cloud(model, cache=CACHE_DIR, backend=BACKEND) as run:
     pm.sample_posterior_predictive(idata, random_seed=3, progressbar=False)
 steps["prior"], steps["ppc"], steps["ppc_again"] = run.records
 assert steps["ppc_again"].hit
-run.records""",
+run  # a session shows a table of its calls""",
     ),
     (
         "markdown",
@@ -199,6 +222,18 @@ shown = subprocess.run(
     check=True,
 ).stdout
 print(shown[:600])""",
+    ),
+    (
+        "markdown",
+        """\
+## Time saved, call by call
+
+Every call of this walkthrough: a hit saved the sampling time of the run that stored it.""",
+    ),
+    (
+        "code",
+        """\
+HTML(calls_table(steps.values()))""",
     ),
     (
         "code",

@@ -21,6 +21,7 @@ def _():
     import subprocess
     import sys
 
+    import arviz_plots as azp
     import marimo as mo
     import numpy as np
     import pymc as pm
@@ -28,6 +29,7 @@ def _():
 
     import cloudcache as cc
     from cloudcache.demo_models import eight_schools_model
+    from cloudcache.display import calls_table
 
     DRAWS = int(os.environ.get("CLOUDCACHE_NOTEBOOK_DRAWS", "1000"))
     BACKEND = os.environ.get("CLOUDCACHE_NOTEBOOK_BACKEND", "numpyro")
@@ -38,6 +40,8 @@ def _():
         BACKEND,
         CACHE_DIR,
         SETTINGS,
+        azp,
+        calls_table,
         cc,
         eight_schools_model,
         json,
@@ -61,7 +65,8 @@ def _(mo):
     it samples, stores the result as a readable NetCDF file, and returns it.
 
     We use the classic eight-schools model. Every `run.last` below is the record of the
-    call just made: hit or miss, the key, where the result came from, and the seconds.
+    call just made, shown as a card: a **hit** or **miss** badge, the key, where the result
+    came from, how long the call took and how much sampling time it saved.
     """)
     return
 
@@ -82,8 +87,9 @@ def _(mo):
     mo.md(r"""
     ## The instant re-run
 
-    Running the same call again (in marimo: re-running the cell) does not sample: the
-    result comes from the in-process memory tier under the same key, in milliseconds.
+    Running the same call again does not sample: the result comes from the in-process
+    memory tier under the same key, in milliseconds. Re-run the cell above (or this one)
+    and its card turns into a green **hit**.
     """)
     return
 
@@ -160,7 +166,7 @@ def _(mo):
 
 
 @app.cell
-def _(BACKEND, CACHE_DIR, SETTINGS, cc, model, np, overwritten, pm):
+def _(BACKEND, CACHE_DIR, SETTINGS, cc, mo, model, np, overwritten, pm):
     _effects = np.array([28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0])
     _sigmas = np.array([15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0])
     with pm.Model(coords={"school": np.arange(8)}, name="eight_schools") as centred_model:
@@ -170,14 +176,38 @@ def _(BACKEND, CACHE_DIR, SETTINGS, cc, model, np, overwritten, pm):
         pm.Normal("y", _theta, _sigmas, observed=_effects, dims="school")
 
     with cc.cloud(centred_model, cache=CACHE_DIR, backend=BACKEND) as _run:
-        pm.sample(**SETTINGS)
+        idata_centred = pm.sample(**SETTINGS)
     centred = _run.last
     with cc.cloud(model, cache=CACHE_DIR, backend=BACKEND) as _run:
         pm.sample(**SETTINGS)
     back_to_noncentred = _run.last
     assert centred.key != overwritten.key and back_to_noncentred.key == overwritten.key
-    (centred, back_to_noncentred)
-    return back_to_noncentred, centred
+    mo.hstack([centred, back_to_noncentred], justify="start")
+    return back_to_noncentred, centred, idata_centred
+
+
+@app.cell
+def _(mo):
+    mo.md(r"""
+    ## Before and after the model change
+
+    Both posteriors came out of the cache's NetCDF entries; ArviZ plots them side by side.
+    """)
+    return
+
+
+@app.cell
+def _(azp, idata, idata_centred):
+    _variables = ["eight_schools::mu", "eight_schools::tau", "eight_schools::theta"]
+    forest = azp.plot_forest(
+        {"non-centred": idata, "centred": idata_centred},
+        var_names=_variables,
+        combined=True,
+        backend="matplotlib",
+    )
+    forest.add_legend("model")
+    forest
+    return
 
 
 @app.cell
@@ -200,7 +230,7 @@ def _(BACKEND, CACHE_DIR, back_to_noncentred, cc, idata, model, pm):
         pm.sample_posterior_predictive(idata, random_seed=3, progressbar=False)
     predictive = list(_run.records)
     assert back_to_noncentred.hit and predictive[-1].hit
-    predictive
+    _run  # a session shows a table of its calls
     return (predictive,)
 
 
@@ -239,6 +269,33 @@ def _(CACHE_DIR, centred, os, predictive, subprocess, sys):
 
 
 @app.cell
+def _(mo):
+    mo.md(r"""
+    ## Time saved, call by call
+
+    Every call of this walkthrough: a hit saved the sampling time of the run that stored it.
+    """)
+    return
+
+
+@app.cell
+def _(
+    back_to_noncentred,
+    calls_table,
+    centred,
+    first,
+    from_disk,
+    mo,
+    overwritten,
+    predictive,
+    rerun,
+):
+    _calls = [first, rerun, from_disk, overwritten, centred, back_to_noncentred, *predictive]
+    mo.Html(calls_table(_calls))
+    return
+
+
+@app.cell
 def _(
     back_to_noncentred,
     centred,
@@ -246,6 +303,7 @@ def _(
     first,
     from_disk,
     json,
+    mo,
     overwritten,
     predictive,
     rerun,
@@ -269,6 +327,8 @@ def _(
         name for name, record in _steps.items() if record.key[:16] in cli_listing
     ]
     print("CLOUDCACHE_WALKTHROUGH_SUMMARY " + json.dumps(summary))
+    _hits = sum(record.hit for record in _steps.values())
+    mo.md(f"**Walkthrough complete**: {len(_steps)} calls, {_hits} answered from the cache.")
     return
 
 

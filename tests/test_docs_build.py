@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,9 +35,12 @@ def test_every_docs_page_is_in_the_nav() -> None:
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     pytest.importorskip("mkdocs")
     site = tmp_path / "site"
+    # mkdocs-typer2 runs Typer's own `typer <module> utils docs`: the venv's bin must be on PATH.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     completed = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
+        env={**os.environ, "PATH": path, "NO_MKDOCS_2_WARNING": "1"},
         capture_output=True,
         text=True,
         timeout=300,
@@ -44,4 +49,24 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     for page in ("index.html", "quickstart/index.html", "architecture/index.html"):
         assert (site / page).is_file(), page
     assert "cloud(" in (site / "quickstart" / "index.html").read_text()
+    check_api_reference(site)
     shutil.rmtree(site)
+
+
+def check_api_reference(site: Path) -> None:
+    """The API pages hold the docstrings; the site loads nothing from outside (offline)."""
+    session = (site / "api" / "session" / "index.html").read_text()
+    assert 'id="cloudcache.session.Session"' in session
+    assert 'id="cloudcache.records.CallRecord"' in session
+    assert "in-process memory" in session  # Session's docstring, rendered
+    stores = (site / "api" / "stores" / "index.html").read_text()
+    assert 'id="cloudcache.stores.FileStore"' in stores
+    cli = (site / "api" / "cli" / "index.html").read_text()
+    for command in ("cloudcache ls", "cloudcache verify", "--cache"):
+        assert command in cli, command
+    assert 'data-md-color-scheme="slate"' in session  # the dark-mode toggle
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        external = re.findall(r'<(?:link|script)[^>]+(?:href|src)="(https?://[^"]+)"', text)
+        assert not external, f"{page} loads {external}"
+        assert "fonts.googleapis" not in text, page

@@ -117,3 +117,20 @@ def test_why_json_lists_components(cache):
 def test_why_unknown_prefix_exits_1(cache):
     result = CliRunner().invoke(app, ["why", "0000", "-c", str(cache.root)])
     assert result.exit_code == 1
+
+
+def test_explain_works_for_a_predictive_miss(tmp_path) -> None:
+    """The one cache path explains every kind of miss, not just pm.sample."""
+    from tiny_models import tiny_model
+
+    captured = io.StringIO()
+    with (
+        contextlib.redirect_stderr(captured),
+        cc.cloud(tiny_model(), cache=str(tmp_path), backend="pymc", explain=True) as run,
+    ):
+        pm.sample_prior_predictive(draws=20, random_seed=3)
+        pm.sample_prior_predictive(draws=25, random_seed=3)
+    assert [record.hit for record in run.records] == [False, False]
+    text = captured.getvalue()
+    assert "no stored entry of model 'tiny'" in text
+    assert "draws 20 -> 25" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,9 @@ EXPECTED_HITS = {
     "ppc": False,
     "ppc_again": True,
 }
+
+
+EXPECTED_STATES = {name: "hit" if hit else "miss" for name, hit in EXPECTED_HITS.items()}
 
 
 def notebook_env(cache_dir: Path, backend: str) -> dict[str, str]:
@@ -121,6 +125,20 @@ def test_jupyter_walkthrough_executes_every_cell(
         if output.get("output_type") == "stream" and output.get("name") == "stdout"
     )
     check_walkthrough(parse_summary(printed), cache_dir)
+    rich = [
+        output.get("data", {})
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.get("output_type") in ("display_data", "execute_result")
+    ]
+    cards = "".join(data.get("text/html", "") for data in rich)
+    states = re.findall(r'class="cloudcache-(?:card|row)" data-state="(\w+)"', cards)
+    # cards: first, rerun, from_disk, overwrite, centred, back_to_noncentred; then the rows of
+    # the predictive session's table and of the table of every call
+    cards = [EXPECTED_STATES[name] for name in list(EXPECTED_HITS)[:6]]
+    assert states == [*cards, "miss", "miss", "hit", *EXPECTED_STATES.values()], states
+    assert any("image/png" in data for data in rich), "the forest plot was not displayed"
 
 
 def test_committed_jupyter_notebook_matches_its_generator_and_has_no_outputs() -> None:

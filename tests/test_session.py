@@ -32,17 +32,58 @@ def entry_files(root: Path) -> list[Path]:
     return sorted(root.rglob("*.nc"))
 
 
-def test_memory_hit_returns_same_posterior_as_a_copy() -> None:
+def test_memory_hit_returns_read_only_views_that_cannot_change_the_cache() -> None:
     model = tiny_model()
     first, run = sample_in(model, True)
     assert run.last.hit is False and run.last.location == "memory"
+    first["posterior"]["tiny::a"].values[:] = 7.0  # the miss result is the caller's own
     second, run = sample_in(model, True)
     assert run.last.hit is True and run.last.location == "memory"
-    assert tree_checksum(second["posterior"]) == tree_checksum(first["posterior"])
-    second["posterior"]["tiny::a"].values[:] = 99.0  # mutate the returned copy
+    assert not np.any(second["posterior"]["tiny::a"].values == 7.0)
+    stored = tree_checksum(second["posterior"])
+    with pytest.raises(ValueError, match="read-only"):
+        second["posterior"]["tiny::a"].values[:] = 99.0
+    second["posterior"]["extra"] = second["posterior"]["tiny::a"] * 2  # new names stay local
+    second["posterior"].attrs["note"] = "mine"
     third, _ = sample_in(model, True)
-    assert not np.any(third["posterior"]["tiny::a"].values == 99.0)
-    assert tree_checksum(third["posterior"]) == tree_checksum(first["posterior"])
+    assert "extra" not in third["posterior"] and "note" not in third["posterior"].attrs
+    assert tree_checksum(third["posterior"]) == stored
+    assert third is not second and third["posterior"] is not second["posterior"]
+
+
+def test_copy_true_hands_out_writable_copies() -> None:
+    model = tiny_model()
+    sample_in(model, True)
+    tree, run = sample_in(model, True, copy=True)
+    assert run.last.hit is True
+    tree["posterior"]["tiny::a"].values[:] = 99.0
+    again, _ = sample_in(model, True)
+    assert not np.any(again["posterior"]["tiny::a"].values == 99.0)
+
+
+def test_read_only_hits_work_with_arviz_and_xarray() -> None:
+    import arviz_base
+    import arviz_plots
+    import arviz_stats
+    import matplotlib
+
+    matplotlib.use("Agg")
+    model = tiny_model()
+    sample_in(model, True)
+    tree, run = sample_in(model, True)
+    assert run.last.hit is True
+    posterior = tree["posterior"]
+    assert not posterior["tiny::a"].values.flags.writeable
+    assert arviz_stats.summary(tree).shape[0] == 3
+    assert arviz_base.extract(tree).sizes["sample"] == TINY["draws"]
+    arviz_plots.plot_dist(tree)
+    arviz_plots.plot_trace(tree)
+    shifted = posterior["tiny::a"] + 1.0
+    assert shifted.values.flags.writeable
+    assert float(posterior["tiny::a"].mean()) == pytest.approx(float(shifted.mean()) - 1.0)
+    assert posterior.sel(chain=0, draw=slice(0, 9))["tiny::a"].shape == (10,)
+    assert len(posterior.to_dataset().to_dataframe()) == TINY["draws"]
+    assert posterior.to_dataset().isel(draw=0)["tiny::b"].size == 1
 
 
 def test_session_counts_and_records() -> None:
@@ -57,8 +98,8 @@ def test_session_counts_and_records() -> None:
 
 def test_memory_store_lru_is_bounded_by_bytes(sampled_tree) -> None:
     size = int(sampled_tree.nbytes)
-    # Room for two entries, each counted twice (master + ready copy), not for three.
-    store = cc.MemoryStore(max_bytes=5 * size)
+    # Room for two entries, each counted once (a hit hands out views, no spare copies).
+    store = cc.MemoryStore(max_bytes=5 * size // 2)
     from cloudcache.stores.base import Entry, EntryRef
 
     refs = [EntryRef(key=f"{i:032x}", slug="m", label="l") for i in range(3)]
@@ -105,6 +146,28 @@ def test_disk_hit_in_a_new_process(tmp_path: Path) -> None:
     )
     assert out.stdout.strip().endswith("True")
     assert "cloudcache: hit" in out.stderr
+
+
+def test_disk_hit_in_a_new_process_imports_no_jax(tmp_path: Path) -> None:
+    """A hit needs the key's backend part (a name and versions), never the sampling library."""
+    with cc.cloud(tiny_model(), cache=tmp_path, backend="numpyro", quiet=True) as run:
+        pm.sample(**TINY)
+    assert run.last.backend == "numpyro" and not run.last.hit
+    code = (
+        "import sys\n"
+        "sys.path.insert(0, 'tests')\n"
+        "import pymc as pm, cloudcache as cc\n"
+        "from tiny_models import tiny_model, TINY\n"
+        f"with cc.cloud(tiny_model(), cache={str(tmp_path)!r}, backend='numpyro') as run:\n"
+        "    pm.sample(**TINY)\n"
+        "names = ('jax', 'jaxlib', 'numpyro', 'nutpie')\n"
+        "loaded = [name for name in names if name in sys.modules]\n"
+        "print(run.last.hit, run.last.backend, loaded)\n"
+    )
+    out = subprocess.run(
+        [os.sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True numpyro []", out.stderr
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "wrong_key", "flip_byte"])

@@ -88,10 +88,13 @@ def pymc_fallback(reason: str) -> Resolution:
 
 def get_backend(name: str) -> Backend:
     """Return the backend called ``name`` (one of :data:`BACKEND_NAMES`)."""
-    if name == "numpyro":
-        from cloudcache.backends.numpyro import NumpyroBackend
+    if name == "numpyro":  # JAX is imported only when a miss samples with it
+        from cloudcache.backends.lazy import LazyBackend
+        from cloudcache.backends.numpyro_plan import LIBRARIES, refusal
 
-        return NumpyroBackend()
+        return LazyBackend(
+            name, "cloudcache.backends.numpyro", "NumpyroBackend", LIBRARIES, refusal
+        )
     if name == "pymc":
         from cloudcache.backends.pymc import PymcBackend
 

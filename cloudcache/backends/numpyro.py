@@ -22,7 +22,7 @@ import xarray as xr
 
 from cloudcache.backends.jax_devices import ChainLayout, chain_layout, prepare_cpu_devices
 from cloudcache.backends.jax_logp import ModelGraph, UnsupportedModel, model_graph
-from cloudcache.backends.numpyro_plan import Fallback, RunPlan, plan_request
+from cloudcache.backends.numpyro_plan import LIBRARIES, Fallback, RunPlan, plan_request, refusal
 from cloudcache.backends.numpyro_runner import (
     KERNELS,
     Signature,
@@ -187,20 +187,11 @@ class NumpyroBackend:
     name = "numpyro"
 
     def library_versions(self) -> dict[str, str]:
-        return installed_versions("pymc", "pytensor", "jax", "jaxlib", "numpyro")
+        return installed_versions(*LIBRARIES)
 
     def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
         """Arguments only PyMC's sampler honours, or discrete free variables."""
-        try:
-            plan_request(request)
-        except Fallback as reason:
-            return str(reason)
-        except (TypeError, ValueError):
-            return None  # a bad argument: sampling reports it in the runner's own words
-        discrete = model.discrete_value_vars
-        if discrete:
-            return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
-        return None
+        return refusal(model, request)
 
     def sample(
         self,

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.request import SampleRequest
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+#: Libraries whose versions enter the key of a NumPyro run.
+LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
 #: NumPyro NUTS kernel options passed through as given (all hashable scalars).
 KERNEL_OPTIONS: frozenset[str] = frozenset(
@@ -166,3 +172,18 @@ def plan_request(request: SampleRequest) -> RunPlan:
         quiet=bool(args.get("quiet", False)),
         progressbar=bool(args.get("progressbar", True)) and not args.get("quiet", False),
     )
+
+
+def refusal(model: pm.Model, request: SampleRequest) -> str | None:
+    """Why the NumPyro runner cannot sample this call: arguments only PyMC's sampler honours,
+    or discrete free variables. Cheap, and imports no JAX (it is asked on every hit)."""
+    try:
+        plan_request(request)
+    except Fallback as reason:
+        return str(reason)
+    except (TypeError, ValueError):
+        return None  # a bad argument: sampling reports it in the runner's own words
+    discrete = model.discrete_value_vars
+    if discrete:
+        return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
+    return None

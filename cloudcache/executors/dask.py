@@ -132,6 +132,7 @@ class DaskExecutor:
         *,
         device: str,
         pymc_sample: Callable[..., Any],
+        quiet: bool = False,
     ) -> xr.DataTree:
         client = self.client
         deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
@@ -142,7 +143,7 @@ class DaskExecutor:
         run_id = uuid.uuid4().hex
         topic = f"cloudcache-{run_id}"
         progress = ProgressPrinter(
-            self._address, quiet=_session_quiet(), show_progress=_wants_progress(request)
+            self._address, quiet=quiet, show_progress=_wants_progress(request)
         )
         client.subscribe_topic(topic, progress)
         future = client.submit(
@@ -294,13 +295,6 @@ def _pack(model: Any, request: Any) -> bytes:
             f"the model cannot be sent to a Dask worker ({type(error).__name__}: {error}); "
             "sample it in-process with executor=None"
         ) from error
-
-
-def _session_quiet() -> bool:
-    from cloudcache import patch
-
-    sessions = patch.active_sessions()
-    return bool(sessions and getattr(sessions[-1], "quiet", False))
 
 
 def _wants_progress(request: Any) -> bool:

@@ -26,6 +26,7 @@ class Executor(Protocol):
         *,
         device: str,
         pymc_sample: Callable[..., Any],
+        quiet: bool = False,
     ) -> xr.DataTree: ...
 
 
@@ -42,5 +43,6 @@ class LocalExecutor:
         *,
         device: str,
         pymc_sample: Callable[..., Any],
+        quiet: bool = False,
     ) -> xr.DataTree:
         return backend.sample(model, request, device=device, pymc_sample=pymc_sample)

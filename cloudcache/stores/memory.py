@@ -1,37 +1,37 @@
-"""In-process LRU store bounded by bytes; hands out copies so callers never alter the cache.
+"""In-process LRU store bounded by bytes; hits hand out read-only views, never copies.
 
-A hit must cost almost nothing, yet the caller must get a tree it may mutate freely. So each
-entry keeps, next to its master copy, one *ready* deep copy made by a background thread; a hit
-hands that copy out and a fresh one is prepared behind it. ``max_bytes`` counts both copies.
-An entry read from a slower store is *adopted*: memory keeps the tree just read and the caller
-gets one copy, so a disk hit pays for a single in-memory copy and no second read.
+Every array the store keeps is marked read-only, and a hit returns a shallow copy of the tree:
+new DataTree, Dataset and Variable objects (so adding, dropping or renaming variables never
+reaches the cache) over the very same read-only arrays. A hit therefore costs microseconds per
+variable whatever the size of the draws, and writing into a returned array in place raises
+NumPy's ``ValueError: assignment destination is read-only`` instead of silently changing the
+cache. ``cloud(..., copy=True)`` hands out writable deep copies instead.
+
+``put`` keeps a read-only deep copy (the caller keeps a writable original); ``adopt`` keeps the
+tree it is given (one just read from a slower store, which nobody else holds) without a copy.
 """
 
 from __future__ import annotations
 
-import atexit
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cloudcache.stores.base import Entry, EntryRef, Store
+from cloudcache.stores.views import freeze, shallow_tree
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
-_copier = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cloudcache-copy")
-atexit.register(_copier.shutdown, wait=False, cancel_futures=True)
 
-
-def _copy(entry: Entry, location: str) -> Entry:
-    return Entry(entry.tree.copy(deep=True), dict(entry.metadata), location)
+def read_only_view(entry: Entry, location: str) -> Entry:
+    """A new tree over the same (read-only) arrays of ``entry``, with its own metadata dict."""
+    return Entry(shallow_tree(entry.tree), dict(entry.metadata), location)
 
 
 @dataclass
 class _Slot:
-    master: Future[Entry]
+    entry: Entry
     size: int
-    spare: Future[Entry] | None = None
 
 
 class MemoryStore(Store):
@@ -49,7 +49,7 @@ class MemoryStore(Store):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held now (master and ready copies)."""
+        """Bytes held now."""
         return self._bytes
 
     def __len__(self) -> int:
@@ -59,43 +59,29 @@ class MemoryStore(Store):
         return key in self._slots
 
     def get(self, ref: EntryRef) -> Entry | None:
+        """A read-only view of the entry (see the module docstring), or ``None``."""
         with self._lock:
             slot = self._slots.get(ref.key)
             if slot is None:
                 return None
             self._slots.move_to_end(ref.key)
-            spare, slot.spare = slot.spare, None
-        try:
-            master = slot.master.result()
-        except Exception:
-            self._drop(ref.key, slot)
-            return None
-        if spare is not None and not spare.cancelled():
-            copy = spare.result()
-        else:
-            copy = _copy(master, self.description)
-        self._prepare_spare(ref.key, slot)
-        return copy
+        return read_only_view(slot.entry, self.description)
 
     def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
-        """Keep a deep copy of ``entry`` (the caller keeps and may change the original)."""
+        """Keep a read-only deep copy of ``entry`` (the caller's original stays writable)."""
         size = int(entry.tree.nbytes)
-        if 2 * size > self.max_bytes:
-            return self.description
-        master: Future[Entry] = Future()
-        master.set_result(_copy(entry, entry.location))
-        self._insert(ref.key, _Slot(master, size))
+        if size <= self.max_bytes:
+            kept = Entry(freeze(entry.tree.copy(deep=True)), dict(entry.metadata), entry.location)
+            self._insert(ref.key, _Slot(kept, size))
         return self.description
 
     def adopt(self, ref: EntryRef, entry: Entry) -> Entry:
-        """Keep ``entry`` itself (nobody else holds it) and return a copy for the caller."""
+        """Keep ``entry`` itself, frozen (nobody else holds it); return a view for the caller."""
         size = int(entry.tree.nbytes)
-        handed_out = _copy(entry, entry.location)
-        if 2 * size <= self.max_bytes:
-            master: Future[Entry] = Future()
-            master.set_result(entry)
-            self._insert(ref.key, _Slot(master, size))
-        return handed_out
+        freeze(entry.tree)
+        if size <= self.max_bytes:
+            self._insert(ref.key, _Slot(entry, size))
+        return read_only_view(entry, entry.location)
 
     def clear(self) -> None:
         with self._lock:
@@ -106,24 +92,9 @@ class MemoryStore(Store):
         with self._lock:
             old = self._slots.pop(key, None)
             if old is not None:
-                self._bytes -= 2 * old.size
+                self._bytes -= old.size
             self._slots[key] = slot
-            self._bytes += 2 * slot.size
+            self._bytes += slot.size
             while self._bytes > self.max_bytes and self._slots:
                 _, evicted = self._slots.popitem(last=False)
-                self._bytes -= 2 * evicted.size
-        self._prepare_spare(key, slot)
-
-    def _prepare_spare(self, key: str, slot: _Slot) -> None:
-        def make_spare() -> Entry:
-            return _copy(slot.master.result(), self.description)
-
-        with self._lock:
-            if self._slots.get(key) is slot and slot.spare is None:
-                slot.spare = _copier.submit(make_spare)
-
-    def _drop(self, key: str, slot: _Slot) -> None:
-        with self._lock:
-            if self._slots.get(key) is slot:
-                del self._slots[key]
-                self._bytes -= 2 * slot.size
+                self._bytes -= evicted.size
