@@ -44,6 +44,8 @@ CLOUD_CASES: list[tuple[str, Any, type[Exception], tuple[str, ...]]] = [
     ("executor", 3.0, TypeError, ("executor", "None", "tcp://")),
     ("executor", "my-gpu-box", ValueError, ("executor", "None", "tcp://", "Client")),
     ("executor", "", ValueError, ("executor", "tcp://")),
+    ("copy", "yes", TypeError, ("copy", "True or False")),
+    ("copy", None, TypeError, ("copy", "True or False")),
     ("explain", "yes", TypeError, ("explain", "True or False")),
     ("explain", None, TypeError, ("explain", "True or False")),
     ("timeout", 0, ValueError, ("timeout", "positive", "None")),
