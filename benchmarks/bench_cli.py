@@ -26,8 +26,8 @@ import xarray as xr
 from typer.testing import CliRunner
 
 import cloudcache as cc
-from cloudcache.catalog import Catalog
 from cloudcache.cli import app
+from cloudcache.stores.catalog import Catalog
 from cloudcache.stores.netcdf import KEY_ATTR, METADATA_ATTR, attrs_checksum
 
 VERIFY_SAMPLE = 50

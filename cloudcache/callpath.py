@@ -78,6 +78,8 @@ class Plan:
     reason: str = ""
     note: str = ""
     payload: Any = None
+    #: How the miss line names the backend when more than its id helps (``auto -> nutpie (...)``).
+    backend_label: str = ""
 
 
 class CallKind:
@@ -202,7 +204,7 @@ class CachePath:
             prefix=key.prefix,
             model=key.slug,
             label=plan.request.label,
-            backend=plan.backend_id,
+            backend=plan.backend_label or plan.backend_id,
             device=plan.device,
             quiet=self.quiet,
         )

@@ -3,26 +3,32 @@
 Exit codes: 0 success; 1 problems found or nothing matched (a broken entry, an unknown or
 ambiguous key prefix, a refused confirmation); 2 usage error (bad option or argument).
 Works on local directories and fsspec URLs alike; only files named like cloudcache entries are
-ever touched, and symbolic links are never followed.
+ever touched, and symbolic links are never followed. Everything printed from an entry (names,
+metadata, errors) is shown as plain text: no rich markup, control characters escaped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cloudcache.announce import format_age, format_seconds
-from cloudcache.catalog import Catalog, CatalogEntry
-from cloudcache.cli_units import format_size, parse_age, parse_size
+from cloudcache.cli_units import format_size, parse_age, parse_size, printable
 from cloudcache.explain import explain_stored
+from cloudcache.stores.base import CorruptEntry, StoreError
+from cloudcache.stores.catalog import Catalog, CatalogEntry
 from cloudcache.stores.pruning import last_use_clock, select_for_pruning
 from cloudcache.stores.resolve import default_directory
 
@@ -63,11 +69,31 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts."
 
 def _out() -> Console:
     # Wide when piped, so key prefixes and paths are never cut.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, soft_wrap=False)
+    return Console(width=None if sys.stdout.isatty() else 1000, highlight=False, soft_wrap=False)
 
 
 def _err(message: str) -> None:
-    typer.echo(message, err=True)
+    typer.echo(printable(message), err=True)
+
+
+def _echo(message: str) -> None:
+    typer.echo(printable(message))
+
+
+def _store_errors_exit_1[**Params, Result](
+    command: Callable[Params, Result],
+) -> Callable[Params, Result]:
+    """A cache that cannot be listed or read (dead endpoint, permissions): a message, exit 1."""
+
+    @functools.wraps(command)
+    def guarded(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        try:
+            return command(*args, **kwargs)
+        except StoreError as error:
+            _err(f"cloudcache: {error}")
+            raise typer.Exit(EXIT_PROBLEMS) from None
+
+    return guarded
 
 
 def _storage_options(items: list[str] | None) -> dict[str, Any]:
@@ -87,7 +113,7 @@ def _catalog(cache: str | None, options: list[str] | None, hint: str = "--cache"
     location = cache if cache else os.fspath(default_directory())
     try:
         return Catalog(location, _storage_options(options))
-    except (ImportError, ValueError) as error:
+    except (ImportError, ValueError, TypeError) as error:
         raise typer.BadParameter(f"cannot open {location!r}: {error}", param_hint=hint) from error
 
 
@@ -115,18 +141,85 @@ def _one_entry(catalog: Catalog, prefix: str) -> CatalogEntry:
 
 def _saved(entry: CatalogEntry) -> str:
     seconds = entry.metadata.get("sampling_seconds")
-    return format_seconds(float(seconds)) if isinstance(seconds, int | float) else "?"
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return "?"
+    return format_seconds(float(seconds)) if math.isfinite(seconds) and seconds >= 0 else "?"
 
 
 def _created(entry: CatalogEntry) -> str:
     created = entry.metadata.get("created")
-    if not created:
+    if not isinstance(created, str) or not created:
         return "?"
-    return f"{str(created)[:19].replace('T', ' ')} ({format_age(created)} ago)"
+    return f"{created[:19].replace('T', ' ')} ({format_age(created)} ago)"
+
+
+def _row(entry: CatalogEntry) -> list[Text]:
+    """One ``ls`` row as plain text; an entry whose metadata cannot be shown is damaged."""
+    if not entry.error:
+        try:
+            meta = entry.metadata
+            shape = (
+                f"{meta.get('draws')}/{meta.get('tune')}/{meta.get('chains')}"
+                if meta
+                else entry.label
+            )
+            cells = [
+                meta.get("model", entry.slug),
+                shape,
+                meta.get("backend", "?"),
+                _created(entry),
+                format_size(entry.size),
+                _saved(entry),
+                entry.prefix,
+            ]
+            return [Text(printable(cell, 80)) for cell in cells]
+        except Exception as error:  # any metadata shape or value: list the entry as damaged
+            entry.damaged(f"metadata cannot be shown ({type(error).__name__}: {error})")
+    problem = Text(printable(entry.error, 100), style="red")
+    cells = [entry.slug, entry.label, "?", "", format_size(entry.size), "?", entry.prefix]
+    row = [Text(printable(cell, 80)) for cell in cells]
+    row[3] = problem
+    return row
+
+
+def _json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """Strict JSON (non-finite numbers and odd values as text), control characters escaped."""
+    return json.dumps(_plain_json(value), indent=2, sort_keys=sort_keys, allow_nan=False)
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(name): _plain_json(item) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return printable(value)
+
+
+def _json_row(entry: CatalogEntry) -> dict[str, Any]:
+    """One ``ls --json`` row; values JSON cannot hold (Infinity, odd types) become text."""
+    try:
+        return _plain_json(entry.summary())
+    except Exception as error:  # any metadata shape or value: list the entry as damaged
+        entry.damaged(f"metadata cannot be shown ({type(error).__name__}: {error})")
+        return {
+            "key": entry.key or None,
+            "prefix": entry.prefix,
+            "model": entry.slug,
+            "label": entry.label,
+            "size": entry.size,
+            "path": entry.path,
+            "error": entry.error,
+            "status": entry.status,
+        }
 
 
 # -- commands ---------------------------------------------------------------------------
 @app.command("ls")
+@_store_errors_exit_1
 def list_entries(
     cache: CacheOption = None,
     option: StorageOptions = None,
@@ -137,34 +230,25 @@ def list_entries(
     catalog = _catalog(cache, option)
     entries = catalog.entries(slug=model)
     if as_json:
-        typer.echo(json.dumps([entry.summary() for entry in entries], indent=2))
+        typer.echo(_json_text([_json_row(entry) for entry in entries]))
         return
     if not entries:
         _err(f"no entries in {catalog.location}")
         return
-    table = Table(title=f"{catalog.location}: {len(entries)} entries", title_justify="left")
+    title = Text(printable(f"{catalog.location}: {len(entries)} entries"))
+    table = Table(title=title, title_justify="left")
     for column in ("model", "draws/tune/chains", "backend", "created", "size", "saves", "key"):
         table.add_column(column, no_wrap=True, justify="right" if column == "size" else "left")
     for entry in entries:
-        meta = entry.metadata
-        shape = (
-            f"{meta.get('draws')}/{meta.get('tune')}/{meta.get('chains')}" if meta else entry.label
-        )
-        table.add_row(
-            str(meta.get("model", entry.slug)),
-            shape,
-            str(meta.get("backend", "?")),
-            _created(entry) if not entry.error else f"[red]{entry.error[:60]}[/red]",
-            format_size(entry.size),
-            _saved(entry),
-            entry.prefix,
-        )
+        table.add_row(*_row(entry))
     total = sum(entry.size for entry in entries)
-    table.caption = f"total {format_size(total)}"
+    damaged = sum(1 for entry in entries if entry.error)
+    table.caption = f"total {format_size(total)}" + (f"; {damaged} damaged" if damaged else "")
     _out().print(table)
 
 
 @app.command()
+@_store_errors_exit_1
 def show(
     key_prefix: Annotated[
         str, typer.Argument(metavar="KEY_PREFIX", help="Key prefix of the entry (from `ls`).")
@@ -180,10 +264,11 @@ def show(
         _err(f"{catalog.url(entry.path)}: {entry.error}")
         raise typer.Exit(EXIT_PROBLEMS)
     record = {"path": catalog.url(entry.path), "size": entry.size, **entry.metadata}
-    typer.echo(json.dumps(record, indent=2, sort_keys=True))
+    typer.echo(_json_text(record, sort_keys=True))
 
 
 @app.command()
+@_store_errors_exit_1
 def rm(
     key_prefixes: Annotated[
         list[str],
@@ -208,12 +293,13 @@ def rm(
             failed = True
             continue
         catalog.remove(matches[0].path)
-        typer.echo(f"removed {catalog.url(matches[0].path)}")
+        _echo(f"removed {catalog.url(matches[0].path)}")
     if failed:
         raise typer.Exit(EXIT_PROBLEMS)
 
 
 @app.command()
+@_store_errors_exit_1
 def clear(
     cache: CacheOption = None,
     option: StorageOptions = None,
@@ -233,10 +319,11 @@ def clear(
         raise typer.Exit(EXIT_PROBLEMS)
     for path in [entry.path for entry in entries] + [stray.path for stray in strays]:
         catalog.remove(path)
-    typer.echo(f"removed {len(entries)} entries ({total}) from {catalog.location}")
+    _echo(f"removed {len(entries)} entries ({total}) from {catalog.location}")
 
 
 @app.command()
+@_store_errors_exit_1
 def prune(
     cache: CacheOption = None,
     option: StorageOptions = None,
@@ -266,29 +353,29 @@ def prune(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--older-than") from error
     catalog = _catalog(cache, option)
+    entries = catalog.entries(with_metadata=False)
+    # Last use = the last session hit (the store's markers), else the write time: reading
+    # (ls, show, verify, sync) never counts as use.
+    last_used = last_use_clock(catalog.fs, catalog.root, catalog.is_local)
     doomed = select_for_pruning(
-        catalog.entries(with_metadata=False),
-        size_limit,
-        age_limit,
-        keep,
-        now=time.time(),
-        last_used=last_use_clock(catalog.fs, catalog.root, catalog.is_local),
+        entries, size_limit, age_limit, keep, now=time.time(), last_used=last_used
     )
     for entry in doomed:
         if not dry_run:
             catalog.remove(entry.path)
         if not as_json:
             verb = "would remove" if dry_run else "removed"
-            typer.echo(f"{verb} {catalog.url(entry.path)} ({format_size(entry.size)})")
+            _echo(f"{verb} {catalog.url(entry.path)} ({format_size(entry.size)})")
     freed = format_size(sum(entry.size for entry in doomed))
     if as_json:
         rows = [{"path": catalog.url(e.path), "size": e.size} for e in doomed]
-        typer.echo(json.dumps({"dry_run": dry_run, "removed": rows}, indent=2))
+        typer.echo(_json_text({"dry_run": dry_run, "removed": rows}))
     else:
         _err(f"{'would free' if dry_run else 'freed'} {freed} ({len(doomed)} entries)")
 
 
 @app.command()
+@_store_errors_exit_1
 def verify(
     cache: CacheOption = None,
     option: StorageOptions = None,
@@ -300,35 +387,41 @@ def verify(
     """Open every entry, check its stored key and checksum; report (and --fix) broken ones."""
     catalog = _catalog(cache, option)
     entries = catalog.entries(with_metadata=False)
-    problems: list[tuple[str, str]] = []
+    problems: list[tuple[str, str, bool]] = []  # path, problem, may be removed
     for entry in entries:
-        problem = catalog.verify(entry)
-        if problem:
-            problems.append((entry.path, problem))
+        verdict = catalog.check(entry)
+        if verdict.status != "ok":
+            problems.append((entry.path, verdict.problem, verdict.removable))
     now = time.time()
     for stray in catalog.stray_files():
         if now - stray.modified > STRAY_MIN_AGE_SECONDS:
-            problems.append((stray.path, "temp file left by an interrupted write"))
-    unfixed = 0
-    for path, _ in problems:
-        if fix:
+            problems.append((stray.path, "temp file left by an interrupted write", True))
+    removed: set[str] = set()
+    for path, _, removable in problems:
+        if fix and removable:
             try:
                 catalog.remove(path)
+                removed.add(path)
             except OSError as error:
                 _err(f"cannot remove {catalog.url(path)}: {error}")
-                unfixed += 1
     if as_json:
-        rows = [{"path": catalog.url(p), "problem": why, "removed": fix} for p, why in problems]
-        typer.echo(json.dumps({"checked": len(entries), "problems": rows}, indent=2))
+        rows = [
+            {"path": catalog.url(path), "problem": why, "removed": path in removed}
+            for path, why, _ in problems
+        ]
+        typer.echo(_json_text({"checked": len(entries), "problems": rows}))
     else:
-        for path, why in problems:
-            typer.echo(f"{'removed' if fix else 'BROKEN'} {catalog.url(path)}: {why}")
+        for path, why, removable in problems:
+            verb = "removed" if path in removed else "BROKEN" if removable else "UNREADABLE"
+            kept = " (kept: not readable by this user, not damaged)" if not removable else ""
+            _echo(f"{verb} {catalog.url(path)}: {why}{kept}")
         _err(f"checked {len(entries)} entries: {len(problems)} problems")
-    if problems and (not fix or unfixed):
+    if len(removed) < len(problems):
         raise typer.Exit(EXIT_PROBLEMS)
 
 
 @app.command()
+@_store_errors_exit_1
 def sync(
     source: Annotated[str, typer.Argument(help="Cache to copy from (directory or URL).")],
     destination: Annotated[str, typer.Argument(help="Cache to copy to (directory or URL).")],
@@ -352,17 +445,15 @@ def sync(
     copied, broken = 0, 0
     for entry in missing:
         if dry_run:
-            typer.echo(f"would copy {entry.relative_path} ({format_size(entry.size)})")
+            _echo(f"would copy {entry.relative_path} ({format_size(entry.size)})")
             continue
-        payload = src.read_bytes(entry)
-        problem = src.verify(entry, payload)
+        problem = _copy(src, dst, entry)
         if problem:
             _err(f"skipped {src.url(entry.path)}: {problem}")
             broken += 1
             continue
-        dst.write_bytes(entry.relative_path, payload)
         copied += 1
-        typer.echo(f"copied {entry.relative_path} ({format_size(entry.size)})")
+        _echo(f"copied {entry.relative_path} ({format_size(entry.size)})")
     verb = "would copy" if dry_run else "copied"
     count = len(missing) if dry_run else copied
     _err(f"{verb} {count} entries from {src.location} to {dst.location}; {broken} broken skipped")
@@ -370,7 +461,26 @@ def sync(
         raise typer.Exit(EXIT_PROBLEMS)
 
 
+def _copy(src: Catalog, dst: Catalog, entry: CatalogEntry) -> str:
+    """Copy one verified entry; return the problem that stopped it, or ``""``."""
+    if entry.status != "ok":
+        return entry.error
+    try:
+        payload = src.read_bytes(entry)
+    except (CorruptEntry, OSError) as error:
+        return f"cannot read ({error})"
+    problem = src.verify(entry, payload)
+    if problem:
+        return problem
+    try:
+        dst.write_bytes(entry.relative_path, payload)
+    except (StoreError, OSError) as error:
+        return f"not written to {dst.location}: {error}"
+    return ""
+
+
 @app.command()
+@_store_errors_exit_1
 def why(
     key_prefix: Annotated[
         str, typer.Argument(metavar="KEY_PREFIX", help="Key prefix of the entry that was sampled.")
@@ -387,9 +497,10 @@ def why(
         _err(f"{catalog.url(entry.path)}: {entry.error}")
         raise typer.Exit(EXIT_PROBLEMS)
     if as_json:
-        typer.echo(json.dumps(result.as_dict(), indent=2))
+        typer.echo(_json_text(result.as_dict()))
     else:
-        typer.echo(result.text())
+        for line in result.text().splitlines():
+            _echo(line)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
-"""Sizes and ages as people type and read them: ``5GB``, ``512MiB``, ``30d``, ``12h``."""
+"""Sizes, ages and untrusted text as people type and read them: ``5GB``, ``30d``, ``\\x1b``."""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 SIZE_UNITS = {
     "": 1,
@@ -58,3 +59,36 @@ def format_size(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1000
     raise AssertionError("unreachable")
+
+
+def printable(value: object, limit: int | None = None) -> str:
+    """``value`` as one safe line: control and format characters (terminal escape sequences,
+    bidirectional overrides, newlines) shown as ``\\x1b``-style escapes, cut to ``limit``."""
+    text = value if isinstance(value, str) else _safe_str(value)
+    shown = "".join(
+        _escape(char) if unicodedata.category(char) in _UNPRINTABLE else char for char in text
+    )
+    if limit is not None and len(shown) > limit:
+        shown = shown[: max(limit - 3, 0)] + "..."
+    return shown
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def _safe_str(value: object) -> str:
+    try:
+        return str(value)
+    except Exception as error:  # a hostile __str__ must not break a listing
+        return f"<unprintable {type(value).__name__}: {type(error).__name__}>"

@@ -55,3 +55,26 @@ def eight_schools_model(name: str = "eight_schools") -> pm.Model:
         theta = pm.Deterministic("theta", mu + tau * theta_tilde, dims="school")
         pm.Normal("y", theta, sigmas, observed=effects, dims="school")
     return model
+
+
+def varying_slopes_model(n_obs: int, groups: int = 100, seed: int = 5) -> pm.Model:
+    """Varying intercepts and slopes over ``groups`` (index gathers); ``x``, ``y`` are ``pm.Data``.
+
+    At ``n_obs=100_000`` it is the large model of the backend benchmarks and of the auto rule.
+    """
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, groups, n_obs)
+    x = rng.normal(size=n_obs)
+    a, b = rng.normal(1.0, 0.5, groups), rng.normal(-0.5, 0.3, groups)
+    y = a[group] + b[group] * x + rng.normal(0, 1.0, n_obs)
+    with pm.Model(coords={"group": np.arange(groups)}, name=f"slopes{n_obs}") as model:
+        xd = pm.Data("x", x)
+        yd = pm.Data("y", y)
+        mu_a, mu_b = pm.Normal("mu_a", 0, 5), pm.Normal("mu_b", 0, 5)
+        sd_a, sd_b = pm.HalfNormal("sd_a", 2), pm.HalfNormal("sd_b", 2)
+        za = pm.Normal("za", 0, 1, dims="group")
+        zb = pm.Normal("zb", 0, 1, dims="group")
+        sigma = pm.HalfNormal("sigma", 2)
+        mu = (mu_a + sd_a * za)[group] + (mu_b + sd_b * zb)[group] * xd
+        pm.Normal("obs", mu, sigma, observed=yd)
+    return model

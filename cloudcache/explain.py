@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloudcache.announce import announce, announce_block
-from cloudcache.catalog import Catalog, CatalogEntry
+from cloudcache.stores.catalog import Catalog, CatalogEntry
 
 #: Component -> what a user changed when it differs (in the order they are reported).
 COMPONENT_MEANINGS: dict[str, str] = {
@@ -98,12 +98,12 @@ class Explanation:
 
 def differences(new: dict[str, Any], stored: dict[str, Any]) -> list[Difference]:
     """Components (from two metadata records) in which ``new`` differs from ``stored``."""
-    new_parts = new.get("components") or {}
-    old_parts = stored.get("components") or {}
+    new_parts = _mapping(new.get("components"))
+    old_parts = _mapping(stored.get("components"))
     found: list[Difference] = []
     named = set(new_parts) | set(old_parts)
     ordered = [c for c in COMPONENT_MEANINGS if c in named]
-    for component in [*ordered, *sorted(named - set(ordered))]:
+    for component in [*ordered, *sorted(named - set(ordered), key=str)]:
         before, after = old_parts.get(component), new_parts.get(component)
         if before == after:
             continue
@@ -117,7 +117,7 @@ def _detail(
     if component == "data" and isinstance(before, dict) and isinstance(after, dict):
         return _data_detail(before, after)
     if component == "request":
-        changed = _changed_values(stored.get("request") or {}, new.get("request") or {})
+        changed = _changed_values(_mapping(stored.get("request")), _mapping(new.get("request")))
         if changed:
             return "sampler settings: " + ", ".join(changed)
         return "sampler settings changed"
@@ -128,6 +128,13 @@ def _detail(
     if component == "schema":
         return f"{COMPONENT_MEANINGS['schema']}: {before} -> {after}"
     return f"{COMPONENT_MEANINGS.get(component, component)} changed"
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping with text names, else empty (records from elsewhere)."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(name): item for name, item in value.items()}
 
 
 def _data_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -146,7 +153,7 @@ def _data_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
 
 def _changed_values(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     changed = []
-    for name in sorted(set(before) | set(after)):
+    for name in sorted(set(before) | set(after), key=str):
         old, new = before.get(name, "<unset>"), after.get(name, "<unset>")
         if old == new:
             continue
@@ -170,7 +177,10 @@ def nearest_entry(
     for candidate in candidates:
         if candidate.error or not candidate.metadata:
             continue
-        found = differences(new, candidate.metadata)
+        try:
+            found = differences(new, candidate.metadata)
+        except Exception:  # a neighbour's record of an unexpected shape is no comparison
+            continue
         created = str(candidate.metadata.get("created", ""))
         rank = (len(found), _inverted(created))
         if best is None or rank < best[0]:

@@ -32,7 +32,7 @@ from cloudcache.fingerprint import UnkeyableObject
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.jsonable import jsonable
 from cloudcache.records import CallRecord
-from cloudcache.request import seed_key
+from cloudcache.request import forward_seed_key
 from cloudcache.stores.netcdf import tree_checksum
 from cloudcache.versions import installed_versions
 
@@ -140,7 +140,7 @@ def normalize_predictive_call(
     return PredictiveRequest(
         kind=kind,
         arguments=arguments,
-        seed_key=seed_key(arguments.get("random_seed"), 1),
+        seed_key=forward_seed_key(arguments.get("random_seed")),
         mode_key=_mode_key(arguments.get("backend"), arguments.get("compile_kwargs")),
         trace_id=trace_id,
         trace_label=trace_label,

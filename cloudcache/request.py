@@ -7,12 +7,14 @@ defaults are resolved exactly as PyMC resolves them (``tune``, ``cores`` -> ``ch
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import xxhash
 
 #: Arguments that cannot change the posterior: they are left out of the key.
 COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
@@ -29,6 +31,10 @@ COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
         "model",
     }
 )
+
+#: Arguments the key holds in another form: the backend id names the sampler that runs, and
+#: the merged NUTS options hold ``nuts_sampler_kwargs``.
+BACKEND_ARGUMENTS: frozenset[str] = frozenset({"nuts_sampler", "nuts_sampler_kwargs"})
 
 #: Arguments whose non-default values make a call impossible to key safely.
 UNKEYABLE_ARGUMENTS: dict[str, str] = {
@@ -80,15 +86,22 @@ class SampleRequest:
         return {**NUTS_DEFAULTS, **options}
 
     def key_arguments(self) -> dict[str, Any]:
-        """The arguments that enter the key (cosmetic ones removed, seed in its key form)."""
+        """The arguments that enter the key, normalised so equivalent spellings agree.
+
+        Cosmetic arguments are removed, the seed is in its key form, numpy scalars become Python
+        numbers, ``nuts_sampler`` is left to the backend id (the key holds the backend that
+        really samples) and ``n_init`` is dropped when ``init`` runs no ADVI (PyMC ignores it).
+        """
         parts = {
             name: value
             for name, value in self.arguments.items()
-            if name not in COSMETIC_ARGUMENTS and name != "nuts_sampler_kwargs"
+            if name not in COSMETIC_ARGUMENTS and name not in BACKEND_ARGUMENTS
         }
+        if not _uses_advi(parts.get("init")):
+            parts.pop("n_init", None)
         parts["random_seed"] = self.seed_key
         parts["nuts"] = dict(sorted(self.nuts_options.items()))
-        return parts
+        return python_scalars(parts)
 
     def pymc_arguments(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments to hand the call back to ``pymc.sample``."""
@@ -104,29 +117,90 @@ def _cpu_count() -> int:
     return pymc_cpu_count()
 
 
-def seed_key(random_seed: Any, chains: int) -> Any:
-    """Key form of ``random_seed``; generators become the per-chain seeds PyMC would derive."""
+def _uses_advi(init: Any) -> bool:
+    """Whether PyMC's ``init`` method runs ADVI (the only ones that read ``n_init``)."""
+    return not isinstance(init, str) or "advi" in init
+
+
+def python_scalars(value: Any) -> Any:
+    """``value`` with numpy scalars turned into the Python numbers they equal, recursively."""
+    if isinstance(value, np.generic) and not isinstance(value, np.str_ | np.bytes_):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: python_scalars(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(python_scalars(item) for item in value)
+    return value
+
+
+def _seed_key(random_seed: Any, chains: int) -> Any:
+    """Key form of ``random_seed``: the state of each per-chain generator PyMC derives.
+
+    ``pm.sample`` spawns ``chains`` generators from ``get_random_generator(random_seed)`` and
+    hands them to the step methods (the initial jitter is drawn from them too), so spellings
+    that spawn the same generators (``1``, ``np.int64(1)``, ``np.random.default_rng(1)``) give
+    the same draws and the same key. ``None`` stays "unseeded".
+    """
     if random_seed is None:
         return None
-    if isinstance(random_seed, bool):
+    if isinstance(random_seed, bool | np.bool_):
         raise TypeError(
             "random_seed must be an int, a sequence of ints, a numpy Generator or None, not bool"
         )
-    if isinstance(random_seed, int | np.integer):
-        return int(random_seed)
-    if isinstance(
-        random_seed, np.random.Generator | np.random.RandomState | np.random.BitGenerator
-    ):
-        from pymc.util import get_random_generator
+    if isinstance(random_seed, int | np.integer) and random_seed < 0:
+        raise TypeError("random_seed must be a non-negative int")  # PyMC says why in its words
+    if not isinstance(
+        random_seed, int | np.integer | list | tuple | np.ndarray | np.random.Generator
+    ) and not isinstance(random_seed, np.random.BitGenerator | np.random.SeedSequence):
+        raise TypeError(
+            "random_seed must be an int, a sequence of ints, a numpy Generator or None, "
+            f"got {type(random_seed).__name__}"
+        )
+    from pymc.util import get_random_generator
 
+    try:
         spawned = get_random_generator(random_seed, copy=True).spawn(chains)
-        return ("generator", tuple(int(rng.integers(2**30)) for rng in spawned))
-    if isinstance(random_seed, list | tuple | np.ndarray):
-        return tuple(int(s) for s in np.asarray(random_seed).ravel().tolist())
-    raise TypeError(
-        "random_seed must be an int, a sequence of ints, a numpy Generator or None, "
-        f"got {type(random_seed).__name__}"
-    )
+    except ValueError as error:
+        raise TypeError(f"random_seed cannot seed PyMC's generators: {error}") from error
+    return ("chain-generators", tuple(_generator_state(rng) for rng in spawned))
+
+
+def forward_seed_key(random_seed: Any) -> Any:
+    """Key form of ``random_seed`` for forward sampling (prior/posterior predictive).
+
+    PyMC turns it into one integer (``_get_seeds_per_chain(random_seed, 1)``, which draws from a
+    generator's *current* state) and reseeds every random variable from that integer, so the
+    integer is exactly what matters. It is derived from a copy: the caller's generator is not
+    advanced. ``None`` stays "unseeded".
+    """
+    if random_seed is None:
+        return None
+    if isinstance(random_seed, bool | np.bool_):
+        raise TypeError("random_seed must be an int, a sequence of ints, a Generator or None")
+    from pymc.util import _get_seeds_per_chain
+
+    try:
+        (seed,) = _get_seeds_per_chain(copy.deepcopy(random_seed), 1)
+        seed = int(seed)
+    except (ValueError, TypeError) as error:
+        raise TypeError(f"random_seed cannot seed PyMC's forward sampler: {error}") from error
+    if seed < 0:
+        raise TypeError("random_seed must be a non-negative int")  # PyMC says why in its words
+    return ("forward-seed", seed)
+
+
+def _generator_state(rng: np.random.Generator) -> str:
+    """Digest of one generator's full bit-generator state (process-stable)."""
+    state = rng.bit_generator.state
+    return xxhash.xxh3_128_hexdigest(repr(sorted(_flatten(state))).encode())
+
+
+def _flatten(state: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(state, dict):
+        return [pair for key, item in state.items() for pair in _flatten(item, f"{prefix}.{key}")]
+    if isinstance(state, np.ndarray):
+        return [(prefix, f"{state.dtype.str}:{state.tobytes().hex()}")]
+    return [(prefix, repr(state))]
 
 
 def normalize_sample_call(
@@ -158,7 +232,7 @@ def normalize_sample_call(
         tune=tune,
         chains=chains,
         random_seed=arguments.get("random_seed"),
-        seed_key=seed_key(arguments.get("random_seed"), chains),
+        seed_key=_seed_key(arguments.get("random_seed"), chains),
         arguments=arguments,
         extra_kwargs=extra,
         uncacheable_reason=reason,

@@ -46,7 +46,7 @@ class SampleCall(CallKind):
         return request
 
     def plan(self, request: SampleRequest, call: Call) -> Plan:
-        resolution = resolve_backend(self.backend_name, self.model, request)
+        resolution = resolve_backend(self.backend_name, self.model, request, self.device)
         return self.plan_for(request, resolution, call.function)
 
     def fallback(self, plan: Plan, refused: BackendRefused) -> Plan:
@@ -66,8 +66,10 @@ class SampleCall(CallKind):
                 "tune": request.tune,
                 "chains": request.chains,
                 "device": self.device,
+                **({"choice": resolution.choice} if resolution.choice else {}),
             },
             reason=resolution.reason,
+            backend_label=resolution.choice,
             note=f"sampling with PyMC's sampler: {resolution.reason}" if resolution.reason else "",
             payload=SamplePayload(resolution, pymc_sample),
         )

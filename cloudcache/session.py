@@ -39,7 +39,8 @@ class Session:
     ``cache``: True (in-process memory), False (no caching), ``"disk"`` (memory in front of
     ``./.cloudcache`` or ``$CLOUDCACHE_DIR``), a directory path, an fsspec URL, or a Store.
     ``overwrite=True`` never reads: it samples and replaces the stored entry.
-    ``backend``: ``"numpyro"`` (JAX) or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
+    ``backend``: ``"auto"`` (per call, the fastest for the model and device: docs/backends.md),
+    ``"numpyro"`` (JAX), ``"nutpie"`` or ``"pymc"``. ``device``: ``"auto"``, ``"cpu"``, ``"gpu"``.
     ``quiet=True``: no hit/miss lines (they still go to ``logging.getLogger("cloudcache")``).
     ``storage_options``: passed to fsspec for object stores.
     ``executor``: None (in-process), a Dask scheduler address or ``distributed.Client``.
@@ -58,7 +59,7 @@ class Session:
         *,
         cache: Any = True,
         overwrite: bool = False,
-        backend: str = "numpyro",
+        backend: str = "auto",
         device: str = "auto",
         quiet: bool = False,
         storage_options: dict[str, Any] | None = None,

@@ -28,6 +28,36 @@ BASE_CALL: dict[str, Any] = {
     "progressbar": False,
 }
 
+#: Globals read by the base model's user code (a CustomDist logp and a Potential helper).
+SCALE = 1.0
+STRENGTH = 1.0
+Z = np.array([0.3, -0.2, 0.1, 0.4])
+
+
+def soft_logp(value: Any, mu: Any) -> Any:
+    """User code inside the model: keyed by its bytecode, closure and the globals it reads."""
+    return -0.5 * ((value - mu) / SCALE) ** 2
+
+
+def penalty(b: Any) -> Any:
+    """A helper that builds the model's Potential term."""
+    return -0.01 * STRENGTH * b**2
+
+
+def with_global(name: str, value: float, action: Callable[[], Any]) -> Callable[[], Any]:
+    """``action`` run while this module's global ``name`` is ``value`` (restored afterwards)."""
+
+    def run() -> Any:
+        module = sys.modules[__name__]
+        before = getattr(module, name)
+        setattr(module, name, value)
+        try:
+            return action()
+        finally:
+            setattr(module, name, before)
+
+    return run
+
 
 def build(**change: Any) -> pm.Model:
     """The base model; keyword arguments change exactly one thing."""
@@ -41,11 +71,15 @@ def build(**change: Any) -> pm.Model:
     w = change.get("w", lambda v: v)(w)
     group = change.get("group", lambda v: v)(group)
     groups = change.get("coords", ["a", "b", "c"])
-    with pm.Model(coords={"group": groups, "obs": list(range(n))}) as model:
+    check_bounds = change.get("check_bounds", True)
+    coords = {"group": groups, "obs": list(range(n))}
+    with pm.Model(coords=coords, check_bounds=check_bounds) as model:
         xd = pm.Data("x", x)
         alpha = pm.Normal("alpha", 0.0, change.get("prior_sd", 1.0), dims="group")
         beta = pm.Normal("beta", 0.0, 1.0, initval=change.get("initval"))
-        sigma = pm.HalfNormal("sigma", 1.0)
+        transform = change.get("sigma_transform")
+        replaced = {"transform": transform, "default_transform": None} if transform else {}
+        sigma = pm.HalfNormal("sigma", 1.0, **replaced)
         expr = alpha[group] + beta * xd + 0.5 * w
         if change.get("deterministic"):
             expr = alpha[group] + beta * xd + 0.25 * w
@@ -54,6 +88,8 @@ def build(**change: Any) -> pm.Model:
             pm.StudentT("y", nu=5, mu=mu, sigma=sigma, observed=y)
         else:
             pm.Normal("y", mu, sigma, observed=y)
+        pm.CustomDist("z", beta, logp=soft_logp, observed=Z)
+        pm.Potential("soft", penalty(beta))
     return model
 
 
@@ -74,6 +110,33 @@ def set_data_then_sample(values: np.ndarray) -> Callable[[], Any]:
 
 
 _X = np.random.default_rng(3).normal(size=24)
+
+#: Arrays a case's model holds by reference, so the case can edit them in place.
+_HELD: dict[str, np.ndarray] = {}
+
+
+def _hold(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    def keep(values: np.ndarray) -> np.ndarray:
+        _HELD[name] = values
+        return values
+
+    return keep
+
+
+def _rotate_groups(group: np.ndarray) -> None:
+    group[:] = (group + 1) % 3
+
+
+def edit_in_place_then_sample(name: str, edit: Callable[[np.ndarray], None]) -> Callable[[], Any]:
+    """Sample (a hit on the base entry), edit the held array in place, sample again."""
+
+    def run() -> Any:
+        base_sample()
+        edit(_HELD[name])
+        return base_sample()
+
+    return run
+
 
 # name -> (model builder, sample call, backend)
 CASES: dict[str, tuple[Callable[[], pm.Model], Callable[[], Any], str]] = {
@@ -127,6 +190,10 @@ CASES: dict[str, tuple[Callable[[], pm.Model], Callable[[], Any], str]] = {
     "hit_alias_mcmc": (build, lambda: pymc.sampling.mcmc.sample(**BASE_CALL), "pymc"),
     "hit_set_data_same_values": (build, set_data_then_sample(_X.copy()), "pymc"),
     "hit_coords_as_tuple": (lambda: build(coords=("a", "b", "c")), base_sample, "pymc"),
+    "hit_seed_generator": (build, call(random_seed=np.random.default_rng(11)), "pymc"),
+    "hit_target_accept_numpy": (build, call(target_accept=np.float64(0.8)), "pymc"),
+    "hit_n_init_without_advi": (build, call(n_init=5000), "pymc"),
+    "hit_nuts_sampler_names_backend": (build, call(nuts_sampler="pymc"), "pymc"),
     # -- must miss -----------------------------------------------------------------------
     "miss_observed_data": (lambda: build(y=lambda v: v + 3.0), base_sample, "pymc"),
     "miss_numpy_covariate": (lambda: build(w=lambda v: v * 2.0), base_sample, "pymc"),
@@ -146,6 +213,19 @@ CASES: dict[str, tuple[Callable[[], pm.Model], Callable[[], Any], str]] = {
     "miss_model_initval": (lambda: build(initval=0.3), base_sample, "pymc"),
     "miss_var_names": (build, call(var_names=["alpha", "beta"]), "pymc"),
     "miss_backend": (build, base_sample, "numpyro"),
+    "miss_custom_logp_global": (build, with_global("SCALE", 2.0, base_sample), "pymc"),
+    "miss_potential_helper_global": (with_global("STRENGTH", 3.0, build), base_sample, "pymc"),
+    "miss_check_bounds": (lambda: build(check_bounds=False), base_sample, "pymc"),
+    "miss_interval_bounds": (
+        lambda: build(sigma_transform=pm.distributions.transforms.Interval(0.0, 4.0)),
+        base_sample,
+        "pymc",
+    ),
+    "miss_index_array_edited_in_place": (
+        lambda: build(group=_hold("group")),
+        edit_in_place_then_sample("group", _rotate_groups),
+        "pymc",
+    ),
 }
 
 

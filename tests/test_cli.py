@@ -15,8 +15,9 @@ import pytest
 from cli_entries import sampled_cache
 from typer.testing import CliRunner
 
-from cloudcache.catalog import Catalog, CatalogEntry
-from cloudcache.cli import app, select_for_pruning
+from cloudcache.cli import app
+from cloudcache.stores.catalog import Catalog, CatalogEntry
+from cloudcache.stores.pruning import select_for_pruning
 
 DAY = 86400.0
 
@@ -189,7 +190,7 @@ def test_select_for_pruning_applies_every_limit_lru_first():
 
     def entry(name: str, size: int, days: float) -> CatalogEntry:
         stamp = now - days * DAY
-        return CatalogEntry(name, "m", "l", name, size, stamp, stamp)
+        return CatalogEntry(name, "m", "l", name, size, stamp)
 
     entries = [entry("a", 10, 50), entry("b", 10, 5), entry("c", 30, 1), entry("d", 10, 0)]
     pick = lambda **limits: [e.path for e in select_for_pruning(entries, now=now, **limits)]  # noqa: E731

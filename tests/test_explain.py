@@ -12,10 +12,10 @@ from cli_entries import CALLS, DRAWS, sampled_cache
 from typer.testing import CliRunner
 
 import cloudcache as cc
-from cloudcache.catalog import Catalog
 from cloudcache.cli import app
 from cloudcache.explain import differences, explain_miss, nearest_entry
 from cloudcache.stores import MemoryStore
+from cloudcache.stores.catalog import Catalog
 
 
 @pytest.fixture(scope="module")

@@ -147,3 +147,19 @@ def test_the_checker_sees_a_private_attribute_of_another_module() -> None:
 def test_no_private_attribute_of_another_module() -> None:
     found = [use for module in sorted(MODULES) for use in private_attribute_uses(module)]
     assert not found, "\n".join(found)
+
+
+def test_the_command_line_and_the_package_start_without_pymc() -> None:
+    """``import cloudcache`` and the CLI stay light: no PyMC, PyTensor or JAX until needed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cloudcache, cloudcache.cli\n"
+        "cloudcache.__version__\n"
+        "print(sorted(m for m in ('pymc', 'pytensor', 'jax') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "[]", out.stderr

@@ -1,4 +1,4 @@
-"""Check the NumPyro backend against posteriordb's gold-standard reference posteriors.
+"""Check a backend (NumPyro, or nutpie) against posteriordb's gold-standard reference posteriors.
 
 For every parameter of five posteriors (validation/posteriordb/README.md): the posterior mean
 must be within ``--z`` (default 4) Monte Carlo standard errors of the reference mean, the MCSE
@@ -6,6 +6,7 @@ being ArviZ's ``mcse`` of our own run, and the posterior sd within ``--sd-tol`` 
 the reference sd. Prints one JSON document; exits 1 if any parameter fails.
 
     python validation/validate_posteriordb.py [--draws 1000 --tune 1000 --chains 4 --seed 1]
+    python validation/validate_posteriordb.py --backend nutpie
 """
 
 from __future__ import annotations
@@ -115,16 +116,18 @@ def _our_name(reference_name: str) -> tuple[str, tuple[int, ...]]:
     return base, tuple(int(i) - 1 for i in index.split(","))
 
 
-def sample_backend(model: pm.Model, draws: int, tune: int, chains: int, seed: int):
-    """Sample through the NumPyro backend directly (no cache in between)."""
+def sample_backend(
+    model: pm.Model, draws: int, tune: int, chains: int, seed: int, backend: str = "numpyro"
+):
+    """Sample through ``backend`` directly (no cache in between)."""
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.backends.numpyro import NumpyroBackend
+    from cloudcache.backends.base import get_backend
     from cloudcache.request import normalize_sample_call
 
     kwargs = {"draws": draws, "tune": tune, "chains": chains, "random_seed": seed}
     request = normalize_sample_call(mcmc.sample, (), {**kwargs, "model": model, "quiet": True})
-    return NumpyroBackend().sample(model, request, device="cpu", pymc_sample=mcmc.sample)
+    return get_backend(backend).sample(model, request, device="cpu", pymc_sample=mcmc.sample)
 
 
 def check_posterior(
@@ -135,13 +138,14 @@ def check_posterior(
     seed: int = 1,
     z_max: float = 4.0,
     sd_tol: float = 0.10,
+    backend: str = "numpyro",
 ) -> dict[str, Any]:
     """Sample one posterior and compare every parameter with its reference."""
     import arviz_stats
 
     reference = json.loads((HERE / "reference_posteriors.json").read_text())[name]["params"]
     start = time.perf_counter()
-    tree = sample_backend(POSTERIORS[name](), draws, tune, chains, seed)
+    tree = sample_backend(POSTERIORS[name](), draws, tune, chains, seed, backend)
     seconds = time.perf_counter() - start
     posterior = tree.posterior.to_dataset()
     mcse = arviz_stats.mcse(posterior, method="mean")
@@ -181,15 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--z", type=float, default=4.0)
     parser.add_argument("--sd-tol", type=float, default=0.10)
     parser.add_argument("--only", nargs="*", choices=sorted(POSTERIORS), default=None)
+    parser.add_argument("--backend", choices=["numpyro", "nutpie"], default="numpyro")
     args = parser.parse_args(argv)
     results = {
         name: check_posterior(
-            name, args.draws, args.tune, args.chains, args.seed, args.z, args.sd_tol
+            name, args.draws, args.tune, args.chains, args.seed, args.z, args.sd_tol, args.backend
         )
         for name in (args.only or POSTERIORS)
     }
     summary = {
         "settings": {
+            "backend": args.backend,
             "draws": args.draws,
             "tune": args.tune,
             "chains": args.chains,

@@ -6,14 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cloudcache.backends.choose import AutoChoice, auto_choice
+
 if TYPE_CHECKING:
     import pymc as pm
     import xarray as xr
 
     from cloudcache.request import SampleRequest
 
-#: Valid values of ``cloud(backend=...)``.
-BACKEND_NAMES: tuple[str, ...] = ("numpyro", "pymc")
+#: Valid values of ``cloud(backend=...)``: ``"auto"`` picks one of the samplers per call.
+BACKEND_NAMES: tuple[str, ...] = ("auto", "numpyro", "nutpie", "pymc")
+
+#: The backends that really sample (what ``"auto"`` resolves to; valid ``nuts_sampler=``).
+SAMPLER_NAMES: tuple[str, ...] = ("numpyro", "nutpie", "pymc")
 
 #: Valid values of ``cloud(device=...)``.
 DEVICE_NAMES: tuple[str, ...] = ("auto", "cpu", "gpu")
@@ -62,17 +67,24 @@ class Resolution:
     backend: Backend
     backend_id: str
     reason: str = ""
+    #: What ``backend="auto"`` chose and why, for the miss line (``auto -> nutpie (CPU, ...)``).
+    choice: str = ""
 
 
-def resolve_backend(name: str, model: pm.Model, request: SampleRequest) -> Resolution:
+def resolve_backend(
+    name: str, model: pm.Model, request: SampleRequest, device: str = "auto"
+) -> Resolution:
     """The backend that samples ``request``: an explicit ``nuts_sampler=``, else ``name``.
 
-    A backend that refuses the call hands it to PyMC's own sampler; the reason is kept so the
-    call record and the miss line say what sampled and why.
+    ``"auto"`` asks :func:`cloudcache.backends.choose.auto_choice` for an order of preference
+    and takes the first backend that does not refuse. A refused call goes to PyMC's own
+    sampler; the reason is kept so the call record and the miss line say what sampled and why.
     """
     explicit = request.arguments.get("nuts_sampler")
-    if explicit is not None and explicit not in BACKEND_NAMES:
+    if explicit is not None and explicit not in SAMPLER_NAMES:
         return Resolution(get_backend("pymc"), f"pymc:{explicit}")
+    if explicit is None and name == "auto":
+        return first_willing(auto_choice(model, device), model, request)
     chosen = explicit if explicit is not None else name
     backend = get_backend(chosen)
     reason = backend.refusal(model, request)
@@ -81,22 +93,42 @@ def resolve_backend(name: str, model: pm.Model, request: SampleRequest) -> Resol
     return pymc_fallback(f"{chosen} cannot sample this: {reason}")
 
 
+def first_willing(choice: AutoChoice, model: pm.Model, request: SampleRequest) -> Resolution:
+    """The first backend of ``choice.order`` that does not refuse, with the miss-line text."""
+    first_refusal = ""
+    for name in choice.order:
+        backend = get_backend(name)
+        refusal = backend.refusal(model, request)
+        if refusal is None:
+            why = first_refusal or choice.why
+            reason = first_refusal if name == "pymc" else ""
+            return Resolution(backend, name, reason, choice=f"auto -> {name} ({why})")
+        first_refusal = first_refusal or f"{name} cannot sample this: {refusal}"
+    raise AssertionError("the pymc backend never refuses")
+
+
 def pymc_fallback(reason: str) -> Resolution:
     """PyMC's own sampler, chosen because another backend refused for ``reason``."""
     return Resolution(get_backend("pymc"), "pymc", reason)
 
 
 def get_backend(name: str) -> Backend:
-    """Return the backend called ``name`` (one of :data:`BACKEND_NAMES`)."""
-    if name == "numpyro":  # JAX is imported only when a miss samples with it
+    """Return the backend called ``name`` (one of :data:`SAMPLER_NAMES`)."""
+    # JAX, NumPyro and nutpie are imported only when a miss samples with them.
+    if name == "numpyro":
         from cloudcache.backends.lazy import LazyBackend
         from cloudcache.backends.numpyro_plan import LIBRARIES, refusal
 
         return LazyBackend(
             name, "cloudcache.backends.numpyro", "NumpyroBackend", LIBRARIES, refusal
         )
+    if name == "nutpie":
+        from cloudcache.backends.lazy import LazyBackend
+        from cloudcache.backends.nutpie_plan import LIBRARIES, refusal
+
+        return LazyBackend(name, "cloudcache.backends.nutpie", "NutpieBackend", LIBRARIES, refusal)
     if name == "pymc":
         from cloudcache.backends.pymc import PymcBackend
 
         return PymcBackend()
-    raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}; got {name!r}")
+    raise ValueError(f"backend must be one of {', '.join(map(repr, SAMPLER_NAMES))}; got {name!r}")

@@ -11,11 +11,8 @@ compilation.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -26,52 +23,10 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceShardin
 from cloudcache.backends import progress
 from cloudcache.backends.jax_devices import ChainLayout
 from cloudcache.backends.jax_logp import ModelGraph
+from cloudcache.backends.kernel_cache import KernelCache
 from cloudcache.backends.numpyro_plan import RunPlan
 
-#: How many compiled executables one process keeps (least recently used evicted first).
-DEFAULT_MAX_ENTRIES = 16
-
 _CHAIN_AXIS = "chain"
-
-
-@dataclass
-class KernelCache:
-    """Bounded LRU of compiled executables, with counters for tests and benchmarks."""
-
-    max_entries: int = DEFAULT_MAX_ENTRIES
-    compilations: int = 0
-    compile_seconds: float = 0.0
-    hits: int = 0
-    _entries: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def get_or_compile(self, key: Hashable, compile_fn: Callable[[], Any]) -> Any:
-        """Return the executable for ``key``, compiling it with ``compile_fn`` on a miss."""
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return self._entries[key]
-        start = time.perf_counter()
-        executable = compile_fn()
-        elapsed = time.perf_counter() - start
-        with self._lock:
-            self.compilations += 1
-            self.compile_seconds += elapsed
-            self._entries[key] = executable
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
-        return executable
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def clear(self) -> None:
-        """Drop every executable (counters are kept)."""
-        with self._lock:
-            self._entries.clear()
-
 
 #: The process-wide cache of compiled samplers and log densities.
 KERNELS = KernelCache()
@@ -229,3 +184,17 @@ def prng_keys(seeds: Sequence[int]) -> np.ndarray:
     return np.stack(
         [(seeds >> np.uint64(32)) & np.uint64(0xFFFFFFFF), seeds & np.uint64(0xFFFFFFFF)], axis=1
     ).astype(np.uint32)
+
+
+def compiled_value_and_grad(graph: ModelGraph, signature: Signature, device: object) -> Any:
+    """Compiled ``(logp, gradient)`` of ``logp(values, data)`` at one point (run checks)."""
+
+    def compile_it() -> Any:
+        logp_fn, _ = graph.jax_functions()
+        sharding = SingleDeviceSharding(device)
+        values = tuple(_struct(s, d, sharding) for s, d in signature.values)
+        data = tuple(_struct(s, d, sharding) for s, d in signature.data)
+        return jax.jit(jax.value_and_grad(logp_fn)).lower(values, data).compile()
+
+    key = ("value_and_grad", graph.key, signature, getattr(device, "id", device), str(device))
+    return KERNELS.get_or_compile(key, compile_it)

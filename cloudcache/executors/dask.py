@@ -5,15 +5,23 @@ requested resource (``GPU`` for ``device="gpu"``) and its cloudcache/PyMC/PyTens
 versions must equal the caller's. The model and the normalised request travel as cloudpickle
 (workers are the user's own trusted machines); the result comes back as NetCDF bytes. Progress
 arrives as Dask events and is printed like a local run. The cache write stays with the caller.
+
+Deadlines: connecting to a scheduler given by address (TCP connect *and* the Dask handshake)
+takes at most :func:`connect_deadline` seconds; a run whose worker neither heartbeats to the
+scheduler nor sends a progress event for ``stall_timeout`` seconds is abandoned with
+:class:`WorkerStalled`; ``timeout=`` bounds the whole run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from cloudcache.announce import announce, format_seconds
@@ -22,6 +30,7 @@ from cloudcache.executors.remote_task import (
     sample_on_worker,
     tree_from_bytes,
 )
+from cloudcache.validation import check_timeout
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -30,8 +39,16 @@ if TYPE_CHECKING:
     from cloudcache.backends.base import Backend
     from cloudcache.request import SampleRequest
 
-#: Seconds allowed to connect to a scheduler given by address.
+#: Seconds allowed to connect to a scheduler given by address (TCP connect and Dask handshake)
+#: when ``timeout=`` is None or longer.
 CONNECT_TIMEOUT = 10.0
+
+#: Seconds a run may go without any sign of life from its worker (scheduler heartbeat or
+#: progress event) before it is declared stalled.
+STALL_TIMEOUT = 30.0
+
+#: Seconds allowed for cancelling a run and unsubscribing from its events (best effort).
+CLEANUP_SECONDS = 5.0
 
 #: Seconds between two checks that the worker running a task is still alive.
 POLL_INTERVAL = 0.5
@@ -56,6 +73,14 @@ class WorkerDied(RemoteExecutionError):
     """The worker running the task left the cluster before it finished."""
 
 
+class WorkerStalled(RemoteExecutionError):
+    """A worker stopped answering: no heartbeat, progress or reply in time (frozen, hung)."""
+
+
+class SchedulerUnreachable(RemoteExecutionError, TimeoutError):
+    """The scheduler did not accept a connection or complete the Dask handshake in time."""
+
+
 def import_distributed() -> Any:
     """``distributed``, or an ImportError naming the extra to install."""
     try:
@@ -68,22 +93,69 @@ def import_distributed() -> Any:
     return distributed
 
 
+def connect_deadline(timeout: float | None) -> float:
+    """Seconds allowed to connect: ``timeout=`` when shorter, else :data:`CONNECT_TIMEOUT`."""
+    return CONNECT_TIMEOUT if timeout is None else min(float(timeout), CONNECT_TIMEOUT)
+
+
 def shared_client(address: str, connect_timeout: float = CONNECT_TIMEOUT) -> Any:
-    """One client per scheduler address for the whole process (connecting costs ~100 ms)."""
+    """One client per scheduler address for the whole process (connecting costs ~100 ms).
+
+    The scheduler must accept the connection and complete the Dask handshake within
+    ``connect_timeout`` seconds (distributed's own handshake read has no deadline, so a port
+    that accepts TCP and never speaks would block forever): :class:`SchedulerUnreachable`.
+    """
     distributed = import_distributed()
     with _clients_lock:
         client = _clients.get(address)
         if client is not None and client.status == "running":
             return client
+        started = time.monotonic()
+        probe_scheduler(address, connect_timeout)
+        remaining = max(connect_timeout - (time.monotonic() - started), 1.0)
         try:
-            client = distributed.Client(address, timeout=connect_timeout, set_as_default=False)
+            client = within(
+                remaining + 1.0,
+                SchedulerUnreachable,
+                f"executor={address!r}: connecting to the Dask scheduler",
+                distributed.Client,
+                address,
+                timeout=remaining,
+                set_as_default=False,
+            )
+        except SchedulerUnreachable:
+            raise
         except (OSError, TimeoutError) as error:
-            raise RemoteExecutionError(
-                f"executor={address!r}: cannot reach the Dask scheduler within "
-                f"{connect_timeout:g} s ({error})"
+            raise SchedulerUnreachable(
+                _unreachable_message(address, connect_timeout, error)
             ) from error
         _clients[address] = client
         return client
+
+
+def probe_scheduler(address: str, seconds: float) -> None:
+    """Connect to ``address`` and complete the Dask handshake within ``seconds``, or raise."""
+    from distributed.comm import connect
+
+    async def handshake() -> None:
+        comm = await asyncio.wait_for(connect(address, timeout=seconds), seconds)
+        await comm.close()
+
+    # A fresh event loop in a helper thread: the caller may be inside a running loop (Jupyter).
+    with ThreadPoolExecutor(1, thread_name_prefix="cloudcache-dask-probe") as pool:
+        try:
+            pool.submit(asyncio.run, handshake()).result()
+        except (OSError, TimeoutError) as error:
+            raise SchedulerUnreachable(_unreachable_message(address, seconds, error)) from error
+
+
+def _unreachable_message(address: str, seconds: float, error: BaseException) -> str:
+    detail = str(error) or type(error).__name__
+    return (
+        f"executor={address!r}: no Dask scheduler answered within {seconds:g} s ({detail}). "
+        "Check the address, that the scheduler is running and not hung, and any SSH tunnel "
+        "to it; nothing was sampled."
+    )
 
 
 class DaskExecutor:
@@ -91,8 +163,11 @@ class DaskExecutor:
 
     ``executor``: a scheduler address (``"tcp://gpu-box:8786"``) or a ``distributed.Client``.
     ``timeout``: seconds the whole remote run may take (None: no limit; a dead worker is still
-    reported at once). ``expected_versions``: versions the workers must have (default: the
-    caller's own; tests pass other values to exercise the refusal).
+    reported at once); connecting takes at most :func:`connect_deadline` of it.
+    ``stall_timeout``: seconds without a heartbeat or progress event from the worker before
+    the run is abandoned as stalled.
+    ``expected_versions``: versions the workers must have (default: the caller's own; tests
+    pass other values to exercise the refusal).
     """
 
     def __init__(
@@ -100,8 +175,17 @@ class DaskExecutor:
         executor: Any,
         *,
         timeout: float | None = None,
+        stall_timeout: float = STALL_TIMEOUT,
         expected_versions: dict[str, str] | None = None,
     ) -> None:
+        check_timeout(timeout)
+        try:
+            if check_timeout(stall_timeout) is None:
+                raise ValueError("None")
+        except ValueError:
+            raise ValueError(
+                f"stall_timeout must be a positive number of seconds; got {stall_timeout!r}"
+            ) from None
         distributed = import_distributed()
         if isinstance(executor, str):
             if not executor.strip():
@@ -115,13 +199,14 @@ class DaskExecutor:
                 f"distributed.Client; got {type(executor).__name__}"
             )
         self.timeout = timeout
+        self.stall_timeout = float(stall_timeout)
         self.expected_versions = expected_versions
         self.description = f"dask {self._address}"
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = shared_client(self._address)
+            self._client = shared_client(self._address, connect_deadline(self.timeout))
         return self._client
 
     def run(
@@ -137,8 +222,9 @@ class DaskExecutor:
         client = self.client
         deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
         resources = {"GPU": 1} if device == "gpu" else None
-        workers = suitable_workers(client, resources)
-        check_versions(client, workers, self.expected_versions or installed_versions())
+        workers = suitable_workers(client, resources, self.stall_timeout)
+        expected = self.expected_versions or installed_versions()
+        check_versions(client, workers, expected, self.stall_timeout)
         payload = _pack(model, request)
         run_id = uuid.uuid4().hex
         topic = f"cloudcache-{run_id}"
@@ -161,9 +247,16 @@ class DaskExecutor:
         try:
             data = self._wait(client, future, workers, progress, deadline)
         finally:
-            if not future.done():
-                future.cancel()
-            client.unsubscribe_topic(topic)
+            with contextlib.suppress(Exception):  # best effort: the cluster may be hung
+                if not future.done():
+                    within(CLEANUP_SECONDS, RemoteExecutionError, "cancelling", future.cancel)
+                within(
+                    CLEANUP_SECONDS,
+                    RemoteExecutionError,
+                    "unsubscribing",
+                    client.unsubscribe_topic,
+                    topic,
+                )
         return tree_from_bytes(data)
 
     def _wait(
@@ -175,6 +268,7 @@ class DaskExecutor:
         deadline: float,
     ) -> bytes:
         distributed = import_distributed()
+        liveness = Liveness(self.stall_timeout)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -190,16 +284,93 @@ class DaskExecutor:
                 raise WorkerDied(_died_message(self._address, str(error))) from error
             if progress.starts > 1:
                 raise WorkerDied(_died_message(self._address, "the task was started again"))
-            alive = client.scheduler_info()["workers"]
+            alive = scheduler_workers(client, self.stall_timeout)
             if progress.worker and progress.worker not in alive:
                 raise WorkerDied(_died_message(self._address, f"worker {progress.worker} is gone"))
             if not set(workers) & set(alive):
                 raise WorkerDied(_died_message(self._address, "its worker left the cluster"))
+            watched = [progress.worker] if progress.worker else workers
+            liveness.observe(
+                [alive[worker].get("last_seen") for worker in watched if worker in alive],
+                progress.last_event,
+            )
+            if liveness.stalled():
+                raise WorkerStalled(
+                    f"the Dask worker {progress.worker or ', '.join(workers)} on {self._address} "
+                    f"sent no heartbeat and no progress for {self.stall_timeout:g} s (frozen, "
+                    "stopped or hung); the run was cancelled and nothing was cached"
+                )
 
 
-def suitable_workers(client: Any, resources: dict[str, float] | None) -> list[str]:
+class Liveness:
+    """When a run last showed signs of life: a worker heartbeat seen by the scheduler, an event.
+
+    Times are this process's monotonic clock; the scheduler's ``last_seen`` values are only
+    compared with their previous value (the scheduler's clock may differ from ours).
+    """
+
+    def __init__(self, stall_timeout: float) -> None:
+        self.stall_timeout = stall_timeout
+        self.last_alive = time.monotonic()
+        self._heartbeats: list[Any] = []
+
+    def observe(self, heartbeats: list[Any], last_event: float) -> None:
+        """Record the workers' latest ``last_seen`` values and the last event's arrival."""
+        if heartbeats != self._heartbeats:
+            self._heartbeats = heartbeats
+            self.last_alive = time.monotonic()
+        self.last_alive = max(self.last_alive, last_event)
+
+    def stalled(self) -> bool:
+        return time.monotonic() - self.last_alive > self.stall_timeout
+
+
+def within(
+    seconds: float,
+    error_type: type[RemoteExecutionError],
+    what: str,
+    function: Callable[..., Any],
+    *args: Any,
+    **kwargs: Any,
+) -> Any:
+    """``function(*args, **kwargs)``, or ``error_type`` when it has not returned in ``seconds``.
+
+    Dask's blocking calls (``scheduler_info``, ``run``, ``cancel``) have no deadline of their
+    own: a hung scheduler or a frozen worker would block them forever. The call runs in a
+    helper thread, which is left to finish in the background on a timeout.
+    """
+    pool = ThreadPoolExecutor(1, thread_name_prefix="cloudcache-dask-call")
+    try:
+        future = pool.submit(function, *args, **kwargs)
+        try:
+            return future.result(timeout=seconds)
+        except TimeoutError as error:
+            if future.done():
+                raise  # the call itself raised TimeoutError
+            raise error_type(
+                f"{what}: no answer within {seconds:g} s (a hung scheduler or a frozen "
+                "worker?); nothing was cached"
+            ) from error
+    finally:
+        pool.shutdown(wait=False)
+
+
+def scheduler_workers(client: Any, seconds: float = STALL_TIMEOUT) -> dict[str, Any]:
+    """The scheduler's worker table, asked with a deadline."""
+    info = within(
+        seconds,
+        SchedulerUnreachable,
+        f"asking the Dask scheduler at {client.scheduler.address} for its workers",
+        client.scheduler_info,
+    )
+    return info["workers"]
+
+
+def suitable_workers(
+    client: Any, resources: dict[str, float] | None, seconds: float = STALL_TIMEOUT
+) -> list[str]:
     """Addresses of the workers that offer ``resources``; refuses at once when there are none."""
-    workers = client.scheduler_info()["workers"]
+    workers = scheduler_workers(client, seconds)
     if not workers:
         raise NoSuitableWorker(f"the Dask cluster at {client.scheduler.address} has no workers")
     if not resources:
@@ -219,9 +390,18 @@ def suitable_workers(client: Any, resources: dict[str, float] | None) -> list[st
     return sorted(chosen)
 
 
-def check_versions(client: Any, workers: list[str], expected: dict[str, str]) -> None:
+def check_versions(
+    client: Any, workers: list[str], expected: dict[str, str], seconds: float = STALL_TIMEOUT
+) -> None:
     """Refuse when any of ``workers`` has library versions other than ``expected``."""
-    found = client.run(installed_versions, workers=workers)
+    found = within(
+        seconds,
+        WorkerStalled,
+        f"asking the Dask workers {', '.join(workers)} for their library versions",
+        client.run,
+        installed_versions,
+        workers=workers,
+    )
     problems = []
     for worker, versions in sorted(found.items()):
         for name, wanted in sorted(expected.items()):
@@ -248,12 +428,14 @@ class ProgressPrinter:
         self.every = every
         self.starts = 0
         self.worker = ""
+        self.last_event = 0.0
         self._last_printed = 0.0
 
     def __call__(self, event: tuple[float, Any]) -> None:
         _, message = event
         if not isinstance(message, dict):
             return
+        self.last_event = time.monotonic()
         stage = message.get("stage")
         if stage == "started":
             self.starts += 1

@@ -17,19 +17,22 @@ class Digest:
     def token(self, tag: str, payload: str | bytes = b"") -> None:
         """Add one token: a short tag and its payload, both length-prefixed."""
         data = payload.encode() if isinstance(payload, str) else payload
-        self._hash.update(f"{tag}:{len(data)}:".encode())
-        self._hash.update(data)
+        self._hash.update(b"%b:%d:%b" % (tag.encode(), len(data), data))
 
     def array(self, value: np.ndarray) -> None:
         """Add an array by full content: dtype, shape and bytes (object arrays item by item)."""
-        self.token("dtype", value.dtype.str)
-        self.token("shape", ",".join(map(str, value.shape)))
+        dtype = value.dtype.str.encode()
+        shape = ",".join(map(str, value.shape)).encode()
         if value.dtype.hasobject:
+            self._hash.update(b"dtype:%d:%bshape:%d:%b" % (len(dtype), dtype, len(shape), shape))
             for item in value.ravel().tolist():
                 self.token("item", repr(item))
             return
-        contiguous = np.ascontiguousarray(value)
-        self._hash.update(f"bytes:{contiguous.nbytes}:".encode())
+        contiguous = value if value.flags.c_contiguous else np.ascontiguousarray(value)
+        self._hash.update(
+            b"dtype:%d:%bshape:%d:%bbytes:%d:"
+            % (len(dtype), dtype, len(shape), shape, contiguous.nbytes)
+        )
         if contiguous.nbytes:  # memoryview.cast refuses zero-size arrays
             self._hash.update(memoryview(contiguous).cast("B"))
 

@@ -12,7 +12,7 @@ from cloudcache.fingerprint.model import model_components, model_slug
 from cloudcache.request import SampleRequest
 
 #: Bumped whenever the key's recipe changes, so old entries are never served by a new recipe.
-KEY_SCHEMA = 1
+KEY_SCHEMA = 2
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,18 @@
-"""Fingerprint of a PyMC model: its graphs, data, coords and settings, as named components.
+"""Fingerprint of a PyMC model: its graphs, data, code, coords and settings, as named components.
 
-Only the generative graph is walked (free and observed random variables, deterministics,
-potentials, observed values, transforms, initvals). The logp graph is a function of exactly
-these and of the pymc/pytensor versions, which are in the key too; walking it would cost
-~20 ms per call for nothing.
+Split in two so that an in-place edit is always seen and a repeated call stays cheap:
+
+* the **structure** (graph topology, op properties, types, variable names and roles) is walked
+  once per model and memoised while the model's variables stay the same;
+* the **content** (every array the graph holds: constants, observed values, index arrays, masks,
+  shared values; and every Python value that can change in place: functions with their closures
+  and globals, transforms, user classes) is re-hashed on every call.
+
+The log density is not walked as a graph: it is fixed by the generative graph, the transforms,
+``check_bounds`` and the pymc/pytensor versions, except where user code supplies it
+(``CustomDist``/``DensityDist`` ``logp=``, custom ops, custom transforms). That code is reached
+from the generative graph (a ``CustomDist`` op's class carries its registered ``logp``) and keyed
+by content. See ``docs/cache-key.md``.
 """
 
 from __future__ import annotations
@@ -19,20 +28,28 @@ import pytensor
 from pytensor.graph.basic import Constant
 from pytensor.tensor.sharedvar import SharedVariable
 
-from cloudcache.fingerprint.canonical import GraphEncoder, content_digest
+from cloudcache.fingerprint.canonical import GraphEncoder, content_digest, live_digest
+from cloudcache.fingerprint.code import qualified_name
 from cloudcache.fingerprint.digest import Digest
+
+#: PyTensor settings that change what a compiled graph computes (the mode, linker and
+#: optimizer choice only change how, like ``compile_kwargs``, and stay out).
+PYTENSOR_FLAGS: tuple[str, ...] = ("floatX", "cast_policy", "numba__fastmath", "tensor__cmp_sloppy")
 
 
 @dataclass(frozen=True)
-class _GraphWalk:
+class StructureWalk:
     """The reusable part of a model's fingerprint: valid while the model's variables are."""
 
     signature: tuple[int, ...]
     digest: str
-    shared_leaves: dict[str, SharedVariable]
+    #: Values whose content is re-hashed on every call (arrays, functions, objects).
+    live: tuple[Any, ...]
+    #: Shared variables in the order the walk met them.
+    shared_leaves: tuple[SharedVariable, ...]
 
 
-_walks: weakref.WeakKeyDictionary[pm.Model, _GraphWalk] = weakref.WeakKeyDictionary()
+_walks: weakref.WeakKeyDictionary[pm.Model, StructureWalk] = weakref.WeakKeyDictionary()
 
 
 def _signature(model: pm.Model) -> tuple[int, ...]:
@@ -43,16 +60,18 @@ def _signature(model: pm.Model) -> tuple[int, ...]:
     variables = [*model.free_RVs, *model.observed_RVs, *model.deterministics, *model.potentials]
     observed = [model.rvs_to_values[rv] for rv in model.observed_RVs]
     transforms = [model.rvs_to_transforms.get(rv) for rv in model.free_RVs]
-    return tuple(map(id, [*variables, *observed, *transforms]))
+    return tuple(map(id, [*variables, *observed, *transforms, *model.data_vars]))
 
 
-def _walk_graph(model: pm.Model) -> _GraphWalk:
+def walk_structure(model: pm.Model) -> StructureWalk:
+    """The model's structure walk, from the memo when its variables have not changed."""
     signature = _signature(model)
     cached = _walks.get(model)
     if cached is not None and cached.signature == signature:
         return cached
     digest = Digest()
-    encoder = GraphEncoder(digest)
+    live: list[Any] = []
+    encoder = GraphEncoder(digest, live)
     roles = {
         "free": model.free_RVs,
         "observed": model.observed_RVs,
@@ -65,36 +84,84 @@ def _walk_graph(model: pm.Model) -> _GraphWalk:
     observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
     digest.token("observed-values", ",".join(map(str, encoder.graph(observed_values))))
     digest.token("transforms")
-    encoder.value({rv.name: model.rvs_to_transforms.get(rv) for rv in model.free_RVs})
-    walk = _GraphWalk(signature, digest.hexdigest(), dict(encoder.shared_leaves))
+    for rv in model.free_RVs:
+        digest.token("transform", rv.name or "")
+        encoder.value(model.rvs_to_transforms.get(rv))
+    walk = StructureWalk(signature, digest.hexdigest(), tuple(live), tuple(encoder.shared_leaves))
     _walks[model] = walk
     return walk
 
 
-def model_components(model: pm.Model) -> dict[str, Any]:
-    """Digests of the model's parts: ``graph``, ``data`` (per name), ``coords``, ``settings``.
+def data_labels(shared: list[SharedVariable]) -> list[str]:
+    """Readable, unique labels: the name, with ``#position`` where names repeat or are missing."""
+    names = [var.name or "" for var in shared]
+    return [
+        name if name and names.count(name) == 1 else f"{name}#{position}"
+        for position, name in enumerate(names)
+    ]
 
-    The graph walk is memoised per model (invalidated when its variables change); data values,
-    coords, dims and initvals are read afresh on every call.
+
+def model_components(model: pm.Model) -> dict[str, Any]:
+    """Digests of the model's parts: ``graph``, ``data`` (per shared variable), ``coords``,
+    ``settings``.
+
+    The structure walk is memoised per model; every array, shared value, Python callable,
+    coord, dim and initval is read afresh on every call.
     """
-    walk = _walk_graph(model)
+    walk = walk_structure(model)
+    shared = list(walk.shared_leaves)
+    shared += [var for var in model.data_vars if not any(var is seen for seen in shared)]
     data = {
-        label: content_digest(var.get_value(borrow=True))
-        for label, var in walk.shared_leaves.items()
+        label: content_digest(_value_of(var))
+        for label, var in zip(data_labels(shared), shared, strict=True)
     }
-    for var in model.data_vars:
-        if var.name and var.name not in data:
-            data[var.name] = content_digest(_value_of(var))
     initvals = {rv.name: value for rv, value in model.rvs_to_initial_values.items()}
     dims = {name: tuple(dims) for name, dims in model.named_vars_to_dims.items()}
-    coords = {name: _coord_values(values) for name, values in model.coords.items()}
+    coords = coord_digests(model)
     dim_lengths = {name: _value_of(length) for name, length in model.dim_lengths.items()}
+    settings = {
+        "pytensor": {flag: getattr(pytensor.config, flag) for flag in PYTENSOR_FLAGS},
+        "name": model.name,
+        "check_bounds": bool(model.check_bounds),
+        "model_class": qualified_name(type(model)),
+    }
     return {
-        "graph": content_digest({"walk": walk.digest, "initvals": initvals, "dims": dims}),
+        "graph": content_digest(
+            {
+                "structure": walk.digest,
+                "content": live_digest(walk.live),
+                "initvals": initvals,
+                "dims": dims,
+            }
+        ),
         "data": dict(sorted(data.items())),
         "coords": content_digest({"coords": coords, "dim_lengths": dim_lengths}),
-        "settings": content_digest({"floatX": pytensor.config.floatX, "name": model.name}),
+        "settings": content_digest(settings),
     }
+
+
+_coord_memo: weakref.WeakKeyDictionary[pm.Model, dict[str, tuple[Any, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def coord_digests(model: pm.Model) -> dict[str, str]:
+    """Digest of each coordinate's values, reused while the model holds the same tuple.
+
+    PyMC stores coordinate values as tuples (immutable), so the same tuple object has the same
+    content; anything else is hashed afresh.
+    """
+    memo = _coord_memo.setdefault(model, {})
+    digests = {}
+    for name, values in model.coords.items():
+        known = memo.get(name)
+        if known is not None and known[0] is values:
+            digests[name] = known[1]
+            continue
+        digests[name] = content_digest(_coord_values(values))
+        if isinstance(values, tuple):
+            memo[name] = (values, digests[name])
+    return digests
 
 
 def model_slug(model: pm.Model) -> str:

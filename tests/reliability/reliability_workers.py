@@ -31,6 +31,9 @@ from cloudcache.stores.base import EntryRef
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.netcdf import tree_checksum
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, when run by path
+from same_draws import posterior_values
+
 TINY_DRAWS = {"draws": 30, "tune": 30, "chains": 2}
 
 
@@ -145,6 +148,7 @@ def task_sample(
         "location": record.location,
         "key": record.key,
         "posterior": posterior_checksum(tree),
+        "values": posterior_values(tree),
         "draws": int(tree["posterior"].sizes["draw"]),
         "started": started,
         "finished": time.time(),

@@ -23,8 +23,8 @@ from reliability_figures import record_trials
 from reliability_workers import sample_kwargs, tiny_model
 
 import cloudcache as cc
-from cloudcache.catalog import Catalog
 from cloudcache.stores.base import Entry, EntryRef
+from cloudcache.stores.catalog import Catalog
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.netcdf import KEY_ATTR
 

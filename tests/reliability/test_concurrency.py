@@ -14,6 +14,7 @@ from pathlib import Path
 import xarray as xr
 from reliability_figures import record_trials, trials
 from reliability_workers import Zygote, posterior_checksum, sample_tiny
+from same_draws import assert_pymc_draws_close
 
 from cloudcache.stores.layout import is_entry_name
 from cloudcache.stores.netcdf import KEY_ATTR, decode_entry
@@ -42,10 +43,10 @@ def test_sixteen_processes_on_one_directory(zygote: Zygote, tmp_path: Path) -> N
         everyone = shared_results + separate_results
         worst_wait = max(worst_wait, max(r["finished"] - r["started"] for r in everyone))
 
-        # every process got the right posterior
-        assert {r["posterior"] for r in shared_results} == {
-            posterior_checksum(sample_tiny(SHARED_SEED))
-        }
+        # every process got the right posterior: the one entry of the shared key (exactly),
+        # which is PyMC's posterior for that seed (up to PyMC's cross-process tolerance)
+        assert len({r["posterior"] for r in shared_results}) == 1
+        assert_pymc_draws_close(shared_results[0]["values"], sample_tiny(SHARED_SEED))
         assert len({r["key"] for r in shared_results}) == 1
         assert len({r["key"] for r in separate_results}) == PROCESSES
         assert all(not r["cloudcache_warnings"] for r in everyone), everyone

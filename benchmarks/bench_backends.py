@@ -1,0 +1,265 @@
+"""Backends side by side in one process; each section prints one JSON document.
+
+    python benchmarks/bench_backends.py table     [--n-obs 100000]  # repeat / new-data misses
+    python benchmarks/bench_backends.py fresh     [--n-obs 100000]  # first miss, fresh process
+    python benchmarks/bench_backends.py calibrate                   # the auto rule's threshold
+    python benchmarks/bench_backends.py remote                      # steady miss on a worker
+
+``table``: radon (919 observations) and a varying intercepts + slopes model, each sampled with
+the default ``cloud()`` (``backend="auto"``), ``pm.sample(nuts_sampler="nutpie")`` and PyMC's
+NUTS: a repeat miss (new seed, after one warm-up call) and a new-data miss (``pm.set_data`` with
+new same-shaped values), with the minimum bulk ESS of every row. ``--draws/--tune/--chains``
+default to the issue's 1000/1000/4. Timings are wall-clock on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _models(n_obs: int) -> dict[str, tuple[Any, str, Any]]:
+    """name -> (model, data name to replace, new same-shaped values)."""
+    import numpy as np
+
+    from cloudcache.demo_models import radon_model, varying_slopes_model
+
+    radon = radon_model()
+    slopes = varying_slopes_model(n_obs)
+    rng = np.random.default_rng(99)
+    return {
+        "radon": (radon, "floor", rng.binomial(1, 0.3, 919).astype("float64")),
+        f"slopes_{n_obs}": (slopes, "x", rng.normal(size=n_obs)),
+    }
+
+
+def _min_ess(tree: Any) -> float:
+    import arviz_stats
+
+    ess = arviz_stats.ess(tree.posterior.to_dataset())
+    return round(float(ess.to_dataarray().min()), 1)
+
+
+def _ours(model: Any, settings: dict[str, Any], seed: int, backend: str = "auto") -> Any:
+    import pymc as pm
+
+    import cloudcache as cc
+
+    with cc.cloud(model, cache=False, quiet=True, backend=backend) as run:
+        tree = pm.sample(random_seed=seed, **settings)
+    tree.attrs["chosen"] = run.last.backend
+    return tree
+
+
+def _pymc(model: Any, settings: dict[str, Any], seed: int, sampler: str) -> Any:
+    import pymc as pm
+
+    return pm.sample(model=model, random_seed=seed, nuts_sampler=sampler, **settings)
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, all threads (fairer than wall time on a loaded machine)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _row(fn: Any, *args: Any) -> dict[str, Any]:
+    start, cpu = time.perf_counter(), _cpu()
+    tree = fn(*args)
+    row = {
+        "seconds": round(time.perf_counter() - start, 3),
+        "cpu_s": round(_cpu() - cpu, 3),
+        "min_ess": _min_ess(tree),
+    }
+    if "chosen" in tree.attrs:
+        row["backend"] = tree.attrs["chosen"]
+    return row
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "draws": args.draws,
+        "tune": args.tune,
+        "chains": args.chains,
+        "progressbar": False,
+        "compute_convergence_checks": False,
+    }
+
+
+def bench_table(args: argparse.Namespace) -> dict[str, Any]:
+    import pymc as pm
+
+    settings = _settings(args)
+    rows: dict[str, Any] = {}
+    for name, (model, data_name, new_values) in _models(args.n_obs).items():
+        contenders = {
+            "cloud_default": lambda m, s, seed: _ours(m, s, seed),
+            "pymc_nutpie": lambda m, s, seed: _pymc(m, s, seed, "nutpie"),
+            "pymc_nuts": lambda m, s, seed: _pymc(m, s, seed, "pymc"),
+        }
+        result: dict[str, Any] = {}
+        for label, fn in contenders.items():
+            first = _row(fn, model, settings, 1)  # compiles (ours: once per process)
+            repeat = _row(fn, model, settings, 2)
+            result[label] = {"first_call": first, "repeat_miss": repeat}
+        old = model[data_name].get_value()
+        with model:
+            pm.set_data({data_name: new_values})
+        for label in ("cloud_default", "pymc_nutpie"):
+            result[label]["new_data_miss"] = _row(contenders[label], model, settings, 3)
+        with model:
+            pm.set_data({data_name: old})
+        nutpie_repeat = result["pymc_nutpie"]["repeat_miss"]["seconds"]
+        result["ratios_vs_nutpie"] = {
+            "repeat_miss": round(
+                result["cloud_default"]["repeat_miss"]["seconds"] / nutpie_repeat, 2
+            ),
+            "new_data_miss": round(
+                result["cloud_default"]["new_data_miss"]["seconds"]
+                / result["pymc_nutpie"]["new_data_miss"]["seconds"],
+                2,
+            ),
+            "min_ess": round(
+                result["cloud_default"]["repeat_miss"]["min_ess"]
+                / result["pymc_nutpie"]["repeat_miss"]["min_ess"],
+                2,
+            ),
+        }
+        rows[name] = result
+    return {"settings": settings, "machine": _machine(), "models": rows}
+
+
+_FRESH = """
+import json, sys
+sys.path.insert(0, {bench!r})
+from bench_backends import _models, _ours, _pymc, _row
+settings = json.loads({settings!r})
+model = _models({n_obs})[{name!r}][0]
+if {who!r} == "cloud_default":
+    row = _row(_ours, model, settings, 7)
+else:
+    row = _row(_pymc, model, settings, 7, "nutpie")
+print(json.dumps(row))
+"""
+
+
+def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
+    """First miss of a fresh process (after imports), caches warm from an earlier process."""
+    settings = json.dumps(_settings(args))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    results: dict[str, Any] = {}
+    for name in ("radon", f"slopes_{args.n_obs}"):
+        for who in ("cloud_default", "pymc_nutpie"):
+            code = _FRESH.format(
+                bench=str(REPO / "benchmarks"),
+                settings=settings,
+                n_obs=args.n_obs,
+                name=name,
+                who=who,
+            )
+            runs = []
+            for _ in range(2):  # the first run warms the persistent caches
+                done = subprocess.run(
+                    [sys.executable, "-c", code], env=env, capture_output=True, text=True
+                )
+                if done.returncode:
+                    raise RuntimeError(done.stderr[-2000:])
+                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            results.setdefault(name, {})[who] = {"cold": runs[0], "warm_caches": runs[1]}
+    return {"settings": _settings(args), "machine": _machine(), "first_miss_in_process": results}
+
+
+def bench_calibrate(args: argparse.Namespace) -> dict[str, Any]:
+    """Repeat-miss seconds of numpyro and nutpie by number of observations."""
+    from cloudcache.demo_models import varying_slopes_model
+
+    settings = _settings(args)
+    rows = {}
+    for n_obs in args.sizes:
+        model = varying_slopes_model(n_obs)
+        row = {}
+        for backend in ("numpyro", "nutpie"):
+            _ours(model, settings, 1, backend)  # compile
+            row[backend] = _row(_ours, model, settings, 2, backend)
+        rows[str(n_obs)] = row
+    return {"settings": settings, "machine": _machine(), "repeat_miss_by_size": rows}
+
+
+def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
+    """Steady miss (new seed) on a one-worker LocalCluster vs in-process, per backend."""
+    import distributed
+    import pymc as pm
+
+    import cloudcache as cc
+    from cloudcache.demo_models import radon_model
+
+    settings = {**_settings(args), "draws": 500, "tune": 500, "chains": 2}
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    client = distributed.Client(cluster, set_as_default=False)
+    results: dict[str, Any] = {}
+    try:
+        for backend in ("numpyro", "nutpie"):
+            timings: dict[str, list[float]] = {"in_process": [], "local_cluster": []}
+            for where, executor in (("in_process", None), ("local_cluster", client)):
+                for seed in range(4):  # seed 0 compiles; 1-3 are steady misses
+                    model = radon_model()  # a new object, as a cloudpickled model would be
+                    start = time.perf_counter()
+                    with cc.cloud(
+                        model, cache=False, quiet=True, backend=backend, executor=executor
+                    ):
+                        pm.sample(random_seed=seed, **settings)
+                    if seed:
+                        timings[where].append(round(time.perf_counter() - start, 3))
+            results[backend] = {
+                **timings,
+                "remote_minus_in_process_s": round(
+                    min(timings["local_cluster"]) - min(timings["in_process"]), 3
+                ),
+            }
+    finally:
+        client.close()
+        cluster.close()
+    return {"settings": settings, "machine": _machine(), "steady_miss_s": results}
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average": os.getloadavg()[0],
+        "note": "shared machine: other jobs ran at the same time; compare cpu_s as well",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("section", choices=["table", "fresh", "calibrate", "remote"])
+    parser.add_argument("--n-obs", type=int, default=100_000)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3_000, 10_000, 30_000])
+    args = parser.parse_args()
+    sections = {
+        "table": bench_table,
+        "fresh": bench_fresh,
+        "calibrate": bench_calibrate,
+        "remote": bench_remote,
+    }
+    print(json.dumps(sections[args.section](args), indent=2))
+
+
+if __name__ == "__main__":
+    main()

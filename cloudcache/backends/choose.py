@@ -1,0 +1,90 @@
+"""``backend="auto"``: which sampler a miss runs on, from the device and the model's size.
+
+The rule (deterministic; calibrated in ``benchmarks/bench_backends.py``, see docs/backends.md):
+
+1. GPU (``device="gpu"``, or ``"auto"`` on a machine with a CUDA JAX plugin and an NVIDIA
+   device): NumPyro, then PyMC (nutpie runs on CPUs only).
+2. CPU, nutpie not installed: NumPyro, then PyMC.
+3. CPU, at least :data:`NUTPIE_MIN_OBSERVATIONS` observed values: nutpie, then NumPyro, then
+   PyMC (XLA's CPU gradient of index gathers is a slow scatter-add; PyTensor's numba code wins
+   once the log density dominates each step).
+4. CPU, smaller models: NumPyro, then nutpie, then PyMC (the compiled JAX runner has less
+   overhead per step, and JAX's persistent cache makes a fresh process's first miss cheap).
+
+Everything here is cheap and imports neither JAX nor nutpie nor numba: it runs on every call,
+hits included, before the key is computed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pytensor.compile import SharedVariable
+from pytensor.graph.basic import Constant, Variable
+from pytensor.graph.traversal import graph_inputs
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+#: On a CPU, models with at least this many observed values sample faster with nutpie.
+NUTPIE_MIN_OBSERVATIONS = 5_000
+
+#: JAX plugins that give JAX a CUDA device.
+CUDA_PLUGINS: tuple[str, ...] = ("jax_cuda12_plugin", "jax_cuda13_plugin")
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """Backends in order of preference, and why the first one (a few words)."""
+
+    order: tuple[str, ...]
+    why: str
+
+
+def _size(var: Variable) -> int:
+    """Number of elements of an observed value, read without evaluating any graph."""
+    if isinstance(var, Constant):
+        return int(np.size(var.data))
+    if isinstance(var, SharedVariable):
+        return int(np.size(var.get_value(borrow=True)))
+    shape = getattr(var.type, "shape", None)
+    if shape is not None and all(length is not None for length in shape):
+        return math.prod(shape)
+    return max((_size(v) for v in graph_inputs([var]) if v is not var), default=0)
+
+
+def observation_count(model: pm.Model) -> int:
+    """Total number of observed values in ``model``."""
+    return sum(_size(model.rvs_to_values[rv]) for rv in model.observed_RVs)
+
+
+def short_count(count: int) -> str:
+    """``100000`` -> ``"1.0e5"`` (two significant figures); below 1000 as is: ``"919"``."""
+    if count < 1000:
+        return str(count)
+    mantissa, exponent = f"{count:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def gpu_present() -> bool:
+    """Whether JAX would find a CUDA device here (checked without importing JAX)."""
+    has_plugin = any(find_spec(plugin) is not None for plugin in CUDA_PLUGINS)
+    return has_plugin and Path("/dev/nvidiactl").exists()
+
+
+def auto_choice(model: pm.Model, device: str) -> AutoChoice:
+    """The order of preference of ``backend="auto"`` for ``model`` on ``device``."""
+    if device == "gpu" or (device == "auto" and gpu_present()):
+        return AutoChoice(("numpyro", "pymc"), "GPU")
+    if find_spec("nutpie") is None:
+        return AutoChoice(("numpyro", "pymc"), "CPU, nutpie not installed")
+    observations = observation_count(model)
+    size = f"CPU, {short_count(observations)} observations"
+    if observations >= NUTPIE_MIN_OBSERVATIONS:
+        return AutoChoice(("nutpie", "numpyro", "pymc"), size)
+    return AutoChoice(("numpyro", "nutpie", "pymc"), size)
