@@ -96,6 +96,7 @@ def test_a_planted_stale_entry_is_detected_resampled_and_replaced(
     answer, record, messages = _sample(tiny_model(shift=3.0), tmp_path, backend, audit=True)
     assert not record.hit
     assert "log density at chain" in record.audit and "lp=" in record.audit
+    assert f"audit={record.audit!r}" in repr(record) and "failed: " in record._repr_html_()
     assert len(messages) == 1 and "failed the hit audit" in messages[0], messages
     assert _same_draws(answer, tree_b, backend)
     assert not _same_draws(answer, tree_a, backend)
