@@ -114,6 +114,10 @@ class CallKind:
     def uncached_note(self, reason: str) -> str:
         return f"running {self.name} uncached: {reason}"
 
+    def audit(self, tree: Any) -> str | None:
+        """``audit=True``: the check a stored ``tree`` fails against the model, or None."""
+        return None  # a kind without an audit serves its hits unchecked
+
     def result_details(self, tree: Any) -> dict[str, Any]:
         """Metadata fields only known once the result exists."""
         return {}
@@ -128,6 +132,8 @@ class CachePath:
     """Answers calls for one open session from ``store`` (``None``: nothing is cached).
 
     ``copy=True`` hands out a writable deep copy on a hit instead of the store's tree.
+    ``audit=True`` checks every hit with ``kind.audit``; an entry that fails is run again and
+    replaced.
     """
 
     model: pm.Model
@@ -138,6 +144,7 @@ class CachePath:
     explain: bool = False
     timeout: float | None = None
     copy: bool = False
+    audit: bool = False
     _call_warned: bool = field(default=False, init=False)
 
     # -- the path -----------------------------------------------------------------------
@@ -173,16 +180,30 @@ class CachePath:
             return self.uncached(kind, call, plan.request, reason, started)
         ref = EntryRef(key=key.hex, slug=key.slug, label=plan.request.label)
 
+        failed_audit = ""
         if self.store is not None and not self.overwrite:
             entry = self.read(ref)
             if entry is not None:
-                return self.hit(kind, plan, key, entry, started)
+                failed_audit = self.audit_failure(kind, entry)
+                if not failed_audit:
+                    return self.hit(kind, plan, key, entry, started)
         with self.single_flight(ref) as locked:
-            if locked:  # another process may have run it while we waited for the lock
+            if locked and not failed_audit:  # another process may have run it while we waited
                 entry = self.read(ref)
                 if entry is not None:
                     return self.hit(kind, plan, key, entry, started)
-            return self.miss(kind, plan, key, ref, started)
+            return self.miss(kind, plan, key, ref, started, failed_audit)
+
+    def audit_failure(self, kind: CallKind, entry: Entry) -> str:
+        """With ``audit=True``: "" if ``entry`` passes ``kind.audit``, else the failed check."""
+        failed = kind.audit(entry.tree) if self.audit else None
+        if not failed:
+            return ""
+        self.warn_once(
+            f"cloudcache: the cached entry failed the hit audit ({failed}); the key missed a "
+            "change of the model: sampling again and replacing the entry"
+        )
+        return failed
 
     def hit(self, kind: CallKind, plan: Plan, key: CacheKey, entry: Entry, started: float) -> Any:
         """Record and announce a hit; the caller gets the store's tree (or a copy)."""
@@ -198,8 +219,19 @@ class CachePath:
         )
         return kind.deliver(plan.request, tree, record)
 
-    def miss(self, kind: CallKind, plan: Plan, key: CacheKey, ref: EntryRef, started: float) -> Any:
-        """Run the call, keep the result (a failing write only warns) and record the miss."""
+    def miss(
+        self,
+        kind: CallKind,
+        plan: Plan,
+        key: CacheKey,
+        ref: EntryRef,
+        started: float,
+        failed_audit: str = "",
+    ) -> Any:
+        """Run the call, keep the result (a failing write only warns) and record the miss.
+
+        ``failed_audit``: the check the stored entry this run replaces failed (recorded).
+        """
         announce_miss(
             prefix=key.prefix,
             model=key.slug,
@@ -223,7 +255,7 @@ class CachePath:
         location = "uncached"
         if self.store is not None and isinstance(tree, xr.DataTree):
             location = self.write(ref, Entry(tree, metadata))
-        record = self.record(kind, key, location, metadata, started, hit=False)
+        record = self.record(kind, key, location, metadata, started, hit=False, audit=failed_audit)
         return kind.deliver(plan.request, tree, record)
 
     def uncached(
@@ -271,6 +303,7 @@ class CachePath:
         started: float,
         *,
         hit: bool,
+        audit: str = "",
     ) -> CallRecord:
         record = CallRecord(
             kind=kind.name,
@@ -282,34 +315,34 @@ class CachePath:
             sampling_seconds=float(metadata.get("sampling_seconds", 0.0)),
             reason=str(metadata.get("reason", "")),
             metadata=metadata,
+            audit=audit,
         )
         self.records.append(record)
         return record
 
     def read(self, ref: EntryRef) -> Entry | None:
-        """The stored entry, or None; store problems become this call's one warning."""
+        """The stored entry, or None; store problems become this call's one warning.
+
+        The store reports a damaged entry as a value (``Lookup.problems``) and an I/O failure
+        or a missed deadline as :class:`StoreError`; a hit is recorded as use (for prune).
+        """
         assert self.store is not None
-        entry, failure = None, None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                entry = self.store.get(ref)
-            except StoreError as error:
-                failure = f"cloudcache: cache read failed, sampling instead: {error}"
-        for item in caught:  # the store's own warnings (damaged entry) count as this call's one
-            if str(item.message).startswith("cloudcache"):
-                self.warn_once(str(item.message))
-            else:
-                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-        if failure:
-            self.warn_once(failure)
-        return entry
+        try:
+            found = self.store.lookup(ref, self.timeout)
+        except StoreError as error:
+            self.warn_once(f"cloudcache: cache read failed, sampling instead: {error}")
+            return None
+        for problem in found.problems:  # a damaged entry: counts as this call's one warning
+            self.warn_once(problem)
+        if found.entry is not None:
+            self.store.record_use(ref)
+        return found.entry
 
     def write(self, ref: EntryRef, entry: Entry) -> str:
         """Store ``entry``; a failing write warns and the result is returned uncached."""
         assert self.store is not None
         try:
-            return self.store.put(ref, entry)
+            return self.store.put(ref, entry, self.timeout)
         except Exception as error:  # a failing write never loses a finished result
             self.warn_once(
                 f"cloudcache: could not store the result ({error}); returning it uncached"
@@ -323,11 +356,10 @@ class CachePath:
         Stores without locks, ``overwrite=True`` and a lock that cannot be taken (read-only or
         vanished directory) all run without one: a broken cache never blocks a result.
         """
-        flight = getattr(self.store, "single_flight", None)
-        if flight is None or self.overwrite:
+        if self.store is None or self.overwrite:
             yield False
             return
-        lock = flight(ref, self.timeout)
+        lock = self.store.single_flight(ref, self.timeout)
         try:
             held = lock.__enter__()
         except Exception as error:

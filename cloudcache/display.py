@@ -39,6 +39,7 @@ class CallView(Protocol):
     backend: str
     sampling_seconds: float
     reason: str
+    audit: str
 
 
 def state(record: CallView) -> str:
@@ -75,6 +76,8 @@ def record_text(record: CallView) -> str:
     ]
     if record.reason:
         fields.append(f"reason={record.reason!r}")
+    if record.audit:
+        fields.append(f"audit={record.audit!r}")
     return f"CallRecord({', '.join(fields)})"
 
 
@@ -96,6 +99,8 @@ def record_card(record: CallView) -> str:
     ]
     if record.reason:
         rows.append(("why", escape(record.reason)))
+    if record.audit:
+        rows.append(("audit", escape(f"failed: {record.audit}; sampled again")))
     body = "".join(
         f'<div><span style="opacity:0.7;display:inline-block;width:4.5em">{label}</span>'
         f"{value}</div>"

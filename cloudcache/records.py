@@ -16,6 +16,8 @@ class CallRecord:
     ``location``: "memory", a file path or URL, or "uncached". ``seconds``: wall time of the
     call. ``sampling_seconds``: time the original sampling took (saved on a hit).
     ``backend``: what sampled it; ``reason``: why PyMC's sampler did instead of the one asked.
+    ``audit``: with ``cloud(..., audit=True)``, the check a stored entry failed (the call then
+    sampled again and replaced it); "" when no audit failed.
 
     ``repr()`` is one line with rounded seconds and the key prefix; Jupyter and marimo show a
     card with a hit/miss badge instead.
@@ -30,6 +32,7 @@ class CallRecord:
     sampling_seconds: float = 0.0
     reason: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    audit: str = ""
 
     def __repr__(self) -> str:
         return record_text(self)

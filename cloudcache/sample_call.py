@@ -8,6 +8,7 @@ from typing import Any
 
 import pymc as pm
 
+from cloudcache.audit import audit_failure
 from cloudcache.backends.base import BackendRefused, Resolution, pymc_fallback, resolve_backend
 from cloudcache.callpath import Call, CallKind, PassThrough, Plan, Uncacheable
 from cloudcache.executors import Executor
@@ -84,6 +85,9 @@ class SampleCall(CallKind):
             pymc_sample=payload.pymc_sample,
             quiet=quiet,
         )
+
+    def audit(self, tree: Any) -> str | None:
+        return audit_failure(self.model, tree)
 
     def run_uncached(self, call: Call, request: SampleRequest | None) -> Any:
         if request is None:

@@ -48,6 +48,9 @@ class Session:
     ``explain=True``: on a miss, say which key component differs from the nearest stored entry.
     ``copy=True``: a hit returns a writable deep copy. By default a hit from memory returns
     read-only views of the cached arrays (no copy; writing into them raises NumPy's error).
+    ``audit=True``: on a ``pm.sample`` hit, check the model's log density (against the recorded
+    ``lp``) and deterministics at a few stored draws; a mismatch warns, samples again and
+    replaces the entry (``last.audit`` says which check failed).
 
     The open session counts ``hits`` and ``misses`` and keeps a :class:`CallRecord` per call;
     ``last`` is the most recent one.
@@ -67,6 +70,7 @@ class Session:
         timeout: float | None = None,
         explain: bool = False,
         copy: bool = False,
+        audit: bool = False,
     ) -> None:
         check_timeout(timeout)
         check_scheduler_address(executor)
@@ -80,6 +84,7 @@ class Session:
         self.quiet = _check_bool("quiet", quiet)
         self.explain = _check_bool("explain", explain)
         self.copy = _check_bool("copy", copy)
+        self.audit = _check_bool("audit", audit)
         self.backend_name = _check_choice("backend", backend, BACKEND_NAMES)
         self.device = _check_choice("device", device, DEVICE_NAMES)
         self.store: Store | None = resolve_cache(cache, storage_options)
@@ -111,6 +116,7 @@ class Session:
             explain=self.explain,
             timeout=self.timeout,
             copy=self.copy,
+            audit=self.audit,
         )
         self.kinds = {
             "sample": SampleCall(model, self.backend_name, self.device, self.executor),

@@ -99,6 +99,22 @@ def test_interpolated_is_keyed_by_content() -> None:
     assert key_of(_interpolated(1.0)) != key_of(_interpolated(2.0))
 
 
+class _Scaler:
+    """A user class whose instances are copied, as PyMC's sampler copies a model's Ops."""
+
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+
+def test_copying_an_instance_keeps_its_class_key() -> None:
+    import copy
+
+    before = content_digest(_Scaler(2.0))
+    copy.copy(_Scaler(2.0))  # copyreg caches __slotnames__ on the class
+    assert "__slotnames__" in vars(_Scaler)
+    assert content_digest(_Scaler(2.0)) == before
+
+
 def test_two_shared_variables_with_one_name_both_count() -> None:
     import pytensor
 

@@ -78,6 +78,9 @@ IGNORED_CLASS_ATTRIBUTES = frozenset(
         "__parameters__",
         "__type_params__",
         "_abc_impl",
+        # copyreg caches this on a class the first time one of its instances is copied or
+        # pickled (PyMC's sampler does): it says nothing about behaviour.
+        "__slotnames__",
     }
 )
 
