@@ -159,7 +159,7 @@ def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
     settings = json.dumps(_settings(args))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     results: dict[str, Any] = {}
-    names = ["radon", f"slopes_{args.n_obs}"][: 1 if args.radon_only else 2]
+    names = [name for name in ("radon", f"slopes_{args.n_obs}") if name.startswith(args.only)]
     for name in names:
         for who in ("cloud_default", "pymc_nutpie"):
             code = _FRESH.format(
@@ -255,7 +255,7 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[3_000, 10_000, 30_000])
-    parser.add_argument("--radon-only", action="store_true", help="fresh: skip the large model")
+    parser.add_argument("--only", default="", help="fresh: only models named so (radon, slopes)")
     args = parser.parse_args()
     sections = {
         "table": bench_table,
