@@ -2,11 +2,13 @@
 
 ``nutpie.compile_pymc_model`` bakes everything into numba code except the values of shared
 variables (``pm.Data``), which a compiled model swaps with ``with_data``. Before compiling,
-every constant array of at least ``LIFT_CONSTANT_SIZE`` elements (an observed NumPy array, an
-index vector) is lifted into a shared variable too, so one compiled model serves every call
-whose structure matches: a new seed, ``pm.set_data`` with same-shaped values, the same model
-rebuilt from new arrays of the same shapes, or a model cloudpickled to a Dask worker (a new
-object each time).
+every floating-point constant array of at least ``LIFT_CONSTANT_SIZE`` elements (an observed
+NumPy array, a covariate) is lifted into a shared variable too, so one compiled model serves
+every call whose structure matches: a new seed, ``pm.set_data`` with same-shaped values, the
+same model rebuilt from new float arrays of the same shapes, or a model cloudpickled to a Dask
+worker (a new object each time). Integer arrays (index vectors such as ``a[group]``) stay
+constants: PyTensor compiles gathers over a constant index into much faster code (lifting the
+1e5 model's group index made its sampling ~1.6x slower), so a new index is a new structure.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
 
 
 def lifted_model(model: pm.Model) -> pm.Model:
-    """A copy of ``model`` whose large constant arrays are shared variables (``model`` if none).
+    """A copy of ``model`` whose large float constants are shared variables (``model`` if none).
 
     The lifted arrays are named ``cloudcache_data_<n>`` in graph order, so the same model
     built from other arrays of the same shapes lifts to the same structure.
@@ -66,6 +68,7 @@ def lifted_model(model: pm.Model) -> pm.Model:
             if (
                 isinstance(var, Constant)
                 and isinstance(var.data, np.ndarray)
+                and var.data.dtype.kind == "f"  # index arrays stay constants: faster code
                 and var.data.size >= LIFT_CONSTANT_SIZE
                 and all(var is not seen for seen in constants)
             ):
