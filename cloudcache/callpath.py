@@ -287,29 +287,28 @@ class CachePath:
         return record
 
     def read(self, ref: EntryRef) -> Entry | None:
-        """The stored entry, or None; store problems become this call's one warning."""
+        """The stored entry, or None; store problems become this call's one warning.
+
+        The store reports a damaged entry as a value (``Lookup.problems``) and an I/O failure
+        or a missed deadline as :class:`StoreError`; a hit is recorded as use (for prune).
+        """
         assert self.store is not None
-        entry, failure = None, None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                entry = self.store.get(ref)
-            except StoreError as error:
-                failure = f"cloudcache: cache read failed, sampling instead: {error}"
-        for item in caught:  # the store's own warnings (damaged entry) count as this call's one
-            if str(item.message).startswith("cloudcache"):
-                self.warn_once(str(item.message))
-            else:
-                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
-        if failure:
-            self.warn_once(failure)
-        return entry
+        try:
+            found = self.store.lookup(ref, self.timeout)
+        except StoreError as error:
+            self.warn_once(f"cloudcache: cache read failed, sampling instead: {error}")
+            return None
+        for problem in found.problems:  # a damaged entry: counts as this call's one warning
+            self.warn_once(problem)
+        if found.entry is not None:
+            self.store.record_use(ref)
+        return found.entry
 
     def write(self, ref: EntryRef, entry: Entry) -> str:
         """Store ``entry``; a failing write warns and the result is returned uncached."""
         assert self.store is not None
         try:
-            return self.store.put(ref, entry)
+            return self.store.put(ref, entry, self.timeout)
         except Exception as error:  # a failing write never loses a finished result
             self.warn_once(
                 f"cloudcache: could not store the result ({error}); returning it uncached"
@@ -323,11 +322,10 @@ class CachePath:
         Stores without locks, ``overwrite=True`` and a lock that cannot be taken (read-only or
         vanished directory) all run without one: a broken cache never blocks a result.
         """
-        flight = getattr(self.store, "single_flight", None)
-        if flight is None or self.overwrite:
+        if self.store is None or self.overwrite:
             yield False
             return
-        lock = flight(ref, self.timeout)
+        lock = self.store.single_flight(ref, self.timeout)
         try:
             held = lock.__enter__()
         except Exception as error:

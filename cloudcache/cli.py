@@ -29,7 +29,7 @@ from cloudcache.cli_units import format_size, parse_age, parse_size, printable
 from cloudcache.explain import explain_stored
 from cloudcache.stores.base import CorruptEntry, StoreError
 from cloudcache.stores.catalog import Catalog, CatalogEntry
-from cloudcache.stores.pruning import select_for_pruning
+from cloudcache.stores.pruning import last_use_clock, select_for_pruning
 from cloudcache.stores.resolve import default_directory
 
 EXIT_OK = 0
@@ -354,8 +354,12 @@ def prune(
         raise typer.BadParameter(str(error), param_hint="--older-than") from error
     catalog = _catalog(cache, option)
     entries = catalog.entries(with_metadata=False)
-    # Last use = the write time: reading (ls, show, verify, sync) never counts as use.
-    doomed = select_for_pruning(entries, size_limit, age_limit, keep, now=time.time())
+    # Last use = the last session hit (the store's markers), else the write time: reading
+    # (ls, show, verify, sync) never counts as use.
+    last_used = last_use_clock(catalog.fs, catalog.root, catalog.is_local)
+    doomed = select_for_pruning(
+        entries, size_limit, age_limit, keep, now=time.time(), last_used=last_used
+    )
     for entry in doomed:
         if not dry_run:
             catalog.remove(entry.path)

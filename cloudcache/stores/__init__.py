@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from cloudcache.stores.base import CorruptEntry, Entry, EntryRef, Store, StoreError
+from cloudcache.stores.base import (
+    CorruptEntry,
+    Entry,
+    EntryRef,
+    EntryUnreadable,
+    Lookup,
+    Store,
+    StoreError,
+)
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.memory import MemoryStore
 from cloudcache.stores.tiered import TieredStore
@@ -11,7 +19,9 @@ __all__ = [
     "CorruptEntry",
     "Entry",
     "EntryRef",
+    "EntryUnreadable",
     "FileStore",
+    "Lookup",
     "MemoryStore",
     "Store",
     "StoreError",

@@ -18,17 +18,26 @@ import copy
 import os
 import tempfile
 import time
-import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
+import h5py
 from fsspec.implementations.local import LocalFileSystem
 
-from cloudcache.stores.base import CorruptEntry, Entry, EntryRef, StoreError
-from cloudcache.stores.layout import relative_path
+from cloudcache.stores.base import CorruptEntry, Entry, EntryRef, Lookup, Store, StoreError
+from cloudcache.stores.deadline import (
+    DEFAULT_READ_DEADLINE,
+    DEFAULT_WRITE_DEADLINE,
+    call_with_deadline,
+)
+from cloudcache.stores.entryfile import checked_entry_file, is_within
+from cloudcache.stores.inspection import KEY_ATTR
+from cloudcache.stores.layout import ENTRY_NAME, relative_path
 from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
 from cloudcache.stores.netcdf import decode_entry, encode_entry
+from cloudcache.stores.usage import UsageRecord, modified_time
 from cloudcache.validation import check_root
 
 #: fsspec protocols and the extra that provides each.
@@ -54,12 +63,14 @@ S3_DEFAULT_CONFIG = {
 UNREACHABLE_BACKOFF_SECONDS = 30.0
 
 
-class FileStore:
+class FileStore(Store):
     """Entries as NetCDF files below ``root`` (a path or an fsspec URL).
 
     ``storage_options`` go to fsspec unchanged (credentials come from the filesystem's own
     configuration, never from cloudcache). ``lock_timeout``: seconds a process waits for another
     one sampling the same key on a shared directory before sampling by itself.
+    ``max_entry_bytes``: entries declaring more data than this are damaged (default: only the
+    proportion to the file size is checked, see :mod:`cloudcache.stores.inspection`).
     """
 
     def __init__(
@@ -68,16 +79,27 @@ class FileStore:
         storage_options: dict[str, Any] | None = None,
         *,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        max_entry_bytes: int | None = None,
     ):
         if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float):
             raise TypeError(f"lock_timeout must be a number of seconds; got {lock_timeout!r}")
         if lock_timeout < 0:
             raise ValueError(f"lock_timeout must be >= 0 seconds; got {lock_timeout!r}")
+        if max_entry_bytes is not None and (
+            isinstance(max_entry_bytes, bool)
+            or not isinstance(max_entry_bytes, int)
+            or max_entry_bytes <= 0
+        ):
+            raise ValueError(
+                f"max_entry_bytes must be None or a positive int; got {max_entry_bytes!r}"
+            )
         self.root_url = check_root(root)
         self.fs, self.root = _filesystem(self.root_url, storage_options or {})
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.description = self.root_url
         self.lock_timeout = float(lock_timeout)
+        self.max_entry_bytes = max_entry_bytes
+        self.usage = UsageRecord(self.fs, self.root, self.is_local)
         self._unreachable_until = 0.0
 
     def path_of(self, ref: EntryRef) -> str:
@@ -91,43 +113,61 @@ class FileStore:
             return path
         return self.fs.unstrip_protocol(path)
 
-    def get(self, ref: EntryRef) -> Entry | None:
+    def lookup(self, ref: EntryRef, timeout: float | None = None) -> Lookup:
+        """Read ``ref``: a damaged entry is a problem (and a miss); I/O failures raise.
+
+        Object-store reads finish within ``timeout`` seconds (default
+        :data:`~cloudcache.stores.deadline.DEFAULT_READ_DEADLINE`) or raise
+        :class:`StoreError`; an entry this process may not read raises
+        :class:`~cloudcache.stores.base.EntryUnreadable`.
+        """
         try:
             if self.is_local:
                 tree, metadata = self._read_local(ref)
             else:
-                tree, metadata = self._read_remote(ref)
+                tree, metadata = self._read_remote(ref, timeout or DEFAULT_READ_DEADLINE)
         except FileNotFoundError:
-            return None
+            return Lookup(None)
         except CorruptEntry as error:
-            warnings.warn(
-                f"cloudcache: ignoring damaged cache entry {self.url_of(ref)}: {error}; "
-                "it will be sampled again and replaced",
-                RuntimeWarning,
-                stacklevel=2,
+            return Lookup(
+                None,
+                (
+                    f"cloudcache: ignoring damaged cache entry {self.url_of(ref)}: {error}; "
+                    "it will be sampled again and replaced",
+                ),
             )
-            return None
-        return Entry(tree, metadata, self.url_of(ref))
+        return Lookup(Entry(tree, metadata, self.url_of(ref)))
 
-    def put(self, ref: EntryRef, entry: Entry) -> str:
+    def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
+        """Write ``entry`` whole (never a partial entry); object stores within ``timeout`` s."""
         with without_dask_locks():
             payload = encode_entry(entry.tree, ref.key, entry.metadata)
         path = self.path_of(ref)
         if self.is_local:
             try:
+                self._check_inside_root(path)
                 write_atomically(Path(path), payload)
             except Exception as error:
                 raise StoreError(f"cannot write {self.url_of(ref)}: {error}") from error
         else:
             self._check_reachable(ref)
             try:
-                self.fs.pipe_file(path, payload)
+                call_with_deadline(
+                    self.fs,
+                    "pipe_file",
+                    path,
+                    payload,
+                    seconds=timeout or DEFAULT_WRITE_DEADLINE,
+                    what=f"writing {self.url_of(ref)}",
+                )
             except Exception as error:
                 self._mark_unreachable()
                 raise StoreError(f"cannot write {self.url_of(ref)}: {_describe(error)}") from error
         return self.url_of(ref)
 
-    def single_flight(self, ref: EntryRef, timeout: float | None = None) -> Any:
+    def single_flight(
+        self, ref: EntryRef, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
         """Context manager: hold the cross-process lock for ``ref`` while it is sampled.
 
         On a directory, other processes missing on the same key wait (up to ``timeout``
@@ -139,27 +179,89 @@ class FileStore:
         wait = self.lock_timeout if timeout is None else float(timeout)
         return single_flight(lock_path(self.root, ref), wait, f"{ref.slug} ({ref.label})")
 
+    def record_use(self, ref: EntryRef) -> None:
+        """Touch ``ref``'s last-used marker (see :mod:`cloudcache.stores.usage`)."""
+        self.usage.touch(relative_path(ref))
+
+    def last_used(self, ref: EntryRef) -> float | None:
+        """The last hit on ``ref``, else its write time; ``None`` if there is no entry."""
+        marked = self.usage.last_used(relative_path(ref))
+        try:
+            if self.is_local:
+                written: float | None = os.lstat(self.path_of(ref)).st_mtime
+            else:
+                written = modified_time(self.fs.info(self.path_of(ref)))
+        except (OSError, ValueError):
+            return None
+        return max(t for t in (marked, written) if t is not None)
+
+    def entry_refs(self) -> Iterator[EntryRef]:
+        """Every entry-shaped file below the root whose header names a key (links skipped)."""
+        for slug, name, path in self._entry_files():
+            match = ENTRY_NAME.match(name)
+            if match is None:
+                continue
+            with contextlib.suppress(Exception):  # damaged or unreadable: not listed
+                key = self._stored_key(path)
+                if key.startswith(match["prefix"]):
+                    yield EntryRef(key, slug, match["label"])
+
+    def _entry_files(self) -> Iterator[tuple[str, str, str]]:
+        if self.is_local:
+            with contextlib.suppress(OSError):
+                for folder in os.scandir(self.root):
+                    if folder.name.startswith(".") or not folder.is_dir(follow_symlinks=False):
+                        continue
+                    for item in os.scandir(folder.path):
+                        if item.is_file(follow_symlinks=False):
+                            yield folder.name, item.name, item.path
+            return
+        with contextlib.suppress(FileNotFoundError):
+            for path in self.fs.find(self.root, maxdepth=2):
+                slug, _, name = path.removeprefix(self.root.rstrip("/") + "/").partition("/")
+                if name and "/" not in name and not slug.startswith("."):
+                    yield slug, name, path
+
+    def _stored_key(self, path: str) -> str:
+        with contextlib.ExitStack() as stack:
+            if self.is_local:
+                source: Any = checked_entry_file(path, self.root)[0]
+            else:
+                source = stack.enter_context(self.fs.open(path, "rb"))
+            handle = stack.enter_context(h5py.File(source, "r"))
+            value = handle.attrs.get(KEY_ATTR)
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def _check_inside_root(self, path: str) -> None:
+        folder = os.path.dirname(path)
+        if os.path.lexists(folder) and not is_within(folder, self.root):
+            raise StoreError(f"{folder} is a link out of the cache root; not writing through it")
+
     def _read_local(self, ref: EntryRef) -> tuple[Any, dict[str, Any]]:
         path = self.path_of(ref)
-        if not os.path.exists(path):
-            raise FileNotFoundError(path)
         try:
-            return decode_entry(path, ref.key)
-        except CorruptEntry:
+            return decode_entry(path, ref.key, root=self.root, max_bytes=self.max_entry_bytes)
+        except (CorruptEntry, FileNotFoundError, StoreError):
             raise
         except OSError as error:
             raise StoreError(f"cannot read {self.url_of(ref)}: {error}") from error
 
-    def _read_remote(self, ref: EntryRef) -> tuple[Any, dict[str, Any]]:
+    def _read_remote(self, ref: EntryRef, deadline: float) -> tuple[Any, dict[str, Any]]:
         self._check_reachable(ref)
         try:
-            payload = self.fs.cat_file(self.path_of(ref))
+            payload = call_with_deadline(
+                self.fs,
+                "cat_file",
+                self.path_of(ref),
+                seconds=deadline,
+                what=f"reading {self.url_of(ref)}",
+            )
         except FileNotFoundError:
             raise
         except Exception as error:  # botocore/aiohttp errors are not all OSErrors
             self._mark_unreachable()
             raise StoreError(f"cannot read {self.url_of(ref)}: {_describe(error)}") from error
-        return decode_entry(bytes(payload), ref.key)
+        return decode_entry(bytes(payload), ref.key, max_bytes=self.max_entry_bytes)
 
     def _check_reachable(self, ref: EntryRef) -> None:
         if time.monotonic() < self._unreachable_until:
@@ -179,6 +281,7 @@ def write_atomically(path: Path, payload: bytes) -> None:
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
     )
     try:
+        os.fchmod(descriptor, 0o666 & ~current_umask())  # mkstemp creates 0600: share as asked
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -188,6 +291,17 @@ def write_atomically(path: Path, payload: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (else set and reset)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def without_dask_locks() -> contextlib.AbstractContextManager[Any]:

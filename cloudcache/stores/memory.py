@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from cloudcache.stores.base import Entry, EntryRef
+from cloudcache.stores.base import Entry, EntryRef, Store
 from cloudcache.stores.views import freeze, shallow_tree
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -34,7 +34,7 @@ class _Slot:
     size: int
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """Keeps recent results in memory, evicting the least recently used beyond ``max_bytes``."""
 
     description = "memory"
@@ -67,7 +67,7 @@ class MemoryStore:
             self._slots.move_to_end(ref.key)
         return read_only_view(slot.entry, self.description)
 
-    def put(self, ref: EntryRef, entry: Entry) -> str:
+    def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
         """Keep a read-only deep copy of ``entry`` (the caller's original stays writable)."""
         size = int(entry.tree.nbytes)
         if size <= self.max_bytes:

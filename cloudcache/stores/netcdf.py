@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+import h5py
 import numpy as np
 import xarray as xr
 
 from cloudcache.fingerprint.digest import Digest
-from cloudcache.stores.base import CorruptEntry
+from cloudcache.stores.base import CorruptEntry, EntryUnreadable
+from cloudcache.stores.entryfile import checked_entry_file
+from cloudcache.stores.inspection import KEY_ATTR, METADATA_ATTR, check_header, parse_record
 
 ENGINE = "h5netcdf"
-KEY_ATTR = "cloudcache_key"
-METADATA_ATTR = "cloudcache_metadata"
 
 
 def tree_checksum(tree: xr.DataTree) -> str:
@@ -87,23 +89,85 @@ def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes
     return bytes(payload)
 
 
-def decode_entry(source: bytes | str, expected_key: str) -> tuple[xr.DataTree, dict[str, Any]]:
-    """Open an entry from bytes or a local path, load it and verify key and checksum."""
+def decode_entry(
+    source: bytes | str,
+    expected_key: str,
+    *,
+    root: str | None = None,
+    max_bytes: int | None = None,
+) -> tuple[xr.DataTree, dict[str, Any]]:
+    """Open an entry from bytes or a local path, check it, load it and verify its checksums.
+
+    This is the one check of an entry, for hits and for ``cloudcache verify`` alike. Before
+    any array is loaded: a local path must be a regular file (inside ``root`` when given);
+    root key attribute and metadata record must both name ``expected_key``; nothing may be
+    stored outside the file; declared sizes must fit the file (and ``max_bytes``). Then the
+    content and attribute checksums (which cover the record and so the key) must match.
+    Raises :class:`CorruptEntry`, :class:`~cloudcache.stores.base.EntryUnreadable` (no
+    permission: not damaged) or ``FileNotFoundError``.
+    """
+    if isinstance(source, bytes):
+        opened_source: Any = source
+        size = len(source)
+    else:
+        opened_source, size = checked_entry_file(source, root)
     try:
-        handle = io.BytesIO(source) if isinstance(source, bytes) else source
-        with xr.open_datatree(handle, engine=ENGINE) as opened:
+        with h5py.File(_handle(opened_source), "r") as header:
+            check_header(header, expected_key, size, max_bytes)
+        with xr.open_datatree(_handle(opened_source), engine=ENGINE) as opened:
             tree = opened.load()
+    except CorruptEntry:
+        raise
     except Exception as error:  # h5py/h5netcdf raise many types for damaged files
         raise CorruptEntry(f"unreadable NetCDF entry ({type(error).__name__}: {error})") from error
     metadata = read_metadata(tree)
-    stored_key = tree.attrs.get(KEY_ATTR)
-    if not isinstance(stored_key, str) or stored_key != expected_key:
-        raise CorruptEntry(
-            f"stored key {str(stored_key)[:16]!r} does not match {expected_key[:16]!r}"
-        )
+    if tree.attrs.get(KEY_ATTR) != expected_key or metadata.get("key") != expected_key:
+        raise CorruptEntry("the key changed while the entry was read")
     _verify_checksums(tree, metadata)
     tree.attrs = {k: v for k, v in tree.attrs.items() if k not in (KEY_ATTR, METADATA_ATTR)}
     return tree, metadata
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """The verdict on one stored entry, for ``cloudcache verify`` and the like.
+
+    ``status`` is ``"ok"``, ``"damaged"`` (safe to delete and resample), ``"unreadable"``
+    (this process lacks permission: somebody else's entry, never delete it) or ``"missing"``.
+    """
+
+    status: Literal["ok", "damaged", "unreadable", "missing"]
+    problem: str = ""
+
+    @property
+    def removable(self) -> bool:
+        """Whether a ``--fix`` may delete the entry (only when it is damaged)."""
+        return self.status == "damaged"
+
+
+def check_entry(
+    source: bytes | str,
+    expected_key: str,
+    *,
+    root: str | None = None,
+    max_bytes: int | None = None,
+) -> EntryCheck:
+    """:func:`decode_entry`'s verdict as a value (the same checks a hit makes)."""
+    try:
+        decode_entry(source, expected_key, root=root, max_bytes=max_bytes)
+    except FileNotFoundError as error:
+        return EntryCheck("missing", str(error))
+    except CorruptEntry as error:
+        return EntryCheck("damaged", str(error))
+    except (EntryUnreadable, PermissionError) as error:
+        return EntryCheck("unreadable", str(error))
+    except OSError as error:
+        return EntryCheck("unreadable", f"cannot read ({error})")
+    return EntryCheck("ok")
+
+
+def _handle(source: bytes | str) -> Any:
+    return io.BytesIO(source) if isinstance(source, bytes) else source
 
 
 def _verify_checksums(tree: xr.DataTree, metadata: dict[str, Any]) -> None:
@@ -122,16 +186,7 @@ def _verify_checksums(tree: xr.DataTree, metadata: dict[str, Any]) -> None:
 
 def read_metadata(tree: xr.DataTree) -> dict[str, Any]:
     """The JSON metadata record of an opened entry (raises :class:`CorruptEntry`)."""
-    raw = tree.attrs.get(METADATA_ATTR)
-    if not isinstance(raw, str):
-        raise CorruptEntry("no cloudcache metadata in the file's root attributes")
-    try:
-        record = json.loads(raw)
-    except (ValueError, RecursionError) as error:
-        raise CorruptEntry("metadata record is not valid JSON") from error
-    if not isinstance(record, dict):
-        raise CorruptEntry("metadata record is not a JSON object")
-    return record
+    return parse_record(tree.attrs.get(METADATA_ATTR))
 
 
 def _sanitize_attrs(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,18 @@
 """Which entries ``cloudcache prune`` removes: least recently *used* first, every limit held.
 
-"Used" is what ``last_used`` says for an entry: the store's own record of use, or by default
-the entry's write time (``modified``). Access times are never consulted, so listing, showing
-or verifying entries does not keep them alive.
+"Used" means the store's own record (:mod:`cloudcache.stores.usage`): the last hit, else the
+write. Access times are never consulted, so listing, showing or verifying entries does not
+keep them alive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Protocol
+
+import fsspec
+
+from cloudcache.stores.usage import UsageRecord
 
 
 class Prunable(Protocol):
@@ -24,6 +28,18 @@ class Prunable(Protocol):
     def relative_path(self) -> str: ...
 
 
+def last_use_clock(
+    fs: fsspec.AbstractFileSystem, root: str, is_local: bool
+) -> Callable[[Prunable], float]:
+    """``entry -> last use`` for the entries below ``root`` (one listing of the markers)."""
+    marked = UsageRecord(fs, root, is_local).all_last_used()
+
+    def last_used(entry: Prunable) -> float:
+        return max(marked.get(entry.relative_path, entry.modified), entry.modified)
+
+    return last_used
+
+
 def select_for_pruning[E: Prunable](
     entries: Sequence[E],
     max_size: int | None,
@@ -35,9 +51,7 @@ def select_for_pruning[E: Prunable](
 ) -> list[E]:
     """Entries to remove, least recently used first, so that every given limit holds.
 
-    ``older_than``: seconds since last use; ``keep``: how many entries may stay;
-    ``max_size``: bytes the remaining entries may take; ``last_used``: each entry's last use
-    (default: its write time).
+    ``last_used`` gives each entry's last use (default: its write time, ``modified``).
     """
     clock: Callable[[E], float] = last_used or (lambda entry: entry.modified)
     ordered = sorted(entries, key=clock)  # oldest use first

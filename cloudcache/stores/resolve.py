@@ -10,6 +10,7 @@ from cloudcache.stores.base import Store
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.memory import MemoryStore
 from cloudcache.stores.tiered import TieredStore
+from cloudcache.validation import check_cache_location
 
 CACHE_CHOICES = (
     "True (memory), False (no cache), 'disk' (memory + ./.cloudcache or $CLOUDCACHE_DIR), "
@@ -46,6 +47,7 @@ def resolve_cache(cache: Any, storage_options: dict[str, Any] | None = None) -> 
         location = os.fspath(cache)
         if not location:
             raise ValueError(f"cache must not be an empty string; valid choices: {CACHE_CHOICES}")
+        check_cache_location(location)
         return TieredStore([process_memory_store(), FileStore(location, storage_options)])
     if isinstance(cache, Store):
         return cache

@@ -3,44 +3,39 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
-from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
+from cloudcache.stores.base import Entry, EntryRef, Lookup, Store, StoreError
 
 
-class TieredStore:
+class TieredStore(Store):
     """Reads from the first store that has the entry (promoting it upwards); writes to all."""
 
     def __init__(self, stores: Sequence[Store]) -> None:
         if not stores:
             raise ValueError("TieredStore needs at least one store")
+        for store in stores:
+            if not isinstance(store, Store):
+                raise TypeError(
+                    f"TieredStore takes cloudcache.stores.Store objects; got {type(store).__name__}"
+                )
         self.stores = list(stores)
         self.description = " -> ".join(store.description for store in self.stores)
 
-    def get(self, ref: EntryRef) -> Entry | None:
+    def lookup(self, ref: EntryRef, timeout: float | None = None) -> Lookup:
+        """The first store's entry (each lower store's problems are kept and passed on)."""
+        problems: list[str] = []
         for depth, store in enumerate(self.stores):
-            entry = store.get(ref)
+            found = store.lookup(ref, timeout)
+            problems.extend(found.problems)
+            entry = found.entry
             if entry is not None:
                 for upper in reversed(self.stores[:depth]):
-                    entry = self._promote(upper, ref, entry)
-                return entry
-        return None
+                    entry = upper.adopt(ref, entry)
+                return Lookup(entry, tuple(problems))
+        return Lookup(None, tuple(problems))
 
-    @staticmethod
-    def _promote(upper: Store, ref: EntryRef, entry: Entry) -> Entry:
-        """Put an entry found lower down into ``upper``; return what the caller gets.
-
-        A store that can *adopt* (memory) keeps the freshly read tree itself and hands back a
-        copy, which is cheaper than storing a copy and much cheaper than reading it again.
-        """
-        adopt = getattr(upper, "adopt", None)
-        if adopt is not None:
-            return adopt(ref, entry)
-        upper.put(ref, entry)
-        return entry
-
-    def put(self, ref: EntryRef, entry: Entry) -> str:
+    def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
         """Write to every store; the last (most durable) location is returned.
 
         If some store fails, the others are still written and one :class:`StoreError` naming
@@ -49,17 +44,32 @@ class TieredStore:
         locations, failures = [], []
         for store in self.stores:
             try:
-                locations.append(store.put(ref, entry))
+                locations.append(store.put(ref, entry, timeout))
             except StoreError as error:
                 failures.append(str(error))
         if failures:
             raise StoreError("; ".join(failures))
         return locations[-1]
 
-    def single_flight(self, ref: EntryRef, timeout: float | None = None) -> Any:
+    def single_flight(
+        self, ref: EntryRef, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[bool]:
         """The cross-process lock of the first store that has one (a no-op if none has)."""
         for store in self.stores:
-            flight = getattr(store, "single_flight", None)
-            if flight is not None:
-                return flight(ref, timeout)
+            if type(store).single_flight is not Store.single_flight:
+                return store.single_flight(ref, timeout)
         return contextlib.nullcontext(False)
+
+    def record_use(self, ref: EntryRef) -> None:
+        """A hit in any tier is use of every tier's copy (memory hits keep disk entries alive)."""
+        for store in self.stores:
+            store.record_use(ref)
+
+    def last_used(self, ref: EntryRef) -> float | None:
+        """The latest use any of the stores recorded."""
+        times = [t for t in (store.last_used(ref) for store in self.stores) if t is not None]
+        return max(times, default=None)
+
+    def entry_refs(self) -> Iterator[EntryRef]:
+        """The entries of the most durable (last) store, which holds every written entry."""
+        return self.stores[-1].entry_refs()

@@ -12,7 +12,9 @@ import json
 import os
 import pickle
 import pwd
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -34,6 +36,8 @@ from cloudcache.cli import app
 from cloudcache.stores.netcdf import METADATA_ATTR
 
 DAY = 86400.0
+#: Seconds a forked child may take before the test fails instead of hanging.
+CHILD_SECONDS = 120.0
 ESCAPE = "\x1b[2J\x1b]0;owned\x07"  # clear the screen, set the terminal title
 
 
@@ -228,6 +232,11 @@ def run_as(user: str, function: Callable[[], Any]) -> Any:
         os._exit(0)
     os.close(writer)
     with os.fdopen(reader, "rb") as pipe:
+        ready, _, _ = select.select([pipe], [], [], CHILD_SECONDS)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"the child running as {user} gave no answer in {CHILD_SECONDS} s")
         status, value = pickle.load(pipe)
     os.waitpid(pid, 0)
     assert status == "ok", value

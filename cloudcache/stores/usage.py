@@ -1,0 +1,136 @@
+"""Prune's own record of use: a last-used time that only cache hits (and writes) update.
+
+Listing, showing or verifying an entry reads it, which moves its access time; so access times
+say nothing about use. Instead, a hit touches a small empty *marker* in the store's bookkeeping
+folder, ``<root>/.locks/.used/<model-slug>/<entry name>.used``, whose modification time is the
+last use (the name is never entry-shaped, and nothing under ``.locks`` is listed as an entry).
+Entries without a marker were last used when they were written (their own modification time).
+A process touches one marker at most once per :data:`TOUCH_INTERVAL_SECONDS` (prune works
+in hours and days), and a marker that cannot be written is skipped silently: recording use
+never slows or breaks a hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from cloudcache.stores.locking import LOCK_DIRECTORY
+
+#: Folder below a store's root that holds the last-used markers.
+USAGE_DIRECTORY = f"{LOCK_DIRECTORY}/.used"
+#: Suffix of a marker's name (after the entry's own name).
+MARKER_SUFFIX = ".used"
+#: A process updates one entry's marker at most this often.
+TOUCH_INTERVAL_SECONDS = 600.0
+
+
+def marker_path(root: str, relative_path: str) -> str:
+    """Where the last-used marker of the entry at ``relative_path`` lives."""
+    return f"{root.rstrip('/')}/{USAGE_DIRECTORY}/{relative_path}{MARKER_SUFFIX}"
+
+
+#: When this process last touched each marker (by marker path): shared by every store object.
+_touched: dict[str, float] = {}
+_touched_lock = threading.Lock()
+
+
+class UsageRecord:
+    """Reads and touches the last-used markers of one store root."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, is_local: bool) -> None:
+        self.fs, self.root, self.is_local = fs, root, is_local
+
+    def touch(self, relative_path: str) -> None:
+        """Mark the entry at ``relative_path`` as used now (throttled, never raises)."""
+        now = time.monotonic()
+        path = marker_path(self.root, relative_path)
+        with _touched_lock:
+            if now - _touched.get(path, -TOUCH_INTERVAL_SECONDS) < TOUCH_INTERVAL_SECONDS:
+                return
+            _touched[path] = now
+        if self.is_local:
+            touch_local(path)
+        else:  # a PUT costs a round trip: never make the hit wait for it
+            threading.Thread(target=self._touch_remote, args=(path,), daemon=True).start()
+
+    def last_used(self, relative_path: str) -> float | None:
+        """The marker's time for the entry at ``relative_path``, or ``None`` without one."""
+        path = marker_path(self.root, relative_path)
+        try:
+            if self.is_local:
+                return os.stat(path).st_mtime
+            return modified_time(self.fs.info(path))
+        except (OSError, ValueError):
+            return None
+
+    def all_last_used(self) -> dict[str, float]:
+        """``relative path -> marker time`` for every marker below the root (one listing)."""
+        base = f"{self.root.rstrip('/')}/{USAGE_DIRECTORY}/"
+        found: dict[str, float] = {}
+        try:
+            if self.is_local:
+                for folder, _, names in os.walk(base):
+                    for name in names:
+                        path = os.path.join(folder, name)
+                        relative = os.path.relpath(path, base).removesuffix(MARKER_SUFFIX)
+                        found[relative] = os.stat(path).st_mtime
+            else:
+                for path, info in self.fs.find(base, detail=True).items():
+                    stamp = modified_time(info)
+                    if stamp is not None:
+                        relative = path.removeprefix(base.lstrip("/")).lstrip("/")
+                        found[relative.removesuffix(MARKER_SUFFIX)] = stamp
+        except (OSError, ValueError):
+            pass
+        return found
+
+    def forget(self, relative_path: str) -> None:
+        """Remove the marker of an entry that is being removed."""
+        path = marker_path(self.root, relative_path)
+        with contextlib.suppress(OSError):
+            if self.is_local:
+                os.unlink(path)
+            else:
+                self.fs.rm_file(path)
+
+    def _touch_remote(self, path: str) -> None:
+        with contextlib.suppress(Exception):
+            self.fs.pipe_file(path, b"")
+
+
+def touch_local(path: str) -> None:
+    """Set ``path``'s modification time to now, creating it (and its folders) if needed."""
+    try:
+        os.utime(path)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    with contextlib.suppress(OSError):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab"):
+            pass
+
+
+def modified_time(info: dict[str, Any]) -> float | None:
+    """An fsspec ``info()`` record's modification time as Unix time (``None`` if absent)."""
+    for name in ("mtime", "LastModified", "last_modified", "created", "updated"):
+        value = info.get(name)
+        if value is None:
+            continue
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, dt.datetime):
+            return value.timestamp()
+        with contextlib.suppress(ValueError):
+            return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    return None
