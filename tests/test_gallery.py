@@ -168,16 +168,13 @@ def test_gallery_case_matches_pymc_and_hits(
     cached = first.location != "uncached"
     if case.handed_to_pymc:
         assert first.backend == "pymc", first
-        # An uncached call's reason is why it is uncached; a cached one says why PyMC sampled.
-        assert (case.handed_to_pymc in first.reason) if cached else first.reason, first.reason
+        assert case.handed_to_pymc in first.reason, first.reason
     else:
         assert first.backend == backend and first.reason == "", first
         assert tree.posterior.attrs.get("cloudcache_backend") == backend
-    if case.name != "interpolated_prior":  # uncached until pm.Interpolated is fingerprinted
-        assert cached, first
-    if cached:
-        assert not first.hit and second.hit, (first, second)
-        assert second.backend == first.backend and second.reason == first.reason
+    assert cached, first
+    assert not first.hit and second.hit, (first, second)
+    assert second.backend == first.backend and second.reason == first.reason
 
     reference = runs.reference(case)
     assert structure_difference(tree, reference) is None, structure_difference(tree, reference)

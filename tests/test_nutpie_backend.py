@@ -25,6 +25,7 @@ from cloudcache.backends.nutpie import NutpieBackend
 from cloudcache.backends.nutpie_compiled import COMPILED
 from cloudcache.demo_models import radon_model, varying_slopes_model
 from cloudcache.request import normalize_sample_call
+from cloudcache.stores.files import FileStore
 
 pytest.importorskip("nutpie")
 
@@ -231,6 +232,12 @@ def test_miss_then_hit_round_trip_per_backend(tmp_path, caplog, backend, resolve
         hit = pm.sample(**TINY)
         assert run.last.hit and run.last.backend == resolved
     xr.testing.assert_equal(hit.posterior, missed.posterior)
+    # The entry on disk verifies too (nutpie's all-None divergence_message once failed its own
+    # checksum after the NetCDF round trip, so every nutpie disk hit resampled).
+    with cloudcache.cloud(regression(), cache=FileStore(str(tmp_path)), backend=backend) as run:
+        from_disk = pm.sample(**TINY)
+        assert run.last.hit and run.last.location.endswith(".nc")
+    xr.testing.assert_equal(from_disk.posterior, missed.posterior)
     if backend == "auto":
         assert "auto -> numpyro (CPU, 80 observations)" in caplog.text
 

@@ -35,6 +35,7 @@ from cloudcache.stores.files import FileStore, write_atomically
 from cloudcache.stores.layout import ENTRY_NAME
 from cloudcache.stores.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
 from cloudcache.stores.tiered import TieredStore
+from cloudcache.stores.usage import modified_time
 
 #: Temp files left by a writer killed between write and rename: ``.<entry name>.<random>.tmp``.
 TEMP_NAME = re.compile(r"^\.(?P<entry>[A-Za-z0-9_.-]+-[0-9a-f]{16}\.nc)\.[^/]*\.tmp$")
@@ -403,17 +404,8 @@ def _classify(
 
 
 def _timestamp(info: dict[str, Any]) -> float:
-    for field_name in ("mtime", "LastModified", "last_modified", "created", "updated"):
-        value = info.get(field_name)
-        if value is None:
-            continue
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, dt.datetime):
-            return value.timestamp()
-        with contextlib.suppress(ValueError):
-            return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    return time.time()
+    modified = modified_time(info)
+    return time.time() if modified is None else modified
 
 
 def _text(value: Any) -> str:

@@ -73,8 +73,30 @@ def _attr_text(value: Any) -> str:
     return repr(items)
 
 
+def storable(tree: xr.DataTree) -> xr.DataTree:
+    """``tree`` as NetCDF will give it back: text-or-None object arrays become strings.
+
+    NetCDF has no "Python object" type: an object array of ``None`` (nutpie's
+    ``divergence_message`` when nothing diverged) would come back as floats and fail its own
+    checksum. ``None`` is stored as ``""``; other object arrays are left to xarray.
+    """
+    if not any(v.dtype.hasobject for node in tree.subtree for v in node.dataset.variables.values()):
+        return tree
+    groups = {}
+    for node in tree.subtree:
+        dataset = node.to_dataset(inherit=False)
+        for name, variable in dataset.variables.items():
+            items = variable.values.ravel().tolist() if variable.dtype.hasobject else None
+            if items is not None and all(i is None or isinstance(i, str) for i in items):
+                text = np.array(["" if i is None else i for i in items], dtype=str)
+                dataset[name] = variable.copy(data=text.reshape(variable.shape))
+        groups[node.path] = dataset
+    return xr.DataTree.from_dict(groups)
+
+
 def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
     """Serialise ``tree`` with key and metadata (plus checksums) into NetCDF4 bytes."""
+    tree = storable(tree)
     record = json.loads(
         json.dumps(dict(metadata, key=key, checksum=tree_checksum(tree)), default=str)
     )
