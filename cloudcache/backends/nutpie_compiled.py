@@ -13,6 +13,7 @@ constants: PyTensor compiles gathers over a constant index into much faster code
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable
 from typing import Any
 
@@ -53,10 +54,13 @@ def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
 
 
 def lifted_model(model: pm.Model) -> pm.Model:
-    """A copy of ``model`` whose large float constants are shared variables (``model`` if none).
+    """A copy of ``model`` whose large float constants are shared variables.
 
     The lifted arrays are named ``cloudcache_data_<n>`` in graph order, so the same model
-    built from other arrays of the same shapes lifts to the same structure.
+    built from other arrays of the same shapes lifts to the same structure. The copy has its
+    own transforms: compiling with nutpie rewrites the graphs a transform holds (for example
+    ``CholeskyCovPacked``'s indices) in place, which must not change the user's model (its
+    key would change after every nutpie run).
     """
     try:
         fgraph, _ = fgraph_from_model(model, inlined_views=True)
@@ -73,14 +77,17 @@ def lifted_model(model: pm.Model) -> pm.Model:
                 and all(var is not seen for seen in constants)
             ):
                 constants.append(var)
-    if not constants:
-        return model
     replacements = [
         (const, pytensor.shared(const.data, name=f"cloudcache_data_{n}", shape=const.data.shape))
         for n, const in enumerate(constants)
     ]
-    fgraph.replace_all(replacements, import_missing=True)
-    return model_from_fgraph(fgraph, mutate_fgraph=True)
+    if replacements:
+        fgraph.replace_all(replacements, import_missing=True)
+    lifted = model_from_fgraph(fgraph, mutate_fgraph=True)
+    lifted.rvs_to_transforms = {
+        rv: copy.deepcopy(transform) for rv, transform in lifted.rvs_to_transforms.items()
+    }
+    return lifted
 
 
 def structure_key(model: pm.Model, plan: NutpiePlan) -> Hashable:

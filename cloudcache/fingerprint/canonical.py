@@ -349,7 +349,12 @@ class GraphEncoder:
         self.value(attributes, depth + 1)
         for name, dispatcher in _dispatchers():
             registered = dispatcher.registry.get(cls)
-            if registered is not None:
+            if registered is not None and not (
+                name in BACKEND_DISPATCHERS and is_library_module(registered.__module__)
+            ):
+                # A compiler's own implementation is registered lazily (when its module loads or
+                # a model first compiles) and is keyed by the library versions: only a user's
+                # implementation is content, or the key would depend on what ran before.
                 token("registered", name)
                 self.value(registered, depth + 1)
 

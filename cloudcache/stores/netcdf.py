@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -76,9 +77,10 @@ def _attr_text(value: Any) -> str:
 def storable(tree: xr.DataTree) -> xr.DataTree:
     """``tree`` as NetCDF will give it back: text-or-None object arrays become strings.
 
-    NetCDF has no "Python object" type: an object array of ``None`` (nutpie's
-    ``divergence_message`` when nothing diverged) would come back as floats and fail its own
-    checksum. ``None`` is stored as ``""``; other object arrays are left to xarray.
+    NetCDF has no "Python object" type: nutpie's ``divergence_message`` (``None`` or NaN where
+    a draw did not diverge, text where it did) would come back as floats or fixed-width text
+    and fail its own checksum. Missing items are stored as ``""``; other object arrays are
+    left to xarray.
     """
     if not any(v.dtype.hasobject for node in tree.subtree for v in node.dataset.variables.values()):
         return tree
@@ -87,11 +89,16 @@ def storable(tree: xr.DataTree) -> xr.DataTree:
         dataset = node.to_dataset(inherit=False)
         for name, variable in dataset.variables.items():
             items = variable.values.ravel().tolist() if variable.dtype.hasobject else None
-            if items is not None and all(i is None or isinstance(i, str) for i in items):
-                text = np.array(["" if i is None else i for i in items], dtype=str)
+            if items is not None and all(isinstance(i, str) or _missing(i) for i in items):
+                text = np.array(["" if _missing(i) else i for i in items], dtype=str)
                 dataset[name] = variable.copy(data=text.reshape(variable.shape))
         groups[node.path] = dataset
     return xr.DataTree.from_dict(groups)
+
+
+def _missing(item: Any) -> bool:
+    """``None``, or the NaN xarray puts in its place in an object array."""
+    return item is None or (isinstance(item, float) and math.isnan(item))
 
 
 def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
