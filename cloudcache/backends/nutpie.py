@@ -57,13 +57,8 @@ def run_nutpie(model: pm.Model, plan: NutpiePlan, random_seed: Any) -> xr.DataTr
             maxdepth=plan.maxdepth,
         )
     patch_nutpie_idata(tree, model, sampling_time=time.time() - start)
-    run_attrs = {
-        "cloudcache_backend": "nutpie",
-        "compile_time": round(COMPILED.compile_seconds - before_seconds, 6),
-    }
-    for group in ("posterior", "sample_stats"):  # where PyMC and the numpyro backend put them
-        if group in tree.children:
-            tree[group].attrs.update(run_attrs)
+    tree.attrs["cloudcache_backend"] = "nutpie"
+    tree.attrs["compile_time"] = round(COMPILED.compile_seconds - before_seconds, 6)
     return tree
 
 

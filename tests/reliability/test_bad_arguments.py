@@ -48,6 +48,8 @@ CLOUD_CASES: list[tuple[str, Any, type[Exception], tuple[str, ...]]] = [
     ("copy", None, TypeError, ("copy", "True or False")),
     ("explain", "yes", TypeError, ("explain", "True or False")),
     ("explain", None, TypeError, ("explain", "True or False")),
+    ("audit", "yes", TypeError, ("audit", "True or False")),
+    ("audit", None, TypeError, ("audit", "True or False")),
     ("copy", "deep", TypeError, ("copy", "True or False")),
     ("copy", None, TypeError, ("copy", "True or False")),
     ("timeout", 0, ValueError, ("timeout", "positive", "None")),
