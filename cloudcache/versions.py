@@ -12,7 +12,9 @@ import functools
 import os
 import re
 import sys
-from importlib.metadata import PackageNotFoundError, version
+
+#: The folders installers put distributions in.
+INSTALL_DIRECTORIES: frozenset[str] = frozenset({"site-packages", "dist-packages"})
 
 
 def normalized(name: str) -> str:
@@ -24,12 +26,17 @@ def normalized(name: str) -> str:
 def dist_info_versions() -> dict[str, str]:
     """``{normalized name: version}`` from the ``.dist-info`` directories on ``sys.path``.
 
-    The first entry of ``sys.path`` that has a package wins, as for imports.
+    Only ``site-packages``/``dist-packages`` entries are listed (installers put distributions
+    there; listing a script's own folder, which may hold thousands of files, cost a fresh hit
+    ~13 ms); a package found nowhere here falls back to ``importlib.metadata``. The first
+    entry of ``sys.path`` that has a package wins, as for imports.
     """
     found: dict[str, str] = {}
     for directory in sys.path:
+        if os.path.basename(os.path.normpath(directory)) not in INSTALL_DIRECTORIES:
+            continue
         try:
-            names = os.listdir(directory or ".")
+            names = os.listdir(directory)
         except OSError:
             continue
         for entry in names:
@@ -46,6 +53,9 @@ def installed_version(package: str) -> str:
     known = dist_info_versions().get(normalized(package))
     if known is not None:
         return known
+    # Imported only here: importing importlib.metadata alone costs ~20 ms in a fresh process.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version(package)
     except PackageNotFoundError:
