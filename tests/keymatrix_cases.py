@@ -28,6 +28,36 @@ BASE_CALL: dict[str, Any] = {
     "progressbar": False,
 }
 
+#: Globals read by the base model's user code (a CustomDist logp and a Potential helper).
+SCALE = 1.0
+STRENGTH = 1.0
+Z = np.array([0.3, -0.2, 0.1, 0.4])
+
+
+def soft_logp(value: Any, mu: Any) -> Any:
+    """User code inside the model: keyed by its bytecode, closure and the globals it reads."""
+    return -0.5 * ((value - mu) / SCALE) ** 2
+
+
+def penalty(b: Any) -> Any:
+    """A helper that builds the model's Potential term."""
+    return -0.01 * STRENGTH * b**2
+
+
+def with_global(name: str, value: float, action: Callable[[], Any]) -> Callable[[], Any]:
+    """``action`` run while this module's global ``name`` is ``value`` (restored afterwards)."""
+
+    def run() -> Any:
+        module = sys.modules[__name__]
+        before = getattr(module, name)
+        setattr(module, name, value)
+        try:
+            return action()
+        finally:
+            setattr(module, name, before)
+
+    return run
+
 
 def build(**change: Any) -> pm.Model:
     """The base model; keyword arguments change exactly one thing."""
@@ -58,6 +88,8 @@ def build(**change: Any) -> pm.Model:
             pm.StudentT("y", nu=5, mu=mu, sigma=sigma, observed=y)
         else:
             pm.Normal("y", mu, sigma, observed=y)
+        pm.CustomDist("z", beta, logp=soft_logp, observed=Z)
+        pm.Potential("soft", penalty(beta))
     return model
 
 
@@ -181,6 +213,8 @@ CASES: dict[str, tuple[Callable[[], pm.Model], Callable[[], Any], str]] = {
     "miss_model_initval": (lambda: build(initval=0.3), base_sample, "pymc"),
     "miss_var_names": (build, call(var_names=["alpha", "beta"]), "pymc"),
     "miss_backend": (build, base_sample, "numpyro"),
+    "miss_custom_logp_global": (build, with_global("SCALE", 2.0, base_sample), "pymc"),
+    "miss_potential_helper_global": (with_global("STRENGTH", 3.0, build), base_sample, "pymc"),
     "miss_check_bounds": (lambda: build(check_bounds=False), base_sample, "pymc"),
     "miss_interval_bounds": (
         lambda: build(sigma_transform=pm.distributions.transforms.Interval(0.0, 4.0)),

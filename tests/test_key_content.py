@@ -185,3 +185,38 @@ def test_forward_seed_key_is_the_integer_pymc_reseeds_from() -> None:
     assert forward_seed_key(generator) == forward_seed_key(generator)  # the copy is advanced
     generator.integers(10)
     assert forward_seed_key(generator) != ("forward-seed", expected)
+
+
+def test_a_custom_ops_code_and_its_jax_implementation_count() -> None:
+    import pytensor.tensor as pt
+    from pytensor.graph.basic import Apply
+    from pytensor.graph.op import Op
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    class Twice(Op):
+        __props__ = ()
+
+        def make_node(self, x: Any) -> Apply:
+            x = pt.as_tensor_variable(x)
+            return Apply(self, [x], [x.type()])
+
+        def perform(self, node: Any, inputs: Any, outputs: Any) -> None:
+            outputs[0][0] = inputs[0] * 2
+
+    with pm.Model() as model:
+        b = pm.Normal("b")
+        pm.Deterministic("d", Twice()(b))
+    before = key_of(model)
+
+    @jax_funcify.register(Twice)
+    def _twice_in_jax(op: Any, **kwargs: Any) -> Any:
+        return lambda x: x * 2
+
+    registered = key_of(model)
+    assert registered != before
+
+    def perform_thrice(self: Any, node: Any, inputs: Any, outputs: Any) -> None:
+        outputs[0][0] = inputs[0] * 3
+
+    Twice.perform = perform_thrice  # type: ignore[method-assign]
+    assert key_of(model) not in (before, registered)

@@ -16,10 +16,15 @@ import jax
 import numpy as np
 import pymc as pm
 import pymc.sampling.mcmc as mcmc
+import pytensor
+import pytensor.tensor as pt
 import pytest
 import xarray as xr
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
 
 from cloudcache import jax_cache
+from cloudcache.backends.base import BackendRefused
 from cloudcache.backends.graph_key import graph_key
 from cloudcache.backends.jax_logp import model_graph
 from cloudcache.backends.numpyro import NumpyroBackend, chain_seeds
@@ -282,24 +287,32 @@ def test_gpu_request_without_gpu_fails_clearly(model: pm.Model) -> None:
 # --- handing calls to PyMC ----------------------------------------------------------------
 
 
-def test_discrete_model_falls_back_to_pymc_with_message(caplog: pytest.LogCaptureFixture) -> None:
+def request_for(model: pm.Model, **kwargs):
+    return normalize_sample_call(mcmc.sample, (), {**SMALL, **kwargs, "model": model})
+
+
+def test_discrete_model_is_refused_and_sampled_by_pymc(tmp_path: Path) -> None:
+    import cloudcache
+
     with pm.Model() as discrete:
         p = pm.Beta("p", 2.0, 2.0)
         pm.Bernoulli("flip", p)
-    with caplog.at_level(logging.WARNING, logger="cloudcache"):
-        tree = run(discrete, random_seed=1, draws=20, tune=20, compute_convergence_checks=False)
-    assert "PyMC's own sampler" in caplog.text and "discrete" in caplog.text
+    assert "discrete" in NumpyroBackend().refusal(discrete, request_for(discrete))
+    with pytest.raises(BackendRefused, match="discrete"):
+        run(discrete, random_seed=1, draws=20, tune=20, compute_convergence_checks=False)
+    with cloudcache.cloud(discrete, cache=str(tmp_path), backend="numpyro", quiet=True) as run_:
+        tree = pm.sample(random_seed=1, draws=20, tune=20, chains=1, progressbar=False)
+    assert run_.last is not None and run_.last.backend == "pymc"
+    assert "discrete" in run_.last.reason
     assert tree.posterior["flip"].dtype.kind == "i"
     assert tree.posterior.attrs.get("inference_library") != "numpyro"
 
 
-def test_pymc_only_nuts_option_falls_back(
-    model: pm.Model, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="cloudcache"):
-        tree = run(model, random_seed=1, draws=20, tune=20, nuts={"step_scale": 0.3})
-    assert "step_scale" in caplog.text
-    assert "numpyro" not in str(tree.posterior.attrs.get("inference_library"))
+def test_pymc_only_nuts_option_is_refused(model: pm.Model) -> None:
+    reason = NumpyroBackend().refusal(model, request_for(model, nuts={"step_scale": 0.3}))
+    assert reason is not None and "step_scale" in reason
+    with pytest.raises(BackendRefused, match="step_scale"):
+        run(model, random_seed=1, draws=20, tune=20, nuts={"step_scale": 0.3})
 
 
 # --- warnings ----------------------------------------------------------------------------
@@ -385,3 +398,204 @@ def test_cloud_block_samples_misses_with_the_numpyro_runner(tmp_path: Path) -> N
     assert first.posterior.attrs["inference_library"] == "numpyro"
     assert first.posterior.attrs["cloudcache_backend"] == "numpyro"
     np.testing.assert_array_equal(second.posterior["beta"], first.posterior["beta"])
+
+
+# --- the runner samples exactly what PyMC samples (issue 15) ------------------------------
+
+
+def poisson_mixture(n: int = 80) -> pm.Model:
+    rng = np.random.default_rng(6)
+    y = np.concatenate([rng.poisson(1.9, n // 2), rng.poisson(8.0, n - n // 2)])
+    with pm.Model() as model:
+        lam = pm.Gamma("lam", 2.0, 0.4, shape=2)
+        pm.Mixture(
+            "y", w=pm.Dirichlet("w", np.ones(2)), comp_dists=pm.Poisson.dist(lam), observed=y
+        )
+    return model
+
+
+def logp_and_gradient(graph, values, data):
+    logp_fn, _ = graph.jax_functions()
+    return jax.jit(jax.value_and_grad(logp_fn))(values, data)
+
+
+def test_mixture_gradient_with_data_as_arguments_is_finite_and_exact() -> None:
+    """Root cause: JAX's max gradient divides by a tie count XLA could make 0 (NaN)."""
+    model = poisson_mixture()
+    lifted = model_graph(model)
+    constant = model_graph(model, lift=False)
+    assert lifted.lifted and not constant.lifted  # the 80 counts are a runtime argument
+    point = model.initial_point()
+    values = tuple(np.asarray(point[v.name]) for v in lifted.value_vars)
+    lp_a, grad_a = logp_and_gradient(lifted, values, tuple(lifted.data_values()))
+    lp_b, grad_b = logp_and_gradient(constant, values, ())
+    flat_a = np.concatenate([np.ravel(g) for g in grad_a])
+    flat_b = np.concatenate([np.ravel(g) for g in grad_b])
+    assert np.all(np.isfinite(flat_a))
+    np.testing.assert_allclose(lp_a, lp_b, rtol=1e-10)
+    np.testing.assert_allclose(flat_a, flat_b, rtol=1e-8, atol=1e-10)
+
+
+def test_mixture_posterior_matches_pymc() -> None:
+    model = poisson_mixture()
+    tree = run(model, random_seed=4, draws=200, tune=200, compute_convergence_checks=False)
+    stats = tree.sample_stats
+    assert float(stats["diverging"].mean()) < 0.1
+    assert float(stats["step_size"].min()) > 1e-3
+    reference = pm.sample(
+        model=model, nuts_sampler="pymc", random_seed=4, draws=200, tune=200, chains=2,
+        progressbar=False, compute_convergence_checks=False,
+    )  # fmt: skip
+    for name in ("lam", "w"):
+        got = np.sort(tree.posterior[name].mean(("chain", "draw")).values)
+        want = np.sort(reference.posterior[name].mean(("chain", "draw")).values)
+        sd = reference.posterior[name].std(("chain", "draw")).values
+        np.testing.assert_array_less(np.abs(got - want), 0.5 * np.max(sd) + 0.05)
+
+
+def test_shape_mask_and_length_inputs_stay_constants() -> None:
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=90)
+    y[::9] = np.nan
+    with pm.Model(coords={"time": np.arange(90)}) as model:
+        sigma = pm.HalfNormal("sigma", 1.0)
+        walk = pm.GaussianRandomWalk("walk", sigma=sigma, init_dist=pm.Normal.dist(), dims="time")
+        pm.Normal("y", walk, 0.5, observed=y, dims="time")
+    graph = model_graph(model)
+    lifted = [np.asarray(v) for v in graph.data_values()]
+    assert lifted and all(np.all(np.isfinite(v)) and v.size == 80 for v in lifted)  # y's values
+    tree = run(model, random_seed=3, draws=30, tune=30, compute_convergence_checks=False)
+    assert tree.posterior["walk"].shape == (2, 30, 90)
+    assert tree.posterior["y_unobserved"].shape == (2, 30, 10)
+
+
+def test_gather_max_matches_max_and_keeps_nan() -> None:
+    from pytensor.graph.fg import FunctionGraph
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    from cloudcache.backends.jax_stable_ops import stabilise_reductions
+
+    x = pt.dmatrix("x")
+    outputs = [pt.max(x, axis=1), pt.min(x, axis=0), pt.max(x), pt.logsumexp(x, axis=1)]
+    stock = pytensor.function([x], outputs, mode="JAX")
+    fgraph = FunctionGraph([x], outputs, clone=True)
+    stabilise_reductions(fgraph)
+    gathered = jax_funcify(fgraph)
+    value = np.array([[1.0, 3.0, 2.0], [-np.inf, np.nan, 0.5]])
+    for a, b in zip(gathered(value), stock(value), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+class Halve(Op):
+    """A user Op with only a Python ``perform`` (no JAX conversion)."""
+
+    __props__ = ()
+
+    def make_node(self, x):
+        x = pt.as_tensor_variable(x)
+        return Apply(self, [x], [x.type()])
+
+    def perform(self, node, inputs, outputs):
+        outputs[0][0] = np.asarray(inputs[0] / 2.0)
+
+    def grad(self, inputs, output_grads):
+        return [output_grads[0] / 2.0]
+
+
+def halving_model() -> pm.Model:
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 5.0)
+        pm.Normal("y", Halve()(mu), 1.0, observed=np.array([0.5, 1.5, 1.0]))
+    return model
+
+
+def test_op_without_jax_conversion_is_sampled_by_pymc_and_keyed_so(tmp_path: Path) -> None:
+    import cloudcache
+
+    model = halving_model()
+    assert NumpyroBackend().refusal(model, request_for(model)) is None  # found at prepare time
+    kwargs = {"random_seed": 2, "draws": 30, "tune": 30, "chains": 1, "progressbar": False}
+    with cloudcache.cloud(model, cache=str(tmp_path), backend="numpyro", quiet=True) as run_:
+        first = pm.sample(**kwargs)
+        miss = run_.last
+        second = pm.sample(**kwargs)
+    assert miss is not None and miss.backend == "pymc" and not miss.hit
+    assert "No JAX conversion" in miss.reason and "Halve" in miss.reason
+    assert run_.last is not None and run_.last.hit and run_.last.backend == "pymc"
+    assert "Halve" in NumpyroBackend().refusal(model, request_for(model))  # remembered
+    np.testing.assert_array_equal(first.posterior["mu"], second.posterior["mu"])
+
+
+def test_as_op_is_refused_before_the_key_without_jax() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np, pymc as pm, pytensor.tensor as pt
+        from pytensor.compile.ops import as_op
+        from cloudcache.backends.base import resolve_backend
+        from cloudcache.request import normalize_sample_call
+        import pymc.sampling.mcmc as mcmc
+
+        @as_op(itypes=[pt.dscalar], otypes=[pt.dscalar])
+        def doubled(v):
+            return np.asarray(2 * v)
+
+        with pm.Model() as m:
+            half = pm.Normal("half", 0, 5)
+            pm.Normal("y", doubled(half), 1.0, observed=np.ones(3))
+        request = normalize_sample_call(mcmc.sample, (), {"model": m})
+        resolution = resolve_backend("numpyro", m, request)
+        print(resolution.backend_id, "|", resolution.reason, "|", "jax" in sys.modules)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = (
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    backend, reason, jax_imported = (part.strip() for part in out.split("|"))
+    assert backend == "pymc" and "as_op" in reason and "doubled" in reason
+    assert jax_imported == "False"
+
+
+def test_nonfinite_gradient_at_the_start_is_an_error_and_nothing_is_stored(
+    tmp_path: Path,
+) -> None:
+    import cloudcache
+    from cloudcache.backends.run_checks import SamplerFailure
+
+    with pm.Model() as model:
+        x = pm.Normal("x", 0.0, 1.0, initval=0.0)
+        pm.Potential("kink", pt.sqrt(pt.abs(x)))  # the gradient is not finite at x = 0
+    kwargs = {"init": "adapt_diag", "draws": 20, "tune": 20, "chains": 1, "progressbar": False}
+    with (
+        cloudcache.cloud(model, cache=str(tmp_path), backend="numpyro", quiet=True),
+        pytest.raises(SamplerFailure, match="gradient is not finite"),
+    ):
+        pm.sample(random_seed=1, **kwargs)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".nc"]
+
+
+def test_failure_symptoms() -> None:
+    from cloudcache.backends.run_checks import failure_symptom, program_disagreement
+
+    healthy = {
+        "step_size": np.full((2, 50), 0.4),
+        "lp": np.random.default_rng(0).normal(size=(2, 50)),
+        "diverging": np.zeros((2, 50), bool),
+    }
+    assert failure_symptom(healthy, 50) is None
+    some = {**healthy, "diverging": np.arange(100).reshape(2, 50) % 7 == 0}
+    assert failure_symptom(some, 50) is None  # some divergences are a valid result
+    collapsed = {**healthy, "step_size": np.full((2, 50), 1e-196)}
+    assert "collapsed" in failure_symptom(collapsed, 50)
+    all_divergent = {**healthy, "diverging": np.ones((2, 50), bool)}
+    assert "every draw of chain 0 diverged" in failure_symptom(all_divergent, 50)
+    stuck = {**healthy, "lp": np.ones((2, 50))}
+    assert "never moved" in failure_symptom(stuck, 50)
+    same = [(1.0, [np.array([1.0, 2.0])])]
+    assert program_disagreement(same, same) is None
+    assert "gradient" in program_disagreement(same, [(1.0, [np.array([1.0, np.nan])])])

@@ -1,7 +1,7 @@
 """Which JAX devices run the chains, and how chains are laid out on them.
 
 CPU: XLA exposes one CPU device unless told otherwise *before its backend initialises*.
-:func:`prepare_cpu_devices` (called when the numpyro backend is imported) asks for one CPU
+:func:`prepare_cpu_devices` (called as the numpyro backend prepares a run) asks for one CPU
 device per core through ``jax_num_cpu_devices``, unless the user already chose a count (that
 option or ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``) or JAX is already
 initialised, in which case the devices JAX has are used as they are. Chains are then split

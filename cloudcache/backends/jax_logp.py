@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -62,10 +63,25 @@ class ModelGraph:
         """Shapes and dtypes of the lifted data: part of the compiled-kernel key."""
         return tuple((np.shape(v), np.asarray(v).dtype.str) for v in self.data_values())
 
+    @property
+    def lifted(self) -> bool:
+        """Whether any datum is a runtime argument (not a constant) of the program."""
+        return bool(self.data_inputs)
+
     def jax_functions(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
-        """``(logp_fn, outputs_fn)``: both take ``(values, data)`` tuples of arrays."""
-        logp_jax = _jaxify(self.value_vars + self.data_inputs, [self.logp])
-        outputs_jax = _jaxify(self.value_vars + self.data_inputs, list(self.outputs))
+        """``(logp_fn, outputs_fn)``: both take ``(values, data)`` tuples of arrays.
+
+        Raises :class:`UnsupportedModel` when an op of the graph has no JAX conversion.
+        """
+        return self._functions
+
+    @cached_property
+    def _functions(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        try:
+            logp_jax = _jaxify(self.value_vars + self.data_inputs, [self.logp])
+            outputs_jax = _jaxify(self.value_vars + self.data_inputs, list(self.outputs))
+        except NotImplementedError as exc:
+            raise UnsupportedModel(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
 
         def logp_fn(values: Sequence[Any], data: Sequence[Any]) -> Any:
             return logp_jax(*values, *data)[0]
@@ -80,12 +96,15 @@ def _jaxify(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> Callable
     """Rewrite the graph for JAX and turn it into a Python function of JAX arrays."""
     from pytensor.link.jax.dispatch import jax_funcify
 
+    from cloudcache.backends.jax_stable_ops import stabilise_reductions
+
     fgraph = FunctionGraph(inputs=list(inputs), outputs=list(outputs), clone=True)
     # Value checks cannot raise inside traced JAX code; PyMC's JAX path drops them too.
     checks = [node for node in fgraph.toposort() if isinstance(node.op, CheckAndRaise)]
     for node in checks:
         fgraph.replace(node.outputs[0], node.inputs[0], import_missing=True)
     mode.JAX.optimizer.rewrite(fgraph)
+    stabilise_reductions(fgraph)
     return jax_funcify(fgraph)
 
 
@@ -104,8 +123,17 @@ def model_graph(
     model: pm.Model,
     var_names: Sequence[str] | None = None,
     keep_untransformed: bool = False,
+    *,
+    lift: bool = True,
 ) -> ModelGraph:
-    """Collect the model's log density and posterior outputs with data lifted to inputs."""
+    """Collect the model's log density and posterior outputs with data lifted to inputs.
+
+    Only data that flow into arithmetic alone are lifted (:mod:`data_flow`); data that fix a
+    shape, an index set, a mask or a length, and every datum when ``lift`` is False, become
+    constants holding their current values (and so part of :attr:`ModelGraph.key`).
+    """
+    from cloudcache.backends.data_flow import arithmetic_only
+
     value_vars = tuple(model.value_vars)
     candidates = model.unobserved_value_vars
     if var_names is not None:
@@ -116,26 +144,51 @@ def model_graph(
     outputs = list(get_default_varnames(candidates, include_transformed=keep_untransformed))
     logp = model.logp()
 
-    sources = []
+    sources: list[Variable] = []
     for var in graph_inputs([logp, *outputs]):
         if isinstance(var, SharedVariable) and isinstance(var.type, RandomType):
             raise UnsupportedModel(f"the model's log density uses a random generator ({var})")
         if _is_lifted(var) and var not in sources:
             sources.append(var)
-    placeholders = [src.type() for src in sources]
-    for src, placeholder in zip(sources, placeholders, strict=True):
-        placeholder.name = f"data:{src.name}" if src.name else "data"
+    placeholders = [_placeholder(src) for src in sources]
     replaced = clone_replace(
         [logp, *outputs], replace=dict(zip(sources, placeholders, strict=True))
     )
+    if lift:
+        verdicts = arithmetic_only([*value_vars, *placeholders], replaced, placeholders)
+    else:
+        verdicts = [False] * len(sources)
+    lifted = [src for src, ok in zip(sources, verdicts, strict=True) if ok]
+    inputs = [p for p, ok in zip(placeholders, verdicts, strict=True) if ok]
+    fixed = {
+        p: _constant_of(src)
+        for src, p, ok in zip(sources, placeholders, verdicts, strict=True)
+        if not ok
+    }
+    if fixed:
+        replaced = clone_replace(replaced, replace=fixed)
     logp_new, outputs_new = replaced[0], tuple(replaced[1:])
-    key = graph_key([*value_vars, *placeholders], [logp_new, *outputs_new])
+    key = graph_key([*value_vars, *inputs], [logp_new, *outputs_new])
     return ModelGraph(
         value_vars=value_vars,
-        data_sources=tuple(sources),
-        data_inputs=tuple(placeholders),
+        data_sources=tuple(lifted),
+        data_inputs=tuple(inputs),
         logp=logp_new,
         outputs=outputs_new,
         output_names=tuple(v.name for v in outputs),
         key=key,
     )
+
+
+def _placeholder(source: Variable) -> Variable:
+    placeholder = source.type()
+    placeholder.name = f"data:{source.name}" if source.name else "data"
+    return placeholder
+
+
+def _constant_of(source: Variable) -> Variable:
+    """A constant with ``source``'s current value and exactly its type."""
+    if isinstance(source, Constant):
+        return source
+    value = np.asarray(source.get_value(borrow=True), dtype=source.type.dtype)
+    return source.type.make_constant(value, name=source.name)

@@ -13,36 +13,29 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jax
 import numpy as np
-import pymc as pm
-import xarray as xr
 
-from cloudcache.backends.jax_devices import ChainLayout, chain_layout, prepare_cpu_devices
-from cloudcache.backends.jax_logp import ModelGraph, UnsupportedModel, model_graph
+from cloudcache.backends.base import BackendRefused
+from cloudcache.backends.jax_support import remember_refusal
 from cloudcache.backends.numpyro_plan import LIBRARIES, Fallback, RunPlan, plan_request, refusal
-from cloudcache.backends.numpyro_runner import (
-    KERNELS,
-    Signature,
-    compiled_logp,
-    compiled_sampler,
-    prng_keys,
-    progress_stride,
-)
-from cloudcache.backends.progress import progress_bar
-from cloudcache.backends.pymc import PymcBackend
-from cloudcache.backends.results import build_datatree, convergence_warnings
 from cloudcache.backends.seeds import chain_seeds
-from cloudcache.jax_cache import enable_persistent_cache
 from cloudcache.request import SampleRequest
 from cloudcache.versions import installed_versions
 
+if TYPE_CHECKING:
+    import pymc as pm
+    import xarray as xr
+
+    from cloudcache.backends.jax_devices import ChainLayout
+    from cloudcache.backends.jax_logp import ModelGraph
+    from cloudcache.backends.numpyro_runner import Signature
+
 _log = logging.getLogger("cloudcache")
 
-# Must run before JAX initialises its backend (see jax_devices); harmless afterwards.
-prepare_cpu_devices()
+#: ``(graph digest, signature)`` of programs whose start-point checks passed in this process.
+_VERIFIED: set[tuple[str, Any]] = set()
 
 
 def _enable_x64() -> None:
@@ -51,10 +44,19 @@ def _enable_x64() -> None:
 
 
 def _signature_of(values: Sequence[np.ndarray], data: Sequence[np.ndarray]) -> Signature:
+    from cloudcache.backends.numpyro_runner import Signature
+
     def sig(arrays: Sequence[np.ndarray]) -> tuple[tuple[tuple[int, ...], str], ...]:
         return tuple((tuple(np.shape(a)), np.asarray(a).dtype.str) for a in arrays)
 
     return Signature(values=sig(values), data=sig(data))
+
+
+def model_label(model: pm.Model) -> str:
+    """How errors name a model: its name, else its free variables."""
+    names = [v.name for v in model.free_RVs]
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"model {model.name!r}" if model.name else f"the model with free variables ({shown})"
 
 
 @dataclass
@@ -82,6 +84,8 @@ def _initial_points(
     """Jittered start points (PyMC's ``_init_jitter``), stacked as ``(chains, *shape)``."""
     from pymc.sampling.mcmc import _init_jitter
 
+    from cloudcache.backends.numpyro_runner import compiled_logp
+
     names = [v.name for v in graph.value_vars]
 
     def point_logp(point: dict[str, np.ndarray]) -> float:
@@ -106,17 +110,72 @@ def _initial_points(
     )
 
 
+def _evaluations(
+    graph: ModelGraph, init: tuple[np.ndarray, ...], data: Sequence[np.ndarray], device: object
+) -> list[tuple[float, Any]]:
+    """``(logp, gradient)`` of ``graph``'s program at each chain's start point."""
+    from cloudcache.backends.numpyro_runner import compiled_value_and_grad
+
+    chains = init[0].shape[0] if init else 0
+    results = []
+    for chain in range(chains):
+        values = tuple(a[chain] for a in init)
+        executable = compiled_value_and_grad(graph, _signature_of(values, data), device)
+        logp, gradient = executable(values, tuple(data))
+        results.append((float(logp), [np.asarray(g) for g in gradient]))
+    return results
+
+
+def _start_point_problem(
+    model: pm.Model, graph: ModelGraph, plan: RunPlan, init: tuple[np.ndarray, ...], device: object
+) -> str | None:
+    """Why ``graph``'s program must not be used (``None``: it may).
+
+    With data as runtime arguments the program must agree with the constants-only program in
+    log density and gradient at the start points; any program needs a finite log density and
+    gradient there (else :class:`SamplerFailure`).
+    """
+    from cloudcache.backends.jax_logp import model_graph
+    from cloudcache.backends.run_checks import (
+        SamplerFailure,
+        nonfinite_at,
+        program_disagreement,
+    )
+
+    data = graph.data_values()
+    own = _evaluations(graph, init, data, device)
+    if not graph.lifted:
+        symptom = nonfinite_at(own)
+        if symptom is not None:
+            raise SamplerFailure(f"cannot sample {model_label(model)}: {symptom}")
+        return None
+    constant = model_graph(model, plan.var_names, plan.keep_untransformed, lift=False)
+    reference = _evaluations(constant, init, [], device)
+    return program_disagreement(own, reference) or nonfinite_at(own)
+
+
 def prepare_run(
     model: pm.Model,
     plan: RunPlan,
     random_seed: Any,
     device: str,
     layout: ChainLayout | None = None,
+    *,
+    lift: bool = True,
 ) -> PreparedRun:
     """Plan -> compiled sampler (from cache when possible) and its arguments for this call.
 
-    ``layout`` overrides the automatic chain layout (benchmarks use it).
+    ``layout`` overrides the automatic chain layout (benchmarks use it). ``lift=False`` keeps
+    every datum a compile-time constant (the safe program). Raises :class:`Fallback` when the
+    runner cannot sample the model at all.
     """
+    from cloudcache.backends.jax_devices import chain_layout, prepare_cpu_devices
+
+    prepare_cpu_devices()  # before anything initialises JAX's backend
+    from cloudcache.backends.jax_logp import UnsupportedModel, model_graph
+    from cloudcache.backends.numpyro_runner import KERNELS, compiled_sampler
+    from cloudcache.jax_cache import enable_persistent_cache
+
     _enable_x64()
     enable_persistent_cache()
     discrete = model.discrete_value_vars
@@ -125,7 +184,8 @@ def prepare_run(
     if plan.var_names is not None and not plan.var_names:
         raise ValueError("var_names is empty")
     try:
-        graph = model_graph(model, plan.var_names, plan.keep_untransformed)
+        graph = model_graph(model, plan.var_names, plan.keep_untransformed, lift=lift)
+        graph.jax_functions()
     except UnsupportedModel as exc:
         raise Fallback(str(exc)) from exc
     if layout is None:
@@ -135,6 +195,18 @@ def prepare_run(
     before = KERNELS.compile_seconds
     init = _initial_points(model, graph, plan, seeds, data, layout)
     signature = _signature_of([a[0] for a in init], data)
+    verified = (graph.key.digest, signature)
+    if verified not in _VERIFIED:
+        problem = _start_point_problem(model, graph, plan, init, layout.devices[0])
+        if problem is not None:
+            _log.warning(
+                "cloudcache: data as runtime arguments change the result of %s (%s); "
+                "compiling it with the data as constants.",
+                model_label(model),
+                problem,
+            )
+            return prepare_run(model, plan, random_seed, device, layout, lift=False)
+        _VERIFIED.add(verified)
     executable = compiled_sampler(graph, signature, plan, layout)
     return PreparedRun(
         graph, plan, layout, seeds, init, data, executable, KERNELS.compile_seconds - before
@@ -142,7 +214,18 @@ def prepare_run(
 
 
 def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
-    """Launch the compiled sampler and build the DataTree."""
+    """Launch the compiled sampler and build the DataTree.
+
+    Raises :class:`~cloudcache.backends.run_checks.SamplerFailure` when the run shows the signs
+    of a broken sampler (nothing is returned, so nothing is cached).
+    """
+    import jax
+
+    from cloudcache.backends.numpyro_runner import prng_keys, progress_stride
+    from cloudcache.backends.progress import progress_bar
+    from cloudcache.backends.results import build_datatree, convergence_warnings
+    from cloudcache.backends.run_checks import SamplerFailure, failure_symptom
+
     plan = run.plan
     per_chain = plan.tune + plan.draws
     reported = per_chain // progress_stride(plan) * progress_stride(plan)
@@ -152,6 +235,9 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
         outputs, stats = run.executable(prng_keys(run.seeds), run.init, tuple(run.data))
         outputs, stats = jax.device_get((outputs, stats))
     sampling_time = time.perf_counter() - start
+    symptom = failure_symptom(stats, plan.draws)
+    if symptom is not None:
+        raise SamplerFailure(f"sampling {model_label(model)} failed: {symptom}")
     tree = build_datatree(
         model,
         run.graph.output_names,
@@ -172,7 +258,10 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
 
 
 class NumpyroBackend:
-    """Samples with NumPyro's NUTS kernel through a compiled, reused JAX runner."""
+    """Samples with NumPyro's NUTS kernel through a compiled, reused JAX runner.
+
+    Importing this class and asking :meth:`refusal` never imports JAX (cache hits stay light).
+    """
 
     name = "numpyro"
 
@@ -180,7 +269,7 @@ class NumpyroBackend:
         return installed_versions(*LIBRARIES)
 
     def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
-        """Arguments only PyMC's sampler honours, or discrete free variables."""
+        """PyMC-only arguments, discrete free variables, or ops with no JAX conversion."""
         return refusal(model, request)
 
     def sample(
@@ -191,7 +280,13 @@ class NumpyroBackend:
         device: str,
         pymc_sample: Callable[..., Any],
     ) -> xr.DataTree:
-        """Sample ``model`` as ``request`` asks, on ``device`` ("auto" | "cpu" | "gpu")."""
+        """Sample ``model`` as ``request`` asks, on ``device`` ("auto" | "cpu" | "gpu").
+
+        Raises :class:`BackendRefused` (before any draw) when the runner cannot sample it; the
+        session then samples with PyMC's own sampler under that backend's key.
+        """
+        from cloudcache.backends.run_checks import SamplerFailure
+
         try:
             plan = plan_request(request)
             if not request.arguments.get("quiet") and request.draws < 100:
@@ -202,7 +297,13 @@ class NumpyroBackend:
                 )
             run = prepare_run(model, plan, request.random_seed, device)
         except Fallback as reason:
-            _log.warning("cloudcache: sampling with PyMC's own sampler: %s.", reason)
-            # PyMC's own NUTS, never PyMC's default (nutpie, when it is installed)
-            return PymcBackend().sample(model, request, device=device, pymc_sample=pymc_sample)
+            remember_refusal(model, str(reason))
+            raise BackendRefused(str(reason)) from reason
+        try:
+            return run_prepared(model, run)
+        except SamplerFailure as failure:
+            if not run.graph.lifted:
+                raise
+            _log.warning("cloudcache: %s; retrying once with the data as constants.", failure)
+        run = prepare_run(model, plan, request.random_seed, device, lift=False)
         return run_prepared(model, run)

@@ -176,7 +176,10 @@ def plan_request(request: SampleRequest) -> RunPlan:
 
 def refusal(model: pm.Model, request: SampleRequest) -> str | None:
     """Why the NumPyro runner cannot sample this call: arguments only PyMC's sampler honours,
-    or discrete free variables. Cheap, and imports no JAX (it is asked on every hit)."""
+    discrete free variables, or ops known to have no JAX conversion (:mod:`jax_support`).
+    Cheap, and imports no JAX (it is asked on every hit)."""
+    from cloudcache.backends.jax_support import unconvertible_reason
+
     try:
         plan_request(request)
     except Fallback as reason:
@@ -186,4 +189,4 @@ def refusal(model: pm.Model, request: SampleRequest) -> str | None:
     discrete = model.discrete_value_vars
     if discrete:
         return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
-    return None
+    return unconvertible_reason(model)

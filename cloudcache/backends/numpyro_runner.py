@@ -184,3 +184,17 @@ def prng_keys(seeds: Sequence[int]) -> np.ndarray:
     return np.stack(
         [(seeds >> np.uint64(32)) & np.uint64(0xFFFFFFFF), seeds & np.uint64(0xFFFFFFFF)], axis=1
     ).astype(np.uint32)
+
+
+def compiled_value_and_grad(graph: ModelGraph, signature: Signature, device: object) -> Any:
+    """Compiled ``(logp, gradient)`` of ``logp(values, data)`` at one point (run checks)."""
+
+    def compile_it() -> Any:
+        logp_fn, _ = graph.jax_functions()
+        sharding = SingleDeviceSharding(device)
+        values = tuple(_struct(s, d, sharding) for s, d in signature.values)
+        data = tuple(_struct(s, d, sharding) for s, d in signature.data)
+        return jax.jit(jax.value_and_grad(logp_fn)).lower(values, data).compile()
+
+    key = ("value_and_grad", graph.key, signature, getattr(device, "id", device), str(device))
+    return KERNELS.get_or_compile(key, compile_it)

@@ -78,6 +78,8 @@ def build_datatree(
         attrs=attrs,
         **kwargs,
     )
+    if "observed_data" not in tree.children:  # PyMC keeps the group, empty, with no observations
+        tree["observed_data"] = xr.DataTree(xr.Dataset(attrs=make_attrs(inference_library=numpyro)))
     if log_likelihood:
         tree = _add_log_likelihood(tree, model, log_likelihood)
     return tree

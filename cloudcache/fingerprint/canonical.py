@@ -55,6 +55,13 @@ DISPATCHERS: dict[str, Any] = {
     "support_point": _support_point,
 }
 
+#: Compilers' per-class registries (a custom op's JAX or Numba implementation), read only once
+#: their module is loaded: registering an implementation loads it.
+BACKEND_DISPATCHERS: dict[str, tuple[str, str]] = {
+    "jax_funcify": ("pytensor.link.jax.dispatch.basic", "jax_funcify"),
+    "numba_funcify": ("pytensor.link.numba.dispatch.basic", "numba_funcify"),
+}
+
 #: Class attributes that say nothing about behaviour.
 IGNORED_CLASS_ATTRIBUTES = frozenset(
     {
@@ -65,6 +72,11 @@ IGNORED_CLASS_ATTRIBUTES = frozenset(
         "__weakref__",
         "__firstlineno__",
         "__static_attributes__",
+        "__annotations__",
+        "__annotate__",
+        "__orig_bases__",
+        "__parameters__",
+        "__type_params__",
         "_abc_impl",
     }
 )
@@ -91,7 +103,7 @@ class GraphEncoder:
         #: hashed by the caller at call time.
         self.shared_leaves: list[SharedVariable] = []
         self._variable_ids: dict[Variable, int] = {}
-        self._active: set[int] = set()
+        self._active: dict[int, int] = {}
 
     # -- graphs -------------------------------------------------------------------------
     def graph(self, outputs: Sequence[Variable]) -> list[int]:
@@ -207,13 +219,14 @@ class GraphEncoder:
     def _mutable(self, obj: Any, depth: int) -> None:
         marker = id(obj)  # cycle guard only; never part of the digest
         if marker in self._active:
-            self.digest.token("cycle", qualified_name(type(obj)))
+            # A reference back to an object being encoded: named by its place on the stack.
+            self.digest.token("cycle", str(self._active[marker]))
             return
-        self._active.add(marker)
+        self._active[marker] = len(self._active)
         try:
             self._by_content(obj, depth)
         finally:
-            self._active.discard(marker)
+            del self._active[marker]
 
     def _by_content(self, obj: Any, depth: int) -> None:
         token = self.digest.token
@@ -331,7 +344,7 @@ class GraphEncoder:
             if name not in IGNORED_CLASS_ATTRIBUTES and not _is_descriptor_slot(value)
         }
         self.value(attributes, depth + 1)
-        for name, dispatcher in DISPATCHERS.items():
+        for name, dispatcher in _dispatchers():
             registered = dispatcher.registry.get(cls)
             if registered is not None:
                 token("registered", name)
@@ -368,6 +381,16 @@ class GraphEncoder:
             self.value((getattr(obj, "name", None), obj.to_numpy()), depth + 1)
         if hasattr(obj, "index"):
             self.value(obj.index.to_numpy(), depth + 1)
+
+
+def _dispatchers() -> list[tuple[str, Any]]:
+    """PyMC's registries, and the compilers' registries already loaded."""
+    found = list(DISPATCHERS.items())
+    for name, (module, attribute) in BACKEND_DISPATCHERS.items():
+        loaded = sys.modules.get(module)
+        if loaded is not None and hasattr(loaded, attribute):
+            found.append((name, getattr(loaded, attribute)))
+    return found
 
 
 def content_digest(obj: Any) -> str:
