@@ -17,7 +17,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -80,7 +80,11 @@ def _echo(message: str) -> None:
     typer.echo(printable(message))
 
 
-def _store_errors_exit_1[**Params, Result](
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+def _store_errors_exit_1(
     command: Callable[Params, Result],
 ) -> Callable[Params, Result]:
     """A cache that cannot be listed or read (dead endpoint, permissions): a message, exit 1."""

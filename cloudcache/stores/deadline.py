@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 
@@ -47,7 +47,10 @@ def call_with_deadline(
     return _in_thread(lambda: getattr(fs, method)(*args), seconds, what)
 
 
-def _in_thread[T](call: Callable[[], T], seconds: float, what: str) -> T:
+T = TypeVar("T")
+
+
+def _in_thread(call: Callable[[], T], seconds: float, what: str) -> T:
     outcome: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:

@@ -8,7 +8,7 @@ keep them alive.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import fsspec
 
@@ -40,7 +40,10 @@ def last_use_clock(
     return last_used
 
 
-def select_for_pruning[E: Prunable](
+E = TypeVar("E", bound=Prunable)
+
+
+def select_for_pruning(
     entries: Sequence[E],
     max_size: int | None,
     older_than: float | None,
