@@ -26,8 +26,13 @@ from pytensor.tensor.elemwise import CAReduce, DimShuffle, Elemwise
 from pytensor.tensor.extra_ops import CumOp
 from pytensor.tensor.math import Dot
 from pytensor.tensor.shape import Reshape, Shape, Shape_i, SpecifyShape
-from pytensor.tensor.special import LogAddExp, LogSoftmax, LogSumExp, Softmax, XLog1PY, XLogY
-from pytensor.tensor.subtensor import BaseSubtensor, IncSubtensor
+from pytensor.tensor.special import LogSoftmax, Softmax
+
+from cloudcache.backends.pytensor_compat import (
+    INC_SUBTENSOR_OPS,
+    SPECIAL_ARITHMETIC_OPS,
+    SUBTENSOR_OPS,
+)
 
 #: Ops whose every input is an arithmetic operand (the output's values depend on it, its shape
 #: is fixed by the inputs' static shapes).
@@ -40,10 +45,7 @@ _ARITHMETIC_OPS: tuple[type[Op], ...] = (
     CumOp,
     Softmax,
     LogSoftmax,
-    LogSumExp,
-    LogAddExp,
-    XLogY,
-    XLog1PY,
+    *SPECIAL_ARITHMETIC_OPS,
     ExtractDiag,
     Join,
     CheckAndRaise,
@@ -59,9 +61,9 @@ def _operand_positions(op: Op) -> tuple[int, ...] | None:
     """Input positions that are arithmetic operands of ``op`` (``None``: every position)."""
     if isinstance(op, _ARITHMETIC_OPS):
         return None
-    if isinstance(op, IncSubtensor) or type(op).__name__ == "AdvancedIncSubtensor":
+    if isinstance(op, INC_SUBTENSOR_OPS):
         return (0, 1)  # the array and the increment; the rest are indices
-    if isinstance(op, BaseSubtensor | SpecifyShape | Reshape | Alloc | Split):
+    if isinstance(op, (*SUBTENSOR_OPS, SpecifyShape, Reshape, Alloc, Split)):
         return (0,)  # the array; the rest are indices, shapes or split sizes
     return ()
 

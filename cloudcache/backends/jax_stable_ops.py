@@ -27,6 +27,8 @@ from pytensor.graph.fg import FunctionGraph
 from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.tensor.math import Max, Min
 
+from cloudcache.backends.pytensor_compat import reduction_initial, reduction_settings
+
 
 class GatherMax(Max):
     """``Max`` reduced through ``argmax`` (same values; a gradient without tie counting)."""
@@ -48,7 +50,7 @@ def _gather_reduce(op: Max | Min, pick: Any, fallback: Any) -> Any:
         kept = [a for a in range(x.ndim) if a not in axes]
         size = int(np.prod([x.shape[a] for a in axes]))
         if size == 0:  # nothing to gather: the reduction's own identity value
-            return fallback(x, axis=axes, initial=op.initial_value(x.dtype))
+            return fallback(x, axis=axes, initial=reduction_initial(op, x.dtype))
         moved = jnp.transpose(x, (*kept, *axes)).reshape((*[x.shape[a] for a in kept], size))
         index = pick(moved, axis=-1, keepdims=True)
         return jnp.take_along_axis(moved, index, axis=-1)[..., 0]
@@ -73,5 +75,5 @@ def stabilise_reductions(fgraph: FunctionGraph) -> None:
         if type(op) not in (Max, Min) or node.inputs[0].dtype not in ("float32", "float64"):
             continue
         kind = GatherMax if type(op) is Max else GatherMin
-        replacement = kind(op.axis, initial=op.initial).make_node(*node.inputs).outputs[0]
+        replacement = kind(op.axis, **reduction_settings(op)).make_node(*node.inputs).outputs[0]
         fgraph.replace(node.outputs[0], replacement, import_missing=True)

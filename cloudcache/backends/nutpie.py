@@ -4,7 +4,7 @@ A miss goes: plan the request (or refuse it, see :mod:`nutpie_plan`) -> the comp
 this structure with the current data (:mod:`nutpie_compiled`; compiled at most once per process)
 -> ``nutpie.sample`` with PyMC's seed, options and progress bar -> PyMC's own post-processing
 (``constant_data``, ``observed_data``, posterior attributes), so the DataTree is shaped exactly
-as ``pm.sample(nuts_sampler="nutpie")`` shapes it.
+as the installed PyMC's ``pm.sample(nuts_sampler="nutpie")`` shapes it (:mod:`nutpie_compat`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import xarray as xr
 
 from cloudcache.backends.base import BackendRefused
 from cloudcache.backends.numpyro_plan import Fallback
+from cloudcache.backends.nutpie_compat import finished_result, nutpie_seed, progress, sample_options
 from cloudcache.backends.nutpie_compiled import COMPILED, compiled_model
 from cloudcache.backends.nutpie_plan import LIBRARIES, NutpiePlan, plan_nutpie, refusal
-from cloudcache.backends.seeds import chain_seeds
 from cloudcache.request import SampleRequest
 from cloudcache.versions import installed_versions
 
@@ -28,35 +28,26 @@ from cloudcache.versions import installed_versions
 def run_nutpie(model: pm.Model, plan: NutpiePlan, random_seed: Any) -> xr.DataTree:
     """Sample ``model`` with nutpie as ``plan`` says; the seed is derived as ``pm.sample`` does."""
     import nutpie
-    from pymc.backends.arviz import patch_nutpie_idata
-    from pymc.progress_bar.progress import NutpieProgressBarManager
 
-    seed = chain_seeds(random_seed, plan.chains)[0]
+    seed = nutpie_seed(random_seed, plan.chains)
     before_seconds = COMPILED.compile_seconds
     compiled = compiled_model(model, plan)
-    bar = NutpieProgressBarManager(
-        chains=plan.chains,
-        draws=plan.draws,
-        progressbar=plan.progressbar,
-        progressbar_theme=plan.progressbar_theme,
-    )
+    bar, bar_options = progress(plan)
     start = time.time()
     with bar:
-        tree = nutpie.sample(
+        result = nutpie.sample(
             compiled,
             draws=plan.draws,
             tune=plan.tune,
             chains=plan.chains,
             cores=plan.cores,
             seed=seed,
-            save_warmup=plan.save_warmup,
-            store_unconstrained=plan.include_transformed,
-            progress_bar=False,
-            progress_callback=bar.update,
             target_accept=plan.target_accept,
             maxdepth=plan.maxdepth,
+            **sample_options(plan),
+            **bar_options,
         )
-    patch_nutpie_idata(tree, model, sampling_time=time.time() - start)
+    tree = finished_result(result, model, time.time() - start, plan.tune)
     tree.attrs["cloudcache_backend"] = "nutpie"
     tree.attrs["compile_time"] = round(COMPILED.compile_seconds - before_seconds, 6)
     return tree

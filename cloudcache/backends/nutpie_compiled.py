@@ -28,6 +28,7 @@ from pytensor.tensor import TensorType
 
 from cloudcache.backends.jax_logp import LIFT_CONSTANT_SIZE
 from cloudcache.backends.kernel_cache import KernelCache
+from cloudcache.backends.nutpie_compat import data_names
 from cloudcache.backends.nutpie_plan import NutpiePlan
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.model import model_components
@@ -126,5 +127,5 @@ def compiled_model(model: pm.Model, plan: NutpiePlan) -> Any:
 
     compiled = COMPILED.get_or_compile(structure_key(model, plan), compile_it)
     current = shared_values(model)
-    names = {var.name for var in compiled.shared_var_keys}
+    names = data_names(compiled)
     return compiled.with_data(**{name: current[name] for name in names if name in current})

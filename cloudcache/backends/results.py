@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
+from cloudcache.pymc_compat import as_pymc_result, as_tree
+
 if TYPE_CHECKING:
     import pymc as pm
 
@@ -41,12 +43,13 @@ def build_datatree(
 ) -> xr.DataTree:
     """The DataTree for one run: posterior, sample_stats, observed_data, constant_data."""
     import numpyro
-    from arviz_base import from_dict, make_attrs
     from pymc.backends.arviz import (
         coords_and_dims_for_inferencedata,
         find_constants,
         find_observations,
     )
+
+    from cloudcache.backends.arviz_compat import sampler_tree
 
     kwargs = dict(idata_kwargs)
     log_likelihood = kwargs.pop("log_likelihood", False)
@@ -55,31 +58,24 @@ def build_datatree(
         name: np.asarray(stats[name]).astype(dtype, copy=False)
         for name, dtype in STAT_DTYPES.items()
     }
-    groups: dict[str, dict[str, Any]] = {"posterior": posterior, "sample_stats": sample_stats}
-    observed = find_observations(model)
-    if observed:
-        groups["observed_data"] = observed
-    constants = find_constants(model)
-    if constants:
-        groups["constant_data"] = constants
-
+    groups = {
+        "posterior": posterior,
+        "sample_stats": sample_stats,
+        "observed_data": find_observations(model),
+        "constant_data": find_constants(model),
+    }
     coords, dims = coords_and_dims_for_inferencedata(model)
     coords.update(kwargs.pop("coords", None) or {})
     dims.update(kwargs.pop("dims", None) or {})
     run_attrs = {"sampling_time": float(sampling_time), "tuning_steps": int(tune), **extra_attrs}
-    attrs = {"posterior": make_attrs(run_attrs, inference_library=numpyro)}
-    attrs["sample_stats"] = make_attrs(run_attrs, inference_library=numpyro)
-    attrs.update(kwargs.pop("attrs", None) or {})
-    tree = from_dict(
-        data=groups,
+    tree = sampler_tree(
+        groups,
         coords=coords,
         dims=dims,
-        sample_dims=["chain", "draw"],
-        attrs=attrs,
-        **kwargs,
+        run_attrs=run_attrs,
+        library=numpyro,
+        from_dict_kwargs=kwargs,
     )
-    if "observed_data" not in tree.children:  # PyMC keeps the group, empty, with no observations
-        tree["observed_data"] = xr.DataTree(xr.Dataset(attrs=make_attrs(inference_library=numpyro)))
     if log_likelihood:
         tree = _add_log_likelihood(tree, model, log_likelihood)
     return tree
@@ -89,13 +85,15 @@ def _add_log_likelihood(tree: xr.DataTree, model: pm.Model, which: Any) -> xr.Da
     """Pointwise log likelihood (``idata_kwargs={"log_likelihood": True}``), as PyMC adds it."""
     from pymc.stats.log_density import compute_log_likelihood
 
-    return compute_log_likelihood(
-        tree,
-        var_names=None if which is True else which,
-        extend_inferencedata=True,
-        model=model,
-        sample_dims=["chain", "draw"],
-        progressbar=False,
+    return as_tree(
+        compute_log_likelihood(
+            as_pymc_result(tree),
+            var_names=None if which is True else which,
+            extend_inferencedata=True,
+            model=model,
+            sample_dims=["chain", "draw"],
+            progressbar=False,
+        )
     )
 
 
@@ -105,6 +103,6 @@ def convergence_warnings(tree: xr.DataTree, model: pm.Model, *, quiet: bool) -> 
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        found = run_convergence_checks(tree, model)
+        found = run_convergence_checks(as_pymc_result(tree), model)
     if not quiet:
         log_warnings(found)
