@@ -209,8 +209,11 @@ def normalize_sample_call(
     """Bind ``args``/``kwargs`` against ``sample_fn`` and resolve PyMC's defaults."""
     signature = inspect.signature(sample_fn)
     bound = signature.bind(*args, **kwargs)
+    given_sampler = "nuts_sampler" in bound.arguments  # TEMP p5backends: until p5core lands
     bound.apply_defaults()
     arguments = dict(bound.arguments)
+    if not given_sampler and "nuts_sampler" in arguments:
+        arguments["nuts_sampler"] = None
     extra = dict(arguments.pop("kwargs", {}) or {})
 
     draws = int(arguments["draws"])

@@ -141,14 +141,14 @@ def check_posterior(
     backend: str = "numpyro",
 ) -> dict[str, Any]:
     """Sample one posterior and compare every parameter with its reference."""
-    import arviz_stats
+    from cloudcache.backends.arviz_compat import mean_mcse
 
     reference = json.loads((HERE / "reference_posteriors.json").read_text())[name]["params"]
     start = time.perf_counter()
     tree = sample_backend(POSTERIORS[name](), draws, tune, chains, seed, backend)
     seconds = time.perf_counter() - start
     posterior = tree.posterior.to_dataset()
-    mcse = arviz_stats.mcse(posterior, method="mean")
+    mcse = mean_mcse(posterior)
     params = {}
     for ref_name, ref in reference.items():
         var, index = _our_name(ref_name)

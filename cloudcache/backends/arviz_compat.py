@@ -67,3 +67,14 @@ def sampler_tree(
     if "observed_data" not in tree.children:  # PyMC keeps the group, empty, with no observations
         tree["observed_data"] = xr.DataTree(xr.Dataset(attrs=make_attrs(inference_library=library)))
     return tree
+
+
+def mean_mcse(posterior: xr.Dataset) -> xr.Dataset:
+    """Monte Carlo standard error of each variable's mean (``arviz_stats`` or ArviZ 0.x)."""
+    if RETURNS_INFERENCEDATA:
+        import arviz as az
+
+        return az.mcse(posterior, method="mean")
+    import arviz_stats
+
+    return arviz_stats.mcse(posterior, method="mean")

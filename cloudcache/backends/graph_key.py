@@ -65,6 +65,11 @@ def _describe(value: Any, hasher: _Hasher) -> str:
         return "{" + ",".join(f"{k!r}:{_describe(v, hasher)}" for k, v in items) + "}"
     if isinstance(value, str | int | float | bool | complex | type(None)):
         return repr(value)
+    props = getattr(value, "__props__", None)
+    if isinstance(props, tuple) and not isinstance(value, type):  # e.g. a PyTensor Type
+        kind = type(value)
+        parts = ",".join(f"{name}={_describe(getattr(value, name), hasher)}" for name in props)
+        return f"{kind.__module__}.{kind.__qualname__}({parts})"
     if isinstance(value, type) or callable(value):
         module = getattr(value, "__module__", "")
         name = getattr(value, "__qualname__", None)
