@@ -17,6 +17,8 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.ops import as_op
 
+from cloudcache.backends.pytensor_compat import PYTENSOR_MAJOR
+
 
 @dataclass(frozen=True)
 class GalleryCase:
@@ -397,6 +399,9 @@ def interpolated_prior() -> pm.Model:
     return model
 
 
+#: How PyTensor says an Op has no gradient (PyTensor 3 calls it a pullback).
+NO_GRADIENT = "pullback not implemented" if PYTENSOR_MAJOR >= 3 else "grad not implemented"
+
 GALLERY: tuple[GalleryCase, ...] = (
     GalleryCase("linear_regression", linear_regression),
     GalleryCase("hierarchical_radon", hierarchical_radon),
@@ -432,7 +437,7 @@ GALLERY: tuple[GalleryCase, ...] = (
         "as_op_model",
         as_op_model,
         # No gradient at all: numpyro sees no JAX conversion, nutpie fails to differentiate it.
-        handed_to_pymc={"numpyro": "as_op", "nutpie": "pullback not implemented"},
+        handed_to_pymc={"numpyro": "as_op", "nutpie": NO_GRADIENT},
     ),
     GalleryCase(
         "interpolated_prior",
