@@ -8,12 +8,17 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
+from cloudcache.pymc_compat import as_tree
 from cloudcache.request import SampleRequest
 from cloudcache.versions import installed_versions
 
 
 class PymcBackend:
-    """Runs ``pm.sample`` exactly as the user called it (``nuts_sampler="pymc"`` unless given)."""
+    """Runs ``pm.sample`` exactly as the user called it (``nuts_sampler="pymc"`` unless given).
+
+    Its result is returned as a DataTree (PyMC 5's ``InferenceData`` converted, arrays shared),
+    like every backend's.
+    """
 
     name = "pymc"
 
@@ -34,4 +39,4 @@ class PymcBackend:
         arguments = request.pymc_arguments(model=model)
         if arguments.get("nuts_sampler") is None:
             arguments["nuts_sampler"] = "pymc"
-        return pymc_sample(**arguments)
+        return as_tree(pymc_sample(**arguments))
