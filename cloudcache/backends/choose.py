@@ -28,6 +28,8 @@ from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import graph_inputs
 
+from cloudcache.classcheck import is_instance
+
 if TYPE_CHECKING:
     import pymc as pm
 
@@ -48,9 +50,9 @@ class AutoChoice:
 
 def _size(var: Variable) -> int:
     """Number of elements of an observed value, read without evaluating any graph."""
-    if isinstance(var, Constant):
+    if is_instance(var, Constant):
         return int(np.size(var.data))
-    if isinstance(var, SharedVariable):
+    if is_instance(var, SharedVariable):
         return int(np.size(var.get_value(borrow=True)))
     shape = getattr(var.type, "shape", None)
     if shape is not None and all(length is not None for length in shape):
