@@ -17,6 +17,7 @@ hits included, before the key is computed.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -73,17 +74,24 @@ def short_count(count: int) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+@functools.cache
 def gpu_present() -> bool:
-    """Whether JAX would find a CUDA device here (checked without importing JAX)."""
+    """Whether JAX would find a CUDA device here (checked once per process, without JAX)."""
     has_plugin = any(find_spec(plugin) is not None for plugin in CUDA_PLUGINS)
     return has_plugin and Path("/dev/nvidiactl").exists()
+
+
+@functools.cache
+def nutpie_installed() -> bool:
+    """Whether nutpie can be imported here (checked once per process, without importing it)."""
+    return find_spec("nutpie") is not None
 
 
 def auto_choice(model: pm.Model, device: str) -> AutoChoice:
     """The order of preference of ``backend="auto"`` for ``model`` on ``device``."""
     if device == "gpu" or (device == "auto" and gpu_present()):
         return AutoChoice(("numpyro", "pymc"), "GPU")
-    if find_spec("nutpie") is None:
+    if not nutpie_installed():
         return AutoChoice(("numpyro", "pymc"), "CPU, nutpie not installed")
     observations = observation_count(model)
     size = f"CPU, {short_count(observations)} observations"
