@@ -15,7 +15,6 @@ from typing import Any
 def is_instance(obj: Any, *classes: type) -> bool:
     """Whether ``obj`` is an instance of one of ``classes`` by inheritance (as ``isinstance``
     answers for a class without virtual subclasses)."""
-    for cls in classes:  # a plain loop: this runs a few hundred times per key
-        if type.__instancecheck__(cls, obj):
-            return True
-    return False
+    if len(classes) == 1:  # the common case, without a generator (a few hundred per key)
+        return type.__instancecheck__(classes[0], obj)
+    return any(type.__instancecheck__(cls, obj) for cls in classes)
