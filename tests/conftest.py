@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 from tiny_models import TINY, tiny_model  # noqa: E402
 
+from cloudcache.pymc_compat import as_tree  # noqa: E402
 from cloudcache.stores.resolve import process_memory_store  # noqa: E402
 
 
@@ -30,5 +31,5 @@ def _isolated_memory_cache():
 
 @pytest.fixture(scope="session")
 def sampled_tree() -> xr.DataTree:
-    """One real posterior from PyMC's sampler, sampled once per test session."""
-    return pm.sample(model=tiny_model(), nuts_sampler="pymc", **TINY)
+    """One real posterior from PyMC's sampler, sampled once per test session, as a DataTree."""
+    return as_tree(pm.sample(model=tiny_model(), nuts_sampler="pymc", **TINY))
