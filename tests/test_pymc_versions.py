@@ -197,7 +197,7 @@ def test_a_nuts_sampler_left_out_is_not_asked_for() -> None:
     assert asked.key_arguments() == left_out.key_arguments()
 
 
-@pytest.mark.filterwarnings("ignore:The samples argument has been deprecated:FutureWarning")
+@pytest.mark.filterwarnings("ignore:The samples argument has been deprecated")
 def test_renamed_predictive_arguments_key_as_their_new_name() -> None:
     """PyMC 5's prior predictive takes ``samples=`` for ``draws=``: one key, the same draws."""
     from cloudcache.pymc_compat import PREDICTIVE_RENAMED_ARGUMENTS
