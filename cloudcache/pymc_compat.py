@@ -38,24 +38,19 @@ TRACE_TREE_NAME: str = "InferenceData" if RETURNS_INFERENCEDATA else "DataTree"
 
 def is_result(value: Any) -> bool:
     """Whether ``value`` is a sampling result of either shape (DataTree or InferenceData)."""
-    return isinstance(value, xr.DataTree) or _is_inferencedata(value)
+    return isinstance(value, xr.DataTree) or is_inferencedata(value)
 
 
 def is_pymc_result(value: Any) -> bool:
     """Whether ``value`` has the type the installed PyMC returns (and reads a trace from)."""
     if RETURNS_INFERENCEDATA:
-        return _is_inferencedata(value)
+        return is_inferencedata(value)
     return isinstance(value, xr.DataTree)
-
-
-def is_inferencedata(value: Any) -> bool:
-    """Whether ``value`` is PyMC 5's result type (always ``False`` on PyMC 6)."""
-    return _is_inferencedata(value)
 
 
 def result_groups(result: Any) -> dict[str, Any]:
     """The groups of a result (DataTree children or InferenceData datasets) by name."""
-    if _is_inferencedata(result):
+    if is_inferencedata(result):
         return {name: result[name] for name in result.groups()}
     return dict(result.children)
 
@@ -78,7 +73,7 @@ def extend_inferencedata(target: Any, addition: Any, *, predictions: bool) -> An
 
 def as_tree(result: Any) -> Any:
     """``result`` as a DataTree (an ``InferenceData`` converted, arrays shared); others as given."""
-    if _is_inferencedata(result):
+    if is_inferencedata(result):
         tree = xr.DataTree.from_dict({f"/{name}": result[name] for name in result.groups()})
         tree.attrs = dict(result.attrs)
         return tree
@@ -99,7 +94,8 @@ def as_pymc_result(tree: Any) -> Any:
     return tree
 
 
-def _is_inferencedata(value: Any) -> bool:
+def is_inferencedata(value: Any) -> bool:
+    """Whether ``value`` is PyMC 5's result type (always ``False`` on PyMC 6)."""
     if not RETURNS_INFERENCEDATA:
         return False
     from arviz import InferenceData

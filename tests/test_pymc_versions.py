@@ -97,7 +97,7 @@ def open_plainly(path: str) -> Any:
     if RETURNS_INFERENCEDATA:
         import arviz as az
 
-        return az.from_netcdf(path, engine="h5netcdf")
+        return az.from_netcdf(path)  # its default engine, as a user calls it
     import xarray as xr
 
     return xr.open_datatree(path, engine="h5netcdf").load()
