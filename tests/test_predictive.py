@@ -142,6 +142,20 @@ def test_posterior_repeat_hits_and_reuses_the_trace_key(cached_posterior) -> Non
     )
 
 
+def test_posterior_repeat_on_the_same_model_object_hits(cached_posterior) -> None:
+    """PyMC 5 appends the observed variables to ``model.observed_RVs`` again on every call."""
+    trace, _, _ = cached_posterior
+    model = tiny_model()
+    with cc.cloud(model, cache=cc.MemoryStore(), **QUIET) as run:
+        first = pm.sample_posterior_predictive(trace, random_seed=5)
+        second = pm.sample_posterior_predictive(trace, random_seed=5)
+    assert [r.hit for r in run.records] == [False, True]
+    assert run.records[0].key == run.records[1].key
+    xr.testing.assert_identical(
+        group(first, "posterior_predictive"), group(second, "posterior_predictive")
+    )
+
+
 @pytest.mark.parametrize(
     "change",
     [{"random_seed": 6}, {"var_names": ["tiny::a", "tiny::y"]}, {"predictions": True}],
