@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pymc as pm
 import pytest
+from pymc_results import group
 from same_draws import assert_pymc_draws_close
 from tiny_models import TINY, tiny_model
 
@@ -68,7 +69,7 @@ def test_miss_on_the_cluster_then_hit_locally(client, tmp_path, capfd):
     with cc.cloud(model, cache=tmp_path, backend="pymc", quiet=True) as run:
         again = pm.sample(**TINY)
     assert run.last.hit is True
-    assert again.posterior.to_dataset().equals(remote.posterior.to_dataset())
+    assert group(again, "posterior").equals(group(remote, "posterior"))
 
     with cc.cloud(model, cache=False, backend="pymc", quiet=True):
         local = pm.sample(**TINY)  # same model and seed here: PyMC's draws up to the last bits

@@ -37,11 +37,12 @@ def installed_versions() -> dict[str, str]:
 
 
 def tree_to_bytes(tree: Any) -> bytes:
-    """Serialise a DataTree to NetCDF4 bytes."""
+    """Serialise a DataTree (or PyMC 5's InferenceData, as a DataTree) to NetCDF4 bytes."""
+    from cloudcache.pymc_compat import as_tree
     from cloudcache.stores.files import without_dask_locks
 
     with without_dask_locks():
-        return bytes(tree.to_netcdf(engine=ENGINE))
+        return bytes(as_tree(tree).to_netcdf(engine=ENGINE))
 
 
 def tree_from_bytes(payload: bytes) -> Any:
