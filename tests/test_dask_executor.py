@@ -21,6 +21,7 @@ from cloudcache.executors.dask import (
     NoSuitableWorker,
     WorkerDied,
     WorkerVersionMismatch,
+    scheduler_workers,
 )
 from cloudcache.executors.remote_task import (
     ENGINES,
@@ -172,3 +173,18 @@ def test_results_travel_through_netcdf4_and_read_back_from_either_engine():
         xr.testing.assert_identical(tree_from_bytes(bytes(tree.to_netcdf(engine=engine))), ours)
         with xr.open_datatree(payload, engine=engine) as opened:
             xr.testing.assert_identical(opened.load(), ours)
+
+
+def test_worker_table_never_comes_back_empty_while_the_client_refreshes():
+    """The client's periodic identity refresh lists no workers; polls must not see that."""
+    import dask
+
+    with (
+        dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        sizes = [len(scheduler_workers(client, 30)) for _ in range(1000)]
+    assert set(sizes) == {1}
