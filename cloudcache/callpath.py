@@ -27,6 +27,7 @@ from cloudcache.backends.base import BackendRefused
 from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
 from cloudcache.jsonable import jsonable
 from cloudcache.patch import running_backend
+from cloudcache.pymc_compat import as_pymc_result, as_tree
 from cloudcache.records import CallRecord
 from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
 from cloudcache.versions import installed_version
@@ -217,7 +218,7 @@ class CachePath:
             saved_seconds=saved,
             quiet=self.quiet,
         )
-        return kind.deliver(plan.request, tree, record)
+        return kind.deliver(plan.request, as_pymc_result(tree), record)
 
     def miss(
         self,
@@ -249,14 +250,14 @@ class CachePath:
             explain_miss(self.store, described, overwrite=self.overwrite, quiet=self.quiet)
         run_started = time.perf_counter()
         with running_backend():
-            tree = kind.run(plan, self.quiet)
+            tree = as_tree(kind.run(plan, self.quiet))
         metadata = self.metadata(kind, plan, key, time.perf_counter() - run_started)
         metadata.update(kind.result_details(tree))
         location = "uncached"
         if self.store is not None and isinstance(tree, xr.DataTree):
             location = self.write(ref, Entry(tree, metadata))
         record = self.record(kind, key, location, metadata, started, hit=False, audit=failed_audit)
-        return kind.deliver(plan.request, tree, record)
+        return kind.deliver(plan.request, as_pymc_result(tree), record)
 
     def uncached(
         self, kind: CallKind, call: Call, request: Any, reason: str, started: float

@@ -28,6 +28,7 @@ import pytensor
 from pytensor.graph.basic import Constant
 from pytensor.tensor.sharedvar import SharedVariable
 
+from cloudcache.classcheck import is_instance
 from cloudcache.fingerprint.canonical import GraphEncoder, content_digest, live_digest
 from cloudcache.fingerprint.code import qualified_name
 from cloudcache.fingerprint.digest import Digest
@@ -176,9 +177,9 @@ def slugify(text: str, max_length: int = 64) -> str:
 
 
 def _value_of(var: Any) -> Any:
-    if isinstance(var, SharedVariable):
+    if is_instance(var, SharedVariable):
         return var.get_value(borrow=True)
-    if isinstance(var, Constant):
+    if is_instance(var, Constant):
         return var.data
     return var.eval() if hasattr(var, "eval") else var
 
