@@ -4,7 +4,7 @@ Progress travels to the caller as Dask events on a per-run topic (``started``, `
 with per-chain draw counts, ``running`` heartbeats, ``done`` or ``failed``). The result is
 returned as NetCDF4 bytes, never as a pickled object, written and read with the netCDF4 C
 library when it is installed (the ``dask`` extra brings it): h5netcdf spends ~0.2 s on each
-side per posterior in per-variable HDF5 lookups, netCDF4 ~0.03 s. Either engine reads what
+side per posterior in per-variable HDF5 lookups, netCDF4 ~0.05 s. Either engine reads what
 the other wrote, so a caller and a worker may differ here.
 """
 
@@ -24,8 +24,9 @@ from cloudcache.versions import installed_versions as versions_of
 #: Packages whose exact versions must match between the caller and a worker.
 CHECKED_PACKAGES: tuple[str, ...] = ("cloudcache", "pymc", "pytensor", "jax", "numpyro")
 
-#: NetCDF engines for results, fastest first (each reads the other's files).
-ENGINES: tuple[str, ...] = ("netcdf4", "h5netcdf")
+#: NetCDF engines for results, fastest first, with the module each needs (each engine reads
+#: the other's files).
+ENGINES: dict[str, str] = {"netcdf4": "netCDF4", "h5netcdf": "h5netcdf"}
 
 #: Seconds between two progress events a worker sends.
 PROGRESS_INTERVAL = 1.0
@@ -39,7 +40,9 @@ def installed_versions() -> dict[str, str]:
 @functools.cache
 def result_engine() -> str:
     """The first of :data:`ENGINES` installed here (netCDF4 is optional, h5netcdf is not)."""
-    return "netcdf4" if importlib.util.find_spec("netCDF4") is not None else "h5netcdf"
+    return next(
+        engine for engine, module in ENGINES.items() if importlib.util.find_spec(module) is not None
+    )
 
 
 def tree_to_bytes(tree: Any) -> bytes:
@@ -118,6 +121,7 @@ def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str)
 
     from cloudcache import patch
     from cloudcache.backends.base import get_backend
+    from cloudcache.pymc_compat import as_tree
 
     arrived = time.monotonic()
     model, request = cloudpickle.loads(payload)
@@ -141,7 +145,7 @@ def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str)
         if reporter.interrupted:
             raise RuntimeError("cloudcache: remote run cancelled by the caller; result dropped")
         encoding = time.monotonic()
-        data = tree_to_bytes(tree)
+        data = tree_to_bytes(as_tree(tree))  # PyMC 5's sampler returns InferenceData
     except BaseException as error:
         reporter.send("failed", error=f"{type(error).__name__}: {error}")
         raise
