@@ -222,14 +222,17 @@ def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
         for backend in ("numpyro", "nutpie"):
             timings: dict[str, list[float]] = {"in_process": [], "local_cluster": []}
             worker: list[dict[str, float]] = []
-            for where, executor in (("in_process", None), ("local_cluster", client)):
-                for seed in range(4):  # seed 0 compiles; 1-3 are steady misses
+            layouts: dict[str, str] = {}
+            for seed in range(5):  # seed 0 compiles; 1-4 are steady misses
+                # Alternated per seed, so both sides see the same machine load.
+                for where, executor in (("in_process", None), ("local_cluster", client)):
                     model = radon_model()  # a new object, as a cloudpickled model would be
                     start = time.perf_counter()
                     with cc.cloud(
                         model, cache=False, quiet=True, backend=backend, executor=executor
                     ):
-                        pm.sample(random_seed=seed, **settings)
+                        tree = pm.sample(random_seed=seed, **settings)
+                    layouts[where] = str(tree.attrs.get("cloudcache_device", "cpu"))
                     if seed:
                         timings[where].append(round(time.perf_counter() - start, 3))
                         print(backend, where, timings[where][-1], file=sys.stderr, flush=True)
@@ -238,6 +241,7 @@ def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
             results[backend] = {
                 **timings,
                 "worker_phases_s": worker,
+                "chain_layout": layouts,
                 "remote_minus_in_process_s": round(
                     min(timings["local_cluster"]) - min(timings["in_process"]), 3
                 ),
