@@ -161,23 +161,30 @@ def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     names = [name for name in ("radon", f"slopes_{args.n_obs}") if name.startswith(args.only)]
     for name in names:
-        for who in ("cloud_default", "pymc_nutpie"):
-            code = _FRESH.format(
-                bench=str(REPO / "benchmarks"),
-                settings=settings,
-                n_obs=args.n_obs,
-                name=name,
-                who=who,
-            )
-            runs = []
-            for _ in range(2):  # the first run warms the persistent caches
+        runs: dict[str, list[dict[str, Any]]] = {"cloud_default": [], "pymc_nutpie": []}
+        for _ in range(2):  # the first round warms the persistent caches
+            for who in runs:  # alternated, so both see the same machine load
+                code = _FRESH.format(
+                    bench=str(REPO / "benchmarks"),
+                    settings=settings,
+                    n_obs=args.n_obs,
+                    name=name,
+                    who=who,
+                )
                 done = subprocess.run(
                     [sys.executable, "-c", code], env=env, capture_output=True, text=True
                 )
                 if done.returncode:
                     raise RuntimeError(done.stderr[-2000:])
-                runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            results.setdefault(name, {})[who] = {"cold": runs[0], "warm_caches": runs[1]}
+                runs[who].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        ours, nutpie = runs["cloud_default"][1], runs["pymc_nutpie"][1]
+        results[name] = {
+            **{who: {"cold": rows[0], "warm_caches": rows[1]} for who, rows in runs.items()},
+            "ratio_warm_caches": {
+                "wall": round(ours["seconds"] / nutpie["seconds"], 2),
+                "cpu": round(ours["cpu_s"] / nutpie["cpu_s"], 2),
+            },
+        }
     return {"settings": _settings(args), "machine": _machine(), "first_miss_in_process": results}
 
 
@@ -214,19 +221,27 @@ def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
     try:
         for backend in ("numpyro", "nutpie"):
             timings: dict[str, list[float]] = {"in_process": [], "local_cluster": []}
-            for where, executor in (("in_process", None), ("local_cluster", client)):
-                for seed in range(4):  # seed 0 compiles; 1-3 are steady misses
+            worker: list[dict[str, float]] = []
+            layouts: dict[str, str] = {}
+            for seed in range(5):  # seed 0 compiles; 1-4 are steady misses
+                # Alternated per seed, so both sides see the same machine load.
+                for where, executor in (("in_process", None), ("local_cluster", client)):
                     model = radon_model()  # a new object, as a cloudpickled model would be
                     start = time.perf_counter()
                     with cc.cloud(
                         model, cache=False, quiet=True, backend=backend, executor=executor
                     ):
-                        pm.sample(random_seed=seed, **settings)
+                        tree = pm.sample(random_seed=seed, **settings)
+                    layouts[where] = str(tree.attrs.get("cloudcache_device", "cpu"))
                     if seed:
                         timings[where].append(round(time.perf_counter() - start, 3))
                         print(backend, where, timings[where][-1], file=sys.stderr, flush=True)
+                        if executor is not None:
+                            worker.append(_last_done_event(client))
             results[backend] = {
                 **timings,
+                "worker_phases_s": worker,
+                "chain_layout": layouts,
                 "remote_minus_in_process_s": round(
                     min(timings["local_cluster"]) - min(timings["in_process"]), 3
                 ),
@@ -236,6 +251,18 @@ def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
             client.close()
             cluster.close()
     return {"settings": settings, "machine": _machine(), "steady_miss_s": results}
+
+
+def _last_done_event(client: Any) -> dict[str, float]:
+    """The worker's own seconds per phase for the last remote run (its ``done`` event)."""
+    done: list[tuple[float, dict[str, Any]]] = []
+    for topic, events in client.get_events().items():
+        if topic.startswith("cloudcache-"):
+            done.extend(
+                (when, message) for when, message in events if message.get("stage") == "done"
+            )
+    _, last = max(done, key=lambda event: event[0], default=(0.0, {}))
+    return {name: value for name, value in last.items() if name.endswith("s") and name != "nbytes"}
 
 
 def _machine() -> dict[str, Any]:

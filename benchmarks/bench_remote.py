@@ -6,6 +6,8 @@
    neither side pays first-import or first-compile costs).
 2. A cache hit read from an S3 (moto) server on loopback versus a hit from a local directory
    (the file layer only, no memory layer in front).
+3. The result's trip as NetCDF bytes (worker encodes, caller decodes), per engine, for a radon
+   posterior (nutpie's sample_stats: the most variables of any backend).
 
 Run: python benchmarks/bench_remote.py  (needs distributed, s3fs, moto[server])
 """
@@ -22,6 +24,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -120,6 +124,32 @@ def bench_shared_hit() -> dict[str, Any]:
     return {"entry": f"radon posterior, 2 x 1000 draws, {size / 1e6:.1f} MB NetCDF", **results}
 
 
+def bench_result_codec() -> dict[str, Any]:
+    import pymc as pm
+
+    import cloudcache as cc
+    from cloudcache.demo_models import radon_model
+    from cloudcache.executors.remote_task import ENGINES, result_engine, tree_to_bytes
+    from cloudcache.stores.files import without_dask_locks
+
+    with cc.cloud(radon_model(), cache=False, backend="nutpie", quiet=True):
+        tree = pm.sample(draws=500, tune=500, chains=2, progressbar=False, random_seed=1)
+    results: dict[str, Any] = {"used": result_engine(), "bytes": len(tree_to_bytes(tree))}
+    for engine in ENGINES:
+        encode, decode = [], []
+        for _ in range(REPEATS * 2):
+            started = time.perf_counter()
+            with without_dask_locks():
+                payload = bytes(tree.to_netcdf(engine=engine))
+            encode.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            with xr.open_datatree(payload, engine=engine) as opened:
+                opened.load()
+            decode.append(time.perf_counter() - started)
+        results[engine] = {"encode_s": _summary(encode), "decode_s": _summary(decode)}
+    return {"entry": "radon posterior (nutpie), 2 x 500 draws", **results}
+
+
 def _summary(values: list[float]) -> dict[str, float]:
     return {
         "median": round(statistics.median(values), 4),
@@ -143,6 +173,7 @@ def main() -> None:
         },
         "remote_dispatch": bench_dispatch(),
         "shared_cache_hit": bench_shared_hit(),
+        "result_codec": bench_result_codec(),
     }
     print(json.dumps(report, indent=2))
 

@@ -34,6 +34,8 @@ from pytensor.graph.replace import clone_replace, vectorize_graph
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.random.type import RandomType
 
+from cloudcache.pymc_compat import as_tree
+
 #: Names of the sample stat holding each draw's model log density, in the order they are looked
 #: for: ``lp`` (PyMC's NUTS, the numpyro backend), ``logp`` (nutpie, also through
 #: ``pm.sample(nuts_sampler="nutpie")``). Both are the log density the audit recomputes.
@@ -206,8 +208,10 @@ def _mismatches(stored: Any, computed: Any, tolerance: float) -> np.ndarray:
         return (far | np.isnan(computed - stored)) & ~same
 
 
-def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
+def audit_failure(model: pm.Model, tree: Any) -> str | None:
     """None if ``tree`` agrees with ``model`` (or cannot be checked), else the failed check.
+
+    ``tree``: a DataTree, or what PyMC 5's ``pm.sample`` returns (an ``InferenceData``).
 
     At each of :func:`audit_points`, the model's log density must equal the stored ``lp`` and
     every stored deterministic must equal its value recomputed from the stored free variables.
@@ -216,6 +220,7 @@ def audit_failure(model: pm.Model, tree: xr.DataTree) -> str | None:
     pass, with the reason in the ``cloudcache`` log. Stored draws the model cannot be evaluated
     at (another shape, for example) fail.
     """
+    tree = as_tree(tree)
     reason = _unauditable(model, tree)
     if reason is None:
         try:

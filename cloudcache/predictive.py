@@ -31,6 +31,17 @@ from cloudcache.callpath import Call, CallKind, PassThrough, Plan, Uncacheable, 
 from cloudcache.fingerprint import UnkeyableObject
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.jsonable import jsonable
+from cloudcache.pymc_compat import (
+    ONE_STRING_IS_ONE_NAME,
+    PREDICTIVE_RENAMED_ARGUMENTS,
+    TRACE_TREE_NAME,
+    as_tree,
+    extend_inferencedata,
+    is_inferencedata,
+    is_pymc_result,
+    is_result,
+    result_groups,
+)
 from cloudcache.records import CallRecord
 from cloudcache.request import forward_seed_key
 from cloudcache.stores.netcdf import tree_checksum
@@ -98,7 +109,9 @@ class PredictiveRequest:
     def key_arguments(self) -> dict[str, Any]:
         """The arguments that enter the key (cosmetic ones removed, seed in its key form)."""
         parts = {
-            name: value for name, value in self.arguments.items() if name not in COSMETIC_ARGUMENTS
+            name: value
+            for name, value in self.arguments.items()
+            if name not in COSMETIC_ARGUMENTS and name not in PREDICTIVE_RENAMED_ARGUMENTS
         }
         for name in NAME_LIST_ARGUMENTS:
             if name in parts:
@@ -132,6 +145,9 @@ def normalize_predictive_call(
         raise UncacheablePredictive(
             "`return_inferencedata=False` returns a dict of arrays, which the cache does not store"
         )
+    for alias, name in PREDICTIVE_RENAMED_ARGUMENTS.items():
+        if arguments.get(alias) is not None:
+            arguments[name] = arguments[alias]  # the deprecated spelling wins, as in PyMC
     if kind == PRIOR:
         arguments["draws"] = int(arguments["draws"])
     trace_id, trace_label = (None, "")
@@ -148,10 +164,13 @@ def normalize_predictive_call(
 
 
 def _name_list(value: Any, *, sort: bool) -> Any:
-    """``"y"`` -> ``("y",)``; lists and tuples -> tuples (sorted where order cannot matter)."""
+    """``"y"`` -> ``("y",)``; lists and tuples -> tuples (sorted where order cannot matter).
+
+    PyMC 5 iterates a string it is given for names: there ``"ab"`` names ``a`` and ``b``.
+    """
     if value is None:
         return None
-    if isinstance(value, str):
+    if isinstance(value, str) and ONE_STRING_IS_ONE_NAME:
         return (value,)
     if isinstance(value, Iterable) and not isinstance(value, Mapping):
         names = tuple(str(item) for item in value)
@@ -194,7 +213,7 @@ def remember_origin(tree: Any, record: CallRecord | None) -> None:
     key (plus the entry's creation stamp, which changes when ``overwrite=True`` resamples)
     names, so a later posterior predictive can use that instead of hashing the draws.
     """
-    if not isinstance(tree, xr.DataTree) or record is None or not record.key:
+    if not is_result(tree) or record is None or not record.key:
         return
     if record.location == "uncached":
         return
@@ -213,12 +232,18 @@ def remember_origin(tree: Any, record: CallRecord | None) -> None:
         _origins[ident] = origin
 
 
-def _trace_variables(tree: xr.DataTree) -> tuple[tuple[str, str, Any], ...]:
-    """``(group, name, Variable)`` of everything PyMC reads from ``tree``, in a fixed order."""
+def _trace_variables(tree: Any) -> tuple[tuple[str, str, Any], ...]:
+    """``(group, name, Variable)`` of everything PyMC reads from ``tree``, in a fixed order.
+
+    ``tree``: a DataTree or an InferenceData (PyMC 5).
+    """
     found: list[tuple[str, str, Any]] = []
-    groups = TRACE_GROUPS if "posterior" in tree.children else ("", *TRACE_GROUPS[1:])
+    children = result_groups(tree)
+    groups = TRACE_GROUPS if "posterior" in children else ("", *TRACE_GROUPS[1:])
     for group in groups:
-        node = tree if group == "" else tree.children.get(group)
+        node = children.get(group)
+        if group == "" and isinstance(tree, xr.DataTree):
+            node = tree  # a tree without a posterior: PyMC 6 reads its root
         if node is None:
             continue
         variables = node.variables  # the stored Variable objects, no Dataset view built
@@ -226,7 +251,7 @@ def _trace_variables(tree: xr.DataTree) -> tuple[tuple[str, str, Any], ...]:
     return tuple(found)
 
 
-def _known_origin(tree: xr.DataTree) -> _Origin | None:
+def _known_origin(tree: Any) -> _Origin | None:
     with _origins_lock:
         origin = _origins.get(id(tree))
     if origin is None or origin.tree() is not tree:
@@ -244,12 +269,14 @@ def _known_origin(tree: xr.DataTree) -> _Origin | None:
 
 def trace_identity(trace: Any) -> tuple[str, str]:
     """``(identity, 8-character label)`` of a posterior predictive's ``trace`` argument."""
-    if isinstance(trace, xr.DataTree):
+    if is_pymc_result(trace):
         origin = _known_origin(trace)
         if origin is not None:
             return origin.run_id, origin.label
-        checksum = tree_checksum(_read_groups(trace))
+        checksum = tree_checksum(_read_groups(as_tree(trace)))
         return content_digest(("content", checksum)), checksum[:8]
+    if isinstance(trace, xr.DataTree):
+        raise TypeError(f"this PyMC reads a trace from an {TRACE_TREE_NAME}, not a DataTree")
     if isinstance(trace, xr.Dataset):
         checksum = tree_checksum(xr.DataTree(dataset=trace))
         return content_digest(("content", checksum)), checksum[:8]
@@ -260,7 +287,8 @@ def trace_identity(trace: Any) -> tuple[str, str]:
             raise UncacheablePredictive(f"the trace holds {error}") from error
         return checksum, checksum[:8]
     raise UncacheablePredictive(
-        f"a trace of type {type(trace).__name__} is not cached (pass the DataTree from pm.sample)"
+        f"a trace of type {type(trace).__name__} is not cached "
+        f"(pass the {TRACE_TREE_NAME} from pm.sample)"
     )
 
 
@@ -332,7 +360,12 @@ class PredictiveCall(CallKind):
     def deliver(self, request: PredictiveRequest, tree: Any, record: CallRecord) -> Any:
         """Return ``tree``, or add its groups to the caller's tree as PyMC's extend does."""
         target = request.arguments.get("trace")
-        if request.kind != POSTERIOR or not request.extend or not isinstance(target, xr.DataTree):
+        if request.kind != POSTERIOR or not request.extend:
+            return tree
+        if is_inferencedata(target):
+            predictions = bool(request.arguments.get("predictions"))
+            return extend_inferencedata(target, tree, predictions=predictions)
+        if not isinstance(target, xr.DataTree):
             return tree
         conflicting = (set(target.children) & set(tree.children)) - {
             "observed_data",

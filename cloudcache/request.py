@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from cloudcache.pymc_compat import SAMPLE_RENAMED_ARGUMENTS
+
 #: Arguments that cannot change the posterior: they are left out of the key.
 COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
     {
@@ -106,6 +108,8 @@ class SampleRequest:
     def pymc_arguments(self, **overrides: Any) -> dict[str, Any]:
         """Keyword arguments to hand the call back to ``pymc.sample``."""
         merged = dict(self.arguments)
+        if merged.get("nuts_sampler") is None:  # not asked for: PyMC's default, as the caller did
+            merged.pop("nuts_sampler", None)
         merged.update(self.extra_kwargs)
         merged.update(overrides)
         return merged
@@ -203,18 +207,46 @@ def _flatten(state: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, repr(state))]
 
 
+def _requested_sampler(
+    signature: inspect.Signature, arguments: dict[str, Any], passed: set[str]
+) -> str | None:
+    """The ``nuts_sampler`` the caller asked for: ``None`` when it was not passed.
+
+    PyMC 5 spells its default ``"pymc"``, PyMC 6 ``None``; either way an argument the caller
+    left out is no request, so the backend (``cloud(backend=...)``) decides. An explicit
+    ``None`` where PyMC's default is not ``None`` (PyMC 5) is rejected as PyMC rejects it.
+    """
+    if "nuts_sampler" not in passed:
+        return None
+    requested = arguments.get("nuts_sampler")
+    default = signature.parameters["nuts_sampler"].default
+    if requested is None and default is not None:
+        raise TypeError(f"nuts_sampler=None is not valid for this PyMC (its default: {default!r})")
+    return requested
+
+
+def _resolve_renamed(arguments: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Move the keyword arguments this PyMC still accepts under an old name to the new one."""
+    for old, new in SAMPLE_RENAMED_ARGUMENTS.items():
+        if old not in extra:
+            continue
+        if arguments.get(new) is not None:
+            raise TypeError(f"pass either `{old}=` or `{new}=`, not both")  # PyMC says why
+        arguments[new] = extra.pop(old)
+
+
 def normalize_sample_call(
     sample_fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> SampleRequest:
     """Bind ``args``/``kwargs`` against ``sample_fn`` and resolve PyMC's defaults."""
     signature = inspect.signature(sample_fn)
     bound = signature.bind(*args, **kwargs)
-    given_sampler = "nuts_sampler" in bound.arguments  # TEMP p5backends: until p5core lands
+    passed = set(bound.arguments)
     bound.apply_defaults()
     arguments = dict(bound.arguments)
-    if not given_sampler and "nuts_sampler" in arguments:
-        arguments["nuts_sampler"] = None
     extra = dict(arguments.pop("kwargs", {}) or {})
+    _resolve_renamed(arguments, extra)
+    arguments["nuts_sampler"] = _requested_sampler(signature, arguments, passed)
 
     draws = int(arguments["draws"])
     tune = 1000 if arguments.get("tune") is None else int(arguments["tune"])

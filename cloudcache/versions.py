@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 
 #: The folders installers put distributions in.
 INSTALL_DIRECTORIES: frozenset[str] = frozenset({"site-packages", "dist-packages"})
 
 
+#: ``_`` and ``.`` as ``-`` (a translation table: a regex per name cost a fresh hit ~0.5 ms).
+SEPARATORS = str.maketrans("_.", "--")
+
+
 def normalized(name: str) -> str:
     """The comparable form of a distribution name (PEP 503: lower case, ``-`` for ``-_.``)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+    text = name.translate(SEPARATORS).lower()
+    while "--" in text:
+        text = text.replace("--", "-")
+    return text
 
 
 @functools.cache

@@ -35,7 +35,6 @@ import os
 import subprocess
 import sys
 
-import arviz_plots as azp
 import numpy as np
 import pymc as pm
 import xarray as xr
@@ -161,19 +160,36 @@ display(steps["centred"], steps["back_to_noncentred"])""",
         """\
 ## Before and after the model change
 
-Both posteriors came out of the cache's NetCDF entries; ArviZ plots them side by side.""",
+Both posteriors came out of the cache's NetCDF entries; ArviZ plots them side by side (they
+are what `pm.sample` returns: DataTrees for ArviZ 1.x on PyMC 6, InferenceData for ArviZ 0.x on
+PyMC 5).""",
     ),
     (
         "code",
         """\
-forest = azp.plot_forest(
-    {"non-centred": idata, "centred": idata_centred},
-    var_names=["eight_schools::mu", "eight_schools::tau", "eight_schools::theta"],
-    combined=True,
-    backend="matplotlib",
-)
-forest.add_legend("model")
-forest.show()""",
+variables = ["eight_schools::mu", "eight_schools::tau", "eight_schools::theta"]
+if pm.__version__.startswith("5."):
+    import arviz as az
+    import matplotlib.pyplot as plt
+
+    az.plot_forest(
+        [idata, idata_centred],
+        model_names=["non-centred", "centred"],
+        var_names=variables,
+        combined=True,
+    )
+    plt.show()
+else:
+    import arviz_plots as azp
+
+    forest = azp.plot_forest(
+        {"non-centred": idata, "centred": idata_centred},
+        var_names=variables,
+        combined=True,
+        backend="matplotlib",
+    )
+    forest.add_legend("model")
+    forest.show()""",
     ),
     (
         "markdown",

@@ -21,7 +21,6 @@ def _():
     import subprocess
     import sys
 
-    import arviz_plots as azp
     import marimo as mo
     import numpy as np
     import pymc as pm
@@ -40,7 +39,6 @@ def _():
         BACKEND,
         CACHE_DIR,
         SETTINGS,
-        azp,
         calls_table,
         cc,
         eight_schools_model,
@@ -197,15 +195,29 @@ def _(mo):
 
 
 @app.cell
-def _(azp, idata, idata_centred):
+def _(idata, idata_centred, pm):
     _variables = ["eight_schools::mu", "eight_schools::tau", "eight_schools::theta"]
-    forest = azp.plot_forest(
-        {"non-centred": idata, "centred": idata_centred},
-        var_names=_variables,
-        combined=True,
-        backend="matplotlib",
-    )
-    forest.add_legend("model")
+    if pm.__version__.startswith("5."):  # InferenceData: ArviZ 0.x plots it
+        import arviz as _az
+        import matplotlib.pyplot as _plt
+
+        _az.plot_forest(
+            [idata, idata_centred],
+            model_names=["non-centred", "centred"],
+            var_names=_variables,
+            combined=True,
+        )
+        forest = _plt.gcf()
+    else:  # DataTrees: ArviZ 1.x plots them
+        import arviz_plots as _azp
+
+        forest = _azp.plot_forest(
+            {"non-centred": idata, "centred": idata_centred},
+            var_names=_variables,
+            combined=True,
+            backend="matplotlib",
+        )
+        forest.add_legend("model")
     forest
     return
 

@@ -19,6 +19,7 @@ import numpy as np
 import pymc as pm
 
 import cloudcache as cc
+from cloudcache.stores.usage import USAGE_DIRECTORY
 
 DRAWS = {"tune": 30, "chains": 1, "random_seed": 1, "progressbar": False}
 
@@ -45,8 +46,13 @@ class SampledCache:
     stderr: dict[str, str]
 
     def copy(self, destination: Path) -> Path:
-        """A private copy for tests that change or remove files."""
+        """A private copy for tests that change or remove files.
+
+        The copy has no record of use (no last-used markers: a hit in an earlier test, such as
+        test_explain's, touched one), so its entries were last used when their files say.
+        """
         shutil.copytree(self.root, destination)
+        shutil.rmtree(destination / USAGE_DIRECTORY, ignore_errors=True)
         return destination
 
 

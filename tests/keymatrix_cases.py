@@ -18,6 +18,7 @@ import pymc.sampling
 import pymc.sampling.mcmc
 
 import cloudcache as cc
+from cloudcache.pymc_compat import as_tree
 from cloudcache.stores.netcdf import tree_checksum
 
 BASE_CALL: dict[str, Any] = {
@@ -236,7 +237,7 @@ def run_case(cache_dir: str, name: str) -> dict[str, Any]:
         tree = sample()
     record = run.last
     assert record is not None
-    posterior = tree["posterior"]
+    posterior = as_tree(tree)["posterior"]  # PyMC 5 returns an InferenceData
     return {
         "case": name,
         "hit": record.hit,

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from cloudcache.pymc_compat import as_tree, is_inferencedata
+
 #: Relative and absolute tolerance for PyMC-sampler draws of one key from two runs.
 PYMC_RTOL = 1e-6
 PYMC_ATOL = 1e-9
@@ -40,8 +42,8 @@ def assert_pymc_draws_close(one: Any, other: Any) -> None:
 
 
 def _arrays(posterior: Any) -> dict[str, np.ndarray]:
-    if isinstance(posterior, xr.DataTree):
-        posterior = posterior["posterior"].to_dataset()
+    if isinstance(posterior, xr.DataTree) or is_inferencedata(posterior):
+        posterior = as_tree(posterior)["posterior"].to_dataset()
     if isinstance(posterior, xr.Dataset):
         return {str(name): np.asarray(array.values) for name, array in posterior.data_vars.items()}
     return {str(name): np.asarray(values) for name, values in dict(posterior).items()}

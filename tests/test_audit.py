@@ -15,6 +15,7 @@ from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache.audit import LP_STATS, audit_failure, audit_points, compiled_model
+from cloudcache.pymc_compat import as_tree
 from cloudcache.records import CallRecord
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
@@ -85,7 +86,7 @@ def test_a_planted_stale_entry_is_detected_resampled_and_replaced(
     assert record_a.key != record_b.key
     ref_b = EntryRef(record_b.key, record_b.metadata["model"], record_b.metadata["label"])
     files = FileStore(tmp_path)
-    files.put(ref_b, Entry(tree_a, record_a.metadata))
+    files.put(ref_b, Entry(as_tree(tree_a), record_a.metadata))  # stores hold DataTrees
     process_memory_store().clear()
 
     # Without the audit the planted entry is served: this is the stale hit the audit exists for.

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pymc as pm
 import pytest
+import xarray as xr
+from pymc_results import group
 from same_draws import assert_pymc_draws_close
 from tiny_models import TINY, tiny_model
 
@@ -20,9 +22,15 @@ from cloudcache.executors.dask import (
     NoSuitableWorker,
     WorkerDied,
     WorkerVersionMismatch,
+    scheduler_workers,
 )
-from cloudcache.executors.remote_task import installed_versions
-from cloudcache.pymc_compat import as_tree
+from cloudcache.executors.remote_task import (
+    ENGINES,
+    installed_versions,
+    result_engine,
+    tree_from_bytes,
+    tree_to_bytes,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -69,11 +77,11 @@ def test_miss_on_the_cluster_then_hit_locally(client, tmp_path, capfd):
     with cc.cloud(model, cache=tmp_path, backend="pymc", quiet=True) as run:
         again = pm.sample(**TINY)
     assert run.last.hit is True
-    assert as_tree(again).posterior.to_dataset().equals(as_tree(remote).posterior.to_dataset())
+    assert group(again, "posterior").equals(group(remote, "posterior"))
 
     with cc.cloud(model, cache=False, backend="pymc", quiet=True):
         local = pm.sample(**TINY)  # same model and seed here: PyMC's draws up to the last bits
-    assert_pymc_draws_close(as_tree(local), as_tree(remote))
+    assert_pymc_draws_close(local, remote)
 
 
 def test_version_mismatch_is_refused_before_submitting(client, tmp_path):
@@ -150,3 +158,34 @@ def test_missing_dask_names_the_extra(monkeypatch):
 def test_bad_executor_names_the_choices():
     with pytest.raises(TypeError, match="executor must be None"):
         cc.cloud(tiny_model(), executor=42)
+
+
+def test_results_travel_through_netcdf4_and_read_back_from_either_engine():
+    """Workers encode with netCDF4 (fast); bytes written by either engine decode the same."""
+    pytest.importorskip("netCDF4")
+    with cc.cloud(tiny_model(), cache=False, backend="pymc", quiet=True):
+        tree = pm.sample(**TINY)
+    assert result_engine() == "netcdf4"
+    payload = tree_to_bytes(tree)
+    assert payload[:4] == b"\x89HDF"
+    ours = tree_from_bytes(payload)
+    assert ours.posterior.to_dataset().equals(tree.posterior.to_dataset())
+    for engine in ENGINES:
+        xr.testing.assert_identical(tree_from_bytes(bytes(tree.to_netcdf(engine=engine))), ours)
+        with xr.open_datatree(payload, engine=engine) as opened:
+            xr.testing.assert_identical(opened.load(), ours)
+
+
+def test_worker_table_never_comes_back_empty_while_the_client_refreshes():
+    """The client's periodic identity refresh lists no workers; polls must not see that."""
+    import dask
+
+    with (
+        dask.config.set({"distributed.client.scheduler-info-interval": "1ms"}),
+        distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster, set_as_default=False) as client,
+    ):
+        sizes = [len(scheduler_workers(client, 30)) for _ in range(1000)]
+    assert set(sizes) == {1}

@@ -14,6 +14,12 @@ HERE = Path(__file__).parent
 HIT_CASES = sorted(name for name in CASES if name.startswith("hit_"))
 MISS_CASES = sorted(name for name in CASES if name.startswith("miss_"))
 
+#: Misses whose change is keyed because it can change a posterior, but cannot change this
+#: model's: every bounded parameter is transformed, so ``check_bounds=False`` removes checks
+#: that never fail. PyMC 5 returns bit-identical draws; PyMC 6's differ only in the last bits of
+#: its compiled code. The miss itself (not a hit, a key of its own) is still required.
+SAME_POSTERIOR_MISSES = frozenset({"miss_check_bounds"})
+
 
 def run_fresh_process(cache_dir: Path, names: list[str]) -> dict[str, dict]:
     """Run ``names`` in a new Python process on ``cache_dir``; return the results by case."""
@@ -60,7 +66,8 @@ def test_must_miss_and_return_the_new_posterior(matrix: dict[str, dict], case: s
     result, base = matrix[case], matrix["base"]
     assert result["hit"] is False, f"{case} was wrongly answered from the cache"
     assert result["key"] != base["key"]
-    assert result["fingerprint"] != base["fingerprint"]
+    if case not in SAME_POSTERIOR_MISSES:
+        assert result["fingerprint"] != base["fingerprint"]
 
 
 def test_every_miss_has_its_own_key(matrix: dict[str, dict]) -> None:

@@ -21,3 +21,22 @@ def test_ruff(command: list[str]) -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_merge_conflict_markers() -> None:
+    """No tracked text file (code, docs, notebooks, config) holds a merge's conflict markers."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    found = []
+    for name in tracked:
+        path = REPO / name
+        if path.suffix not in {".py", ".md", ".toml", ".yml", ".yaml", ".ipynb", ".txt", ""}:
+            continue
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(markers) or line == "=======":
+                found.append(f"{name}:{number}")
+    assert not found, found

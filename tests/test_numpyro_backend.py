@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -608,3 +609,28 @@ def test_failure_symptoms() -> None:
     same = [(1.0, [np.array([1.0, 2.0])])]
     assert program_disagreement(same, same) is None
     assert "gradient" in program_disagreement(same, [(1.0, [np.array([1.0, np.nan])])])
+
+
+def test_start_point_check_passed_in_an_earlier_process_is_not_repeated() -> None:
+    """A passed check leaves a marker by JAX's cache; a new process finds it and skips the check.
+
+    ``forget_all()`` stands for a new process (what this process remembers is dropped); the
+    check, when it runs and passes, touches the marker, so an unchanged mtime proves it was
+    skipped.
+    """
+    from cloudcache.backends import checked_programs
+
+    markers = Path(jax_cache.cache_dir() or "") / checked_programs.MARKERS
+    shutil.rmtree(markers, ignore_errors=True)  # markers of earlier test runs
+    checked_programs.forget_all()
+    run(regression_model(n=43), random_seed=1)  # a structure no other test samples
+    (marker,) = markers.glob("*")
+    model = regression_model(n=43)
+    os.utime(marker, (0, 0))
+    checked_programs.forget_all()
+    run(model, random_seed=2)
+    assert marker.stat().st_mtime == 0  # found on disk: the check did not run
+    marker.unlink()
+    checked_programs.forget_all()
+    run(model, random_seed=3)
+    assert marker.is_file() and marker.stat().st_mtime > 0  # no marker: checked again

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pymc as pm
 import pytest
 import xarray as xr
+from pymc_results import RETURNS_INFERENCEDATA, copy_result, group, group_names
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
@@ -20,6 +23,13 @@ from cloudcache.predictive import remember_origin, trace_identity
 from cloudcache.records import CallRecord
 
 QUIET = {"backend": "pymc", "quiet": True}
+
+#: Another compile mode for forward sampling: PyMC 6 takes ``backend=``, PyMC 5 only a mode name.
+OTHER_COMPILE_MODE = (
+    {"backend": "c"}
+    if "backend" in inspect.signature(pm.sample_prior_predictive).parameters
+    else {"compile_kwargs": {"mode": "FAST_COMPILE"}}
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,12 +61,12 @@ def test_prior_repeat_hits_with_identical_draws() -> None:
         second = pm.sample_prior_predictive(20, random_seed=3, compile_kwargs={})  # positional
     assert (miss.kind, miss.hit) == ("sample_prior_predictive", False)
     assert run.last.hit and run.last.key == miss.key
-    xr.testing.assert_identical(first["prior"].to_dataset(), second["prior"].to_dataset())
+    xr.testing.assert_identical(group(first, "prior"), group(second, "prior"))
 
 
 @pytest.mark.parametrize(
     "change",
-    [{"draws": 21}, {"random_seed": 4}, {"var_names": ["tiny::a"]}, {"backend": "c"}],
+    [{"draws": 21}, {"random_seed": 4}, {"var_names": ["tiny::a"]}, OTHER_COMPILE_MODE],
     ids=["draws", "seed", "var_names", "compile-backend"],
 )
 def test_prior_changed_argument_misses(change: dict) -> None:
@@ -101,7 +111,7 @@ def test_prior_overwrite_resamples_and_replaces(tmp_path: Path) -> None:
 
 def test_prior_without_a_store_still_samples() -> None:
     tree, record = prior(False)
-    assert not record.hit and record.location == "uncached" and "prior" in tree.children
+    assert not record.hit and record.location == "uncached" and "prior" in group_names(tree)
 
 
 def test_prior_dict_result_runs_uncached_with_a_reason() -> None:
@@ -128,7 +138,21 @@ def test_posterior_repeat_hits_and_reuses_the_trace_key(cached_posterior) -> Non
     assert (miss.kind, miss.hit, hit.hit) == ("sample_posterior_predictive", False, True)
     assert miss.metadata["label"] == f"ppc_{sample_key[:8]}"  # identified by the stored key
     xr.testing.assert_identical(
-        first["posterior_predictive"].to_dataset(), second["posterior_predictive"].to_dataset()
+        group(first, "posterior_predictive"), group(second, "posterior_predictive")
+    )
+
+
+def test_posterior_repeat_on_the_same_model_object_hits(cached_posterior) -> None:
+    """PyMC 5 appends the observed variables to ``model.observed_RVs`` again on every call."""
+    trace, _, _ = cached_posterior
+    model = tiny_model()
+    with cc.cloud(model, cache=cc.MemoryStore(), **QUIET) as run:
+        first = pm.sample_posterior_predictive(trace, random_seed=5)
+        second = pm.sample_posterior_predictive(trace, random_seed=5)
+    assert [r.hit for r in run.records] == [False, True]
+    assert run.records[0].key == run.records[1].key
+    xr.testing.assert_identical(
+        group(first, "posterior_predictive"), group(second, "posterior_predictive")
     )
 
 
@@ -160,10 +184,10 @@ def test_posterior_changed_trace_content_misses(cached_posterior) -> None:
     trace, _, _ = cached_posterior
     store = cc.MemoryStore()
     _, base = posterior(trace, store)
-    copied = trace.copy(deep=True)
+    copied = copy_result(trace, deep=True)
     _, same_content = posterior(copied, store)
-    _, again = posterior(copied.copy(deep=True), store)
-    altered = trace.copy(deep=True)
+    _, again = posterior(copy_result(copied, deep=True), store)
+    altered = copy_result(trace, deep=True)
     altered["posterior"]["tiny::b"] = altered["posterior"]["tiny::b"] + 1.0
     _, changed = posterior(altered, store)
     assert not same_content.hit and again.hit  # content hashed: equal copies share an entry
@@ -172,17 +196,17 @@ def test_posterior_changed_trace_content_misses(cached_posterior) -> None:
 
 def test_replacing_a_variable_of_a_cached_trace_is_noticed(cached_posterior) -> None:
     trace, _, _ = cached_posterior
-    tree = trace.copy(deep=True)
+    tree = copy_result(trace, deep=True)
     remember_origin(tree, CallRecord("sample", True, "ab" * 16, "memory", 0.0, "pymc"))
     remembered, _ = trace_identity(tree)
     tree["posterior"]["tiny::a"] = tree["posterior"]["tiny::a"] * 2.0
     replaced, _ = trace_identity(tree)
-    assert replaced != remembered and replaced == trace_identity(tree.copy(deep=True))[0]
+    assert replaced != remembered and replaced == trace_identity(copy_result(tree, deep=True))[0]
 
 
 def test_overwritten_sample_gives_its_trace_a_new_identity(cached_posterior) -> None:
     trace, _, _ = cached_posterior
-    first, second = trace.copy(), trace.copy()
+    first, second = copy_result(trace), copy_result(trace)
     record = CallRecord("sample", False, "cd" * 16, "memory", 0.0, "pymc")
     remember_origin(first, record)
     stamped = CallRecord("sample", False, "cd" * 16, "memory", 0.0, "pymc", metadata={"created": 1})
@@ -194,34 +218,48 @@ def test_overwritten_sample_gives_its_trace_a_new_identity(cached_posterior) -> 
 def test_uncached_trace_is_hashed_not_trusted() -> None:
     with cc.cloud(tiny_model(), cache=False, **QUIET):
         fresh = pm.sample(**TINY)
-    assert trace_identity(fresh) == trace_identity(fresh.copy(deep=True))
+    assert trace_identity(fresh) == trace_identity(copy_result(fresh, deep=True))
 
 
 def test_extend_on_hit_matches_pymc(cached_posterior) -> None:
     trace, _, _ = cached_posterior
     store = cc.MemoryStore()
-    posterior(trace.copy(), store)  # fills the cache (a copy: identified by content)
-    mine = trace.copy()
+    posterior(copy_result(trace), store)  # fills the cache (a copy: identified by content)
+    mine = copy_result(trace)
     extended, record = posterior(mine, store, extend_inferencedata=True)
-    reference = trace.copy()
-    with tiny_model():
-        pm.sample_posterior_predictive(
-            reference, random_seed=5, extend_inferencedata=True, progressbar=False
-        )
+    reference = copy_result(trace)
+
+    def extend_uncached() -> list[str]:
+        with warnings.catch_warnings(record=True) as caught, tiny_model():
+            warnings.simplefilter("always")
+            pm.sample_posterior_predictive(
+                reference, random_seed=5, extend_inferencedata=True, progressbar=False
+            )
+        return [str(w.message) for w in caught if "already exist" in str(w.message)]
+
+    extend_uncached()
     assert record.hit and extended is mine
-    assert set(mine.children) == set(reference.children)
+    assert group_names(mine) == group_names(reference)
     xr.testing.assert_equal(
-        mine["posterior_predictive"].to_dataset(), reference["posterior_predictive"].to_dataset()
+        group(mine, "posterior_predictive"), group(reference, "posterior_predictive")
     )
-    with pytest.warns(UserWarning, match="already exist"):
+    # Extending again: PyMC 6 warns and replaces the group, PyMC 5 keeps it silently.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         posterior(mine, store, extend_inferencedata=True)
+    ours = [str(w.message) for w in caught if "already exist" in str(w.message)]
+    assert bool(ours) == bool(extend_uncached()) == (not RETURNS_INFERENCEDATA)
+    assert group_names(mine) == group_names(reference)
+    xr.testing.assert_equal(
+        group(mine, "posterior_predictive"), group(reference, "posterior_predictive")
+    )
 
 
 def test_extend_on_miss_does_not_store_the_callers_groups(cached_posterior, tmp_path) -> None:
     trace, _, _ = cached_posterior
-    mine = trace.copy()
+    mine = copy_result(trace)
     _, record = posterior(mine, tmp_path, extend_inferencedata=True)
-    assert "posterior_predictive" in mine.children
+    assert "posterior_predictive" in group_names(mine)
     with xr.open_datatree(record.location, engine="h5netcdf") as stored:
         assert "posterior_predictive" in stored.children
         assert not {"posterior", "sample_stats"} & set(stored.children)
@@ -230,7 +268,10 @@ def test_extend_on_miss_does_not_store_the_callers_groups(cached_posterior, tmp_
 def test_node_and_dataset_traces_are_hashed_by_content(cached_posterior) -> None:
     trace, _, _ = cached_posterior
     store = cc.MemoryStore()
-    for given in (trace["posterior"], trace["posterior"].to_dataset()):
+    givens = [trace["posterior"], group(trace, "posterior")]  # a node and a Dataset
+    if RETURNS_INFERENCEDATA:
+        givens = givens[1:]  # PyMC 5: a group is a Dataset already
+    for given in givens:
         _, first = posterior(given, store)
         _, second = posterior(given.copy(deep=True), store)
         assert not first.hit and second.hit

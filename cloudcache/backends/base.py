@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cloudcache.backends import numpyro_plan, nutpie_plan
 from cloudcache.backends.choose import AutoChoice, auto_choice
+from cloudcache.backends.lazy import LazyBackend
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -50,6 +52,27 @@ class Backend(Protocol):
     ) -> xr.DataTree:
         """Sample ``model`` as ``request`` asks; ``pymc_sample`` is PyMC's unpatched sampler."""
         ...
+
+
+#: The JAX and nutpie backends, known by name, versions and refusal; their sampling modules
+#: (JAX, NumPyro, nutpie) are imported only when a miss samples with them. Built once: every
+#: call, hits included, asks one of them before its key.
+LAZY_BACKENDS: dict[str, LazyBackend] = {
+    "numpyro": LazyBackend(
+        "numpyro",
+        "cloudcache.backends.numpyro",
+        "NumpyroBackend",
+        numpyro_plan.LIBRARIES,
+        numpyro_plan.refusal,
+    ),
+    "nutpie": LazyBackend(
+        "nutpie",
+        "cloudcache.backends.nutpie",
+        "NutpieBackend",
+        nutpie_plan.LIBRARIES,
+        nutpie_plan.refusal,
+    ),
+}
 
 
 class BackendRefused(Exception):
@@ -114,19 +137,9 @@ def pymc_fallback(reason: str) -> Resolution:
 
 def get_backend(name: str) -> Backend:
     """Return the backend called ``name`` (one of :data:`SAMPLER_NAMES`)."""
-    # JAX, NumPyro and nutpie are imported only when a miss samples with them.
-    if name == "numpyro":
-        from cloudcache.backends.lazy import LazyBackend
-        from cloudcache.backends.numpyro_plan import LIBRARIES, refusal
-
-        return LazyBackend(
-            name, "cloudcache.backends.numpyro", "NumpyroBackend", LIBRARIES, refusal
-        )
-    if name == "nutpie":
-        from cloudcache.backends.lazy import LazyBackend
-        from cloudcache.backends.nutpie_plan import LIBRARIES, refusal
-
-        return LazyBackend(name, "cloudcache.backends.nutpie", "NutpieBackend", LIBRARIES, refusal)
+    lazy = LAZY_BACKENDS.get(name)
+    if lazy is not None:
+        return lazy
     if name == "pymc":
         from cloudcache.backends.pymc import PymcBackend
 

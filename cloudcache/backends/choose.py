@@ -17,6 +17,7 @@ hits included, before the key is computed.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -27,6 +28,8 @@ import numpy as np
 from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import graph_inputs
+
+from cloudcache.classcheck import is_instance
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -48,9 +51,9 @@ class AutoChoice:
 
 def _size(var: Variable) -> int:
     """Number of elements of an observed value, read without evaluating any graph."""
-    if isinstance(var, Constant):
+    if is_instance(var, Constant):
         return int(np.size(var.data))
-    if isinstance(var, SharedVariable):
+    if is_instance(var, SharedVariable):
         return int(np.size(var.get_value(borrow=True)))
     shape = getattr(var.type, "shape", None)
     if shape is not None and all(length is not None for length in shape):
@@ -71,17 +74,24 @@ def short_count(count: int) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
+@functools.cache
 def gpu_present() -> bool:
-    """Whether JAX would find a CUDA device here (checked without importing JAX)."""
+    """Whether JAX would find a CUDA device here (checked once per process, without JAX)."""
     has_plugin = any(find_spec(plugin) is not None for plugin in CUDA_PLUGINS)
     return has_plugin and Path("/dev/nvidiactl").exists()
+
+
+@functools.cache
+def nutpie_installed() -> bool:
+    """Whether nutpie can be imported here (checked once per process, without importing it)."""
+    return find_spec("nutpie") is not None
 
 
 def auto_choice(model: pm.Model, device: str) -> AutoChoice:
     """The order of preference of ``backend="auto"`` for ``model`` on ``device``."""
     if device == "gpu" or (device == "auto" and gpu_present()):
         return AutoChoice(("numpyro", "pymc"), "GPU")
-    if find_spec("nutpie") is None:
+    if not nutpie_installed():
         return AutoChoice(("numpyro", "pymc"), "CPU, nutpie not installed")
     observations = observation_count(model)
     size = f"CPU, {short_count(observations)} observations"

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from pytensor.compile.ops import FromFunctionOp
 from pytensor.graph.traversal import ancestors
 
+from cloudcache.classcheck import is_instance
+
 if TYPE_CHECKING:
     import pymc as pm
 
@@ -32,9 +34,9 @@ def _size(model: pm.Model) -> int:
 def _describe_op(op: object) -> str | None:
     from pymc.distributions.continuous import InterpolatedRV
 
-    if isinstance(op, FromFunctionOp):
+    if is_instance(op, FromFunctionOp):
         return f"the model uses an as_op function ({op}) that has no JAX conversion"
-    if isinstance(op, InterpolatedRV):
+    if is_instance(op, InterpolatedRV):
         return "pm.Interpolated's log density (SplineWrapper) has no JAX conversion"
     return None
 

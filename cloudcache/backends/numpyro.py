@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cloudcache.backends import checked_programs
 from cloudcache.backends.base import BackendRefused
 from cloudcache.backends.jax_support import remember_refusal
 from cloudcache.backends.numpyro_plan import LIBRARIES, Fallback, RunPlan, plan_request, refusal
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
     from cloudcache.backends.numpyro_runner import Signature
 
 _log = logging.getLogger("cloudcache")
-
-#: ``(graph digest, signature)`` of programs whose start-point checks passed in this process.
-_VERIFIED: set[tuple[str, Any]] = set()
 
 
 def _enable_x64() -> None:
@@ -195,8 +193,8 @@ def prepare_run(
     before = KERNELS.compile_seconds
     init = _initial_points(model, graph, plan, seeds, data, layout)
     signature = _signature_of([a[0] for a in init], data)
-    verified = (graph.key.digest, signature)
-    if verified not in _VERIFIED:
+    portable = not graph.key.pinned  # identity-keyed ops mean nothing in another process
+    if not checked_programs.passed(graph.key.digest, signature, portable):
         problem = _start_point_problem(model, graph, plan, init, layout.devices[0])
         if problem is not None:
             _log.warning(
@@ -206,7 +204,7 @@ def prepare_run(
                 problem,
             )
             return prepare_run(model, plan, random_seed, device, layout, lift=False)
-        _VERIFIED.add(verified)
+        checked_programs.record_pass(graph.key.digest, signature, portable)
     executable = compiled_sampler(graph, signature, plan, layout)
     return PreparedRun(
         graph, plan, layout, seeds, init, data, executable, KERNELS.compile_seconds - before

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cloudcache.backends.jax_support import unconvertible_reason
 from cloudcache.request import SampleRequest
 
 if TYPE_CHECKING:
@@ -178,8 +179,6 @@ def refusal(model: pm.Model, request: SampleRequest) -> str | None:
     """Why the NumPyro runner cannot sample this call: arguments only PyMC's sampler honours,
     discrete free variables, or ops known to have no JAX conversion (:mod:`jax_support`).
     Cheap, and imports no JAX (it is asked on every hit)."""
-    from cloudcache.backends.jax_support import unconvertible_reason
-
     try:
         plan_request(request)
     except Fallback as reason:

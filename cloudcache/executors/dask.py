@@ -356,12 +356,18 @@ def within(
 
 
 def scheduler_workers(client: Any, seconds: float = STALL_TIMEOUT) -> dict[str, Any]:
-    """The scheduler's worker table, asked with a deadline."""
+    """The scheduler's worker table, asked of the scheduler itself with a deadline.
+
+    Not ``Client.scheduler_info()``: it returns the client's cached identity, which the client's
+    own periodic refresh (every 2 s) replaces with one that lists no workers, so a poll racing
+    with it saw a healthy worker as gone (a spurious :class:`WorkerDied`).
+    """
     info = within(
         seconds,
         SchedulerUnreachable,
         f"asking the Dask scheduler at {client.scheduler.address} for its workers",
-        client.scheduler_info,
+        client.sync,
+        client.scheduler.identity,
     )
     return info["workers"]
 

@@ -36,6 +36,7 @@ from pytensor.graph.type import Type
 from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.sharedvar import SharedVariable
 
+from cloudcache.classcheck import is_instance
 from cloudcache.fingerprint.code import (
     code_parts,
     global_reads,
@@ -140,15 +141,15 @@ class GraphEncoder:
         return self._variable_ids[var]
 
     def _leaf(self, var: Variable) -> None:
-        if isinstance(var.type, RandomType):
+        if is_instance(var.type, RandomType):
             # Random generators contribute their type only, never their state.
             self.digest.token("rng")
             self.value(var.type)
-        elif isinstance(var, Constant):
+        elif is_instance(var, Constant):
             self.digest.token("constant")
             self.value(var.type)
             self.value(var.data)
-        elif isinstance(var, SharedVariable):
+        elif is_instance(var, SharedVariable):
             # Keyed by position in the walk, never by name: two shared variables that happen to
             # share a name both count.
             self.digest.token("shared", f"{len(self.shared_leaves)}:{var.name or ''}")
@@ -183,7 +184,7 @@ class GraphEncoder:
             token("singleton", SINGLETONS[id(obj)])
         elif isinstance(obj, bytes):
             token("bytes", obj)
-        elif isinstance(obj, Variable):
+        elif is_instance(obj, Variable):
             token("var", str(self._variable(obj)))
         elif isinstance(obj, np.generic):
             token("scalar")
@@ -448,7 +449,7 @@ def _first(entry: tuple[str, Any, Any]) -> str:
 def _is_library_graph_object(obj: Any) -> bool:
     """An op, type or frozen dataclass of a library class: immutable, so structure."""
     frozen = dataclasses.is_dataclass(obj) and obj.__dataclass_params__.frozen  # type: ignore[union-attr]
-    return (isinstance(obj, Op | Type) or frozen) and is_importable_library_object(type(obj))
+    return (is_instance(obj, Op, Type) or frozen) and is_importable_library_object(type(obj))
 
 
 def _is_pandas(obj: Any) -> bool:

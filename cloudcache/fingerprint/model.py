@@ -28,6 +28,7 @@ import pytensor
 from pytensor.graph.basic import Constant
 from pytensor.tensor.sharedvar import SharedVariable
 
+from cloudcache.classcheck import is_instance
 from cloudcache.fingerprint.canonical import GraphEncoder, content_digest, live_digest
 from cloudcache.fingerprint.code import qualified_name
 from cloudcache.fingerprint.digest import Digest
@@ -63,6 +64,16 @@ def _signature(model: pm.Model) -> tuple[int, ...]:
     return tuple(map(id, [*variables, *observed, *transforms, *model.data_vars]))
 
 
+def distinct(variables: list[Any]) -> list[Any]:
+    """``variables`` with repeats of the same object dropped, in their first order.
+
+    A variable listed twice is one variable. PyMC 5's ``sample_posterior_predictive`` appends
+    the observed variables to the model's own ``observed_RVs`` list again on every call with a
+    trace holding ``observed_data``: the model is the same, and so is its key.
+    """
+    return list({id(variable): variable for variable in variables}.values())
+
+
 def walk_structure(model: pm.Model) -> StructureWalk:
     """The model's structure walk, from the memo when its variables have not changed."""
     signature = _signature(model)
@@ -73,15 +84,15 @@ def walk_structure(model: pm.Model) -> StructureWalk:
     live: list[Any] = []
     encoder = GraphEncoder(digest, live)
     roles = {
-        "free": model.free_RVs,
-        "observed": model.observed_RVs,
-        "deterministic": model.deterministics,
-        "potential": model.potentials,
+        "free": distinct(model.free_RVs),
+        "observed": distinct(model.observed_RVs),
+        "deterministic": distinct(model.deterministics),
+        "potential": distinct(model.potentials),
     }
     for role, variables in roles.items():
         ids = encoder.graph(variables)
         digest.token(role, ",".join(f"{v.name}={i}" for v, i in zip(variables, ids, strict=True)))
-    observed_values = [model.rvs_to_values[rv] for rv in model.observed_RVs]
+    observed_values = [model.rvs_to_values[rv] for rv in roles["observed"]]
     digest.token("observed-values", ",".join(map(str, encoder.graph(observed_values))))
     digest.token("transforms")
     for rv in model.free_RVs:
@@ -176,9 +187,9 @@ def slugify(text: str, max_length: int = 64) -> str:
 
 
 def _value_of(var: Any) -> Any:
-    if isinstance(var, SharedVariable):
+    if is_instance(var, SharedVariable):
         return var.get_value(borrow=True)
-    if isinstance(var, Constant):
+    if is_instance(var, Constant):
         return var.data
     return var.eval() if hasattr(var, "eval") else var
 

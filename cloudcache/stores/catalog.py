@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import errno
 import json
 import os
 import re
@@ -31,6 +30,7 @@ from typing import Any, Literal
 import h5py
 
 from cloudcache.stores.base import CorruptEntry, StoreError
+from cloudcache.stores.entryfile import file_kind, open_regular_file
 from cloudcache.stores.files import FileStore, write_atomically
 from cloudcache.stores.layout import ENTRY_NAME
 from cloudcache.stores.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
@@ -246,7 +246,7 @@ class Catalog:
                     if stray is not None:
                         continue  # only regular temp files are strays
                     if entry is not None:
-                        kind = _file_kind(info.st_mode)
+                        kind = file_kind(info.st_mode)
                         entry.damaged(f"not a regular file ({kind}); never opened")
                 yield found
 
@@ -329,7 +329,9 @@ class Catalog:
                     raise StoreError(f"{current} is a symbolic link; not writing through it")
 
     def remove(self, path: str) -> None:
-        """Delete one entry or stray file (and its model folder once empty, on local disks)."""
+        """Delete one entry or stray file, its last-used marker, and its emptied model folder."""
+        relative = os.path.relpath(path, self.root) if self.is_local else path[len(self.root) + 1 :]
+        self.store.usage.forget(relative)
         if self.is_local:
             os.unlink(path)  # removes a link itself, never its target
             with contextlib.suppress(OSError):
@@ -349,46 +351,12 @@ class Catalog:
             return False
 
 
-@contextlib.contextmanager
-def open_regular_file(path: str) -> Iterator[Any]:
-    """Open ``path`` for reading only if it is a regular file; never follow a final link.
-
-    ``O_NONBLOCK`` keeps a FIFO swapped in after listing from blocking the open.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        descriptor = os.open(path, flags)
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise CorruptEntry("a symbolic link, not an entry file; never followed") from error
-        raise
-    with os.fdopen(descriptor, "rb") as handle:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            raise CorruptEntry(f"not a regular file ({_file_kind(mode)}); never read")
-        yield handle
-
-
 def iso_time(timestamp: float) -> str | None:
     """``timestamp`` as ISO 8601 UTC, or ``None`` when it is outside the datetime range."""
     try:
         return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
     except (ValueError, OverflowError, OSError):
         return None
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "FIFO"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-        (stat.S_ISDIR, "directory"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
 
 
 def _classify(

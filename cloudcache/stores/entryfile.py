@@ -10,18 +10,31 @@ deletes it as broken.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import stat
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from cloudcache.stores.base import CorruptEntry, EntryUnreadable
 
 _KINDS = {
+    stat.S_IFLNK: "a symbolic link",
     stat.S_IFIFO: "a FIFO (named pipe)",
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
     stat.S_IFDIR: "a directory",
 }
+
+#: Read-only, never blocking on a FIFO, never following a final link, closed across exec.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (``"a FIFO (named pipe)"``)."""
+    return _KINDS.get(stat.S_IFMT(mode), "a special file")
 
 
 def is_within(path: str, root: str) -> bool:
@@ -44,11 +57,9 @@ def checked_entry_file(path: str, root: str | None = None) -> tuple[str, int]:
     except PermissionError as error:
         raise EntryUnreadable(f"no permission to read it ({error.strerror})") from error
     if not stat.S_ISREG(info.st_mode):
-        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise CorruptEntry(f"is {kind}, not a regular file")
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+        raise CorruptEntry(f"is {file_kind(info.st_mode)}, not a regular file")
     try:
-        descriptor = os.open(real, flags)
+        descriptor = os.open(real, _READ_FLAGS)
     except PermissionError as error:
         raise EntryUnreadable(f"no permission to read it ({error.strerror})") from error
     except OSError as error:  # e.g. swapped for a link since the stat (ELOOP)
@@ -63,3 +74,22 @@ def checked_entry_file(path: str, root: str | None = None) -> tuple[str, int]:
     ):
         raise CorruptEntry("changed into something other than a regular file while opened")
     return real, int(opened.st_size)
+
+
+@contextlib.contextmanager
+def open_regular_file(path: str) -> Iterator[BinaryIO]:
+    """Open ``path`` for reading only if it is a regular file; never follow a final link.
+
+    The non-blocking open keeps a FIFO swapped in after a listing from blocking the reader.
+    """
+    try:
+        descriptor = os.open(path, _READ_FLAGS)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CorruptEntry("a symbolic link, not an entry file; never followed") from error
+        raise
+    with os.fdopen(descriptor, "rb") as handle:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            raise CorruptEntry(f"not a regular file ({file_kind(mode)}); never read")
+        yield handle

@@ -24,6 +24,7 @@ from pytensor.compile.ops import as_op
 
 import cloudcache as cc
 from cloudcache.fingerprint import compute_key
+from cloudcache.pymc_compat import SAMPLE_RENAMED_ARGUMENTS
 from cloudcache.request import normalize_sample_call
 
 CALL: dict[str, Any] = {
@@ -276,6 +277,10 @@ SPELLINGS: list[Spelling] = [
         backend="numpyro",
     ),
 ]
+if "start" in SAMPLE_RENAMED_ARGUMENTS:  # PyMC 5 still takes `start=` for `initvals=`
+    SPELLINGS.append(
+        Spelling("start_is_initvals", {"initvals": {"beta": 0.3}}, {"start": {"beta": 0.3}})
+    )
 
 
 def _cloud_sample(model: pm.Model, backend: str, call: dict[str, Any]) -> tuple[str, Any]:

@@ -19,8 +19,10 @@ import cloudcache as cc
 from cloudcache.cli import app
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
+from cloudcache.stores.layout import relative_path
 from cloudcache.stores.memory import MemoryStore
 from cloudcache.stores.tiered import TieredStore
+from cloudcache.stores.usage import marker_path
 
 DAY = 86400.0
 HIT = EntryRef(key="a1" * 16, slug="used", label="draws30_tune30_chains2")
@@ -69,3 +71,16 @@ def test_a_session_hit_is_use(tmp_path: Path) -> None:
         pm.sample(**sample_kwargs(6))  # a memory hit in this process
     assert again.last.hit is True
     assert store.last_used(ref) > time.time() - DAY
+
+
+def test_removing_an_entry_removes_its_marker(tiny_tree: xr.DataTree, tmp_path: Path) -> None:
+    """A removed entry leaves no last-used marker behind (rm and prune)."""
+    store = FileStore(tmp_path)
+    store.put(HIT, Entry(tiny_tree))
+    store.record_use(HIT)
+    marker = marker_path(str(tmp_path), relative_path(HIT))
+    assert Path(marker).exists()
+
+    _cli("rm", HIT.key[:8], "--cache", str(tmp_path))
+    assert not Path(store.path_of(HIT)).exists()
+    assert not Path(marker).exists()
