@@ -85,6 +85,11 @@ IGNORED_CLASS_ATTRIBUTES = frozenset(
     }
 )
 
+#: Attributes derived from an op's inner graph, which is walked on its own (``_inner_graph``):
+#: PyTensor 2's ``Scan`` (no ``__props__``) keeps ``_hash_inner_graph``, Python's ``hash()`` of
+#: the inner graph, which changes with every process's hash seed.
+DERIVED_ATTRIBUTES = frozenset({"fgraph", "_hash_inner_graph"})
+
 #: Python singletons that are constants of code objects (``...`` in ``x[..., 0]``).
 SINGLETONS = {id(Ellipsis): "Ellipsis", id(NotImplemented): "NotImplemented"}
 
@@ -477,4 +482,8 @@ def _attributes(obj: Any) -> dict[str, Any]:
             if hasattr(obj, name):
                 attributes[name] = getattr(obj, name)
     attributes.update(getattr(obj, "__dict__", {}))
-    return {k: v for k, v in attributes.items() if not k.startswith("_cache") and k != "fgraph"}
+    return {
+        k: v
+        for k, v in attributes.items()
+        if not k.startswith("_cache") and k not in DERIVED_ATTRIBUTES
+    }
