@@ -61,6 +61,7 @@ PYMC5_CASES: frozenset[str] = frozenset(
     {
         "hierarchical_radon",
         "poisson_mixture",
+        "stick_breaking",
         "missing_observations",
         "random_walk_dims",
         "scan_ar1",
