@@ -454,6 +454,30 @@ def test_mixture_posterior_matches_pymc() -> None:
         np.testing.assert_array_less(np.abs(got - want), 0.5 * np.max(sd) + 0.05)
 
 
+def test_gp_clip_gradient_is_exact_or_the_model_is_refused() -> None:
+    """Root cause: under XLA fusion PyTensor 2 / JAX 0.10 differentiate a GP's clip wrongly."""
+    from gallery_models import gp_marginal
+
+    from cloudcache.backends.jax_gradient_hazards import CLIP_GRADIENT_REASON
+    from cloudcache.backends.pytensor_compat import PYTENSOR_MAJOR
+
+    model = gp_marginal()
+    if PYTENSOR_MAJOR < 3:
+        with pytest.raises(BackendRefused, match="JAX gradient is wrong under XLA fusion"):
+            run(model, random_seed=1, draws=20, tune=20)
+        assert NumpyroBackend().refusal(model, request_for(model)) == CLIP_GRADIENT_REASON
+        return
+    graph = model_graph(model)
+    dlogp = model.compile_dlogp()
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        point = {k: v + rng.normal(size=np.shape(v)) for k, v in model.initial_point().items()}
+        values = tuple(np.asarray(point[v.name]) for v in graph.value_vars)
+        _, gradient = logp_and_gradient(graph, values, tuple(graph.data_values()))
+        got = np.concatenate([np.ravel(g) for g in gradient])
+        np.testing.assert_allclose(got, dlogp(point), rtol=1e-8, atol=1e-8)
+
+
 def test_shape_mask_and_length_inputs_stay_constants() -> None:
     rng = np.random.default_rng(2)
     y = rng.normal(size=90)

@@ -131,8 +131,11 @@ def model_graph(
     Only data that flow into arithmetic alone are lifted (:mod:`data_flow`); data that fix a
     shape, an index set, a mask or a length, and every datum when ``lift`` is False, become
     constants holding their current values (and so part of :attr:`ModelGraph.key`).
+    Raises :class:`UnsupportedModel` when JAX would differentiate the log density wrongly
+    (:mod:`jax_gradient_hazards`).
     """
     from cloudcache.backends.data_flow import arithmetic_only
+    from cloudcache.backends.jax_gradient_hazards import gradient_hazard
 
     value_vars = tuple(model.value_vars)
     candidates = model.unobserved_value_vars
@@ -143,6 +146,9 @@ def model_graph(
         candidates = [v for v in candidates if v.name in var_names]
     outputs = list(get_default_varnames(candidates, include_transformed=keep_untransformed))
     logp = model.logp()
+    hazard = gradient_hazard(value_vars, [logp])
+    if hazard is not None:
+        raise UnsupportedModel(hazard)
 
     sources: list[Variable] = []
     for var in graph_inputs([logp, *outputs]):
