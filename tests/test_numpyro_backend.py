@@ -644,7 +644,9 @@ def test_start_point_check_passed_in_an_earlier_process_is_not_repeated() -> Non
     """
     from cloudcache.backends import checked_programs
 
-    markers = Path(jax_cache.cache_dir() or "") / checked_programs.MARKERS
+    directory = jax_cache.enable_persistent_cache()  # as the first run would (also run alone)
+    assert directory is not None
+    markers = Path(directory) / checked_programs.MARKERS
     shutil.rmtree(markers, ignore_errors=True)  # markers of earlier test runs
     checked_programs.forget_all()
     run(regression_model(n=43), random_seed=1)  # a structure no other test samples

@@ -5,9 +5,10 @@ arguments agrees with the constants-only program at the start points (see
 ``numpyro.prepare_run``). In a new process that check costs about 0.4 CPU-s: a second graph is
 converted, traced, lowered and loaded. A passed check is recorded as an empty marker file in
 ``cloudcache-checked/`` inside JAX's persistent compilation cache directory, named by a digest
-of the graph key, the argument signature and the JAX/jaxlib versions, so a later process skips
-the check exactly as the same process would. Nothing is recorded when that cache is off or when
-the graph key holds identity-keyed values (they mean nothing in another process).
+of the graph key, the argument signature and the JAX, jaxlib, PyTensor and NumPyro versions, so
+a later process skips the check exactly as the same process would. Nothing is recorded when
+that cache is off or when the graph key holds identity-keyed values (they mean nothing in
+another process).
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ def _marker(digest: str, signature: Hashable) -> Path | None:
     directory = cache_dir()
     if directory is None:
         return None
-    versions = installed_versions("jax", "jaxlib")
-    text = f"{digest}|{signature!r}|{versions['jax']}|{versions['jaxlib']}"
+    # The conversion to JAX is PyTensor's and NumPyro's as much as JAX's: a new version of any
+    # of them is a new program.
+    versions = installed_versions("jax", "jaxlib", "pytensor", "numpyro")
+    text = f"{digest}|{signature!r}|{sorted(versions.items())!r}"
     return Path(directory) / MARKERS / hashlib.sha256(text.encode()).hexdigest()
 
 
