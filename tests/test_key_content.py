@@ -236,3 +236,19 @@ def test_a_custom_ops_code_and_its_jax_implementation_count() -> None:
 
     Twice.perform = perform_thrice  # type: ignore[method-assign]
     assert key_of(model) not in (before, registered)
+
+
+def test_a_variable_listed_again_keeps_the_key_and_the_structure_walk() -> None:
+    """PyMC 5's posterior predictive appends the observed variables to ``observed_RVs`` again:
+    the model is unchanged, so its key and its memoised structure walk are too."""
+    from cloudcache.fingerprint.model import walk_structure
+
+    with pm.Model() as model:
+        mu = pm.Normal("mu")
+        pm.Normal("y", mu, 1.0, observed=np.array([1.0, 2.0]))
+    request = normalize_sample_call(pm.sample, (), {"draws": 10, "tune": 10, "chains": 1})
+    before = compute_key(model, request, "pymc", {})
+    walk = walk_structure(model)
+    model.observed_RVs.append(model.observed_RVs[0])  # as PyMC 5's extend path does
+    assert walk_structure(model) is walk
+    assert compute_key(model, request, "pymc", {}).hex == before.hex

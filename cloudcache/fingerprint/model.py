@@ -53,17 +53,6 @@ class StructureWalk:
 _walks: weakref.WeakKeyDictionary[pm.Model, StructureWalk] = weakref.WeakKeyDictionary()
 
 
-def _signature(model: pm.Model) -> tuple[int, ...]:
-    """Identities of the model's variables: any added or replaced variable changes it.
-
-    ``id()`` is used only to detect change within this process, never as key content.
-    """
-    variables = [*model.free_RVs, *model.observed_RVs, *model.deterministics, *model.potentials]
-    observed = [model.rvs_to_values[rv] for rv in model.observed_RVs]
-    transforms = [model.rvs_to_transforms.get(rv) for rv in model.free_RVs]
-    return tuple(map(id, [*variables, *observed, *transforms, *model.data_vars]))
-
-
 def distinct(variables: list[Any]) -> list[Any]:
     """``variables`` with repeats of the same object dropped, in their first order.
 
@@ -72,6 +61,19 @@ def distinct(variables: list[Any]) -> list[Any]:
     trace holding ``observed_data``: the model is the same, and so is its key.
     """
     return list({id(variable): variable for variable in variables}.values())
+
+
+def _signature(model: pm.Model) -> tuple[int, ...]:
+    """Identities of the model's variables: any added or replaced variable changes it.
+
+    ``id()`` is used only to detect change within this process, never as key content. A
+    variable listed again (PyMC 5's posterior predictive) is no change, as in the walk.
+    """
+    observed_rvs = distinct(model.observed_RVs)
+    variables = [*model.free_RVs, *observed_rvs, *model.deterministics, *model.potentials]
+    observed = [model.rvs_to_values[rv] for rv in observed_rvs]
+    transforms = [model.rvs_to_transforms.get(rv) for rv in model.free_RVs]
+    return tuple(map(id, [*variables, *observed, *transforms, *model.data_vars]))
 
 
 def walk_structure(model: pm.Model) -> StructureWalk:
