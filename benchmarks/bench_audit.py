@@ -66,8 +66,8 @@ def child(cache: str, repeats: int) -> dict[str, float]:
     import pymc as pm
 
     import cloudcache as cc
-    from cloudcache.audit import audit_failure
-    from cloudcache.demo_models import radon_model
+    from cloudcache.calls.audit import audit_failure
+    from cloudcache.demo.models import radon_model
 
     model = radon_model()
     first_plain = _hit(model, cache, False, from_disk=True)
@@ -112,7 +112,7 @@ def main() -> None:
     import pymc as pm
 
     import cloudcache as cc
-    from cloudcache.demo_models import radon_model
+    from cloudcache.demo.models import radon_model
 
     with tempfile.TemporaryDirectory() as scratch:
         cache, compiledir = str(Path(scratch) / "cache"), Path(scratch) / "pytensor"

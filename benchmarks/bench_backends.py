@@ -33,7 +33,7 @@ def _models(n_obs: int) -> dict[str, tuple[Any, str, Any]]:
     """name -> (model, data name to replace, new same-shaped values)."""
     import numpy as np
 
-    from cloudcache.demo_models import radon_model, varying_slopes_model
+    from cloudcache.demo.models import radon_model, varying_slopes_model
 
     radon = radon_model()
     slopes = varying_slopes_model(n_obs)
@@ -190,7 +190,7 @@ def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_calibrate(args: argparse.Namespace) -> dict[str, Any]:
     """Repeat-miss seconds of numpyro and nutpie by number of observations."""
-    from cloudcache.demo_models import varying_slopes_model
+    from cloudcache.demo.models import varying_slopes_model
 
     settings = _settings(args)
     rows = {}
@@ -210,7 +210,7 @@ def bench_remote(args: argparse.Namespace) -> dict[str, Any]:
     import pymc as pm
 
     import cloudcache as cc
-    from cloudcache.demo_models import radon_model
+    from cloudcache.demo.models import radon_model
 
     settings = {**_settings(args), "draws": 500, "tune": 500, "chains": 2}
     cluster = distributed.LocalCluster(

@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 
 import cloudcache as cc
 from cloudcache.cli import app
-from cloudcache.stores.catalog import Catalog
-from cloudcache.stores.netcdf import KEY_ATTR, METADATA_ATTR, attrs_checksum
+from cloudcache.stores.format.netcdf import KEY_ATTR, METADATA_ATTR, attrs_checksum
+from cloudcache.stores.maintenance.catalog import Catalog
 
 VERIFY_SAMPLE = 50
 

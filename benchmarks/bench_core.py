@@ -31,9 +31,9 @@ import pymc as pm
 
 import cloudcache as cc
 from cloudcache.backends.pymc import PymcBackend
-from cloudcache.demo_models import radon_model
+from cloudcache.calls.request import normalize_sample_call
+from cloudcache.demo.models import radon_model
 from cloudcache.fingerprint import compute_key
-from cloudcache.request import normalize_sample_call
 
 CALL = {"draws": 2000, "tune": 1000, "chains": 4, "random_seed": 1, "progressbar": False}
 
@@ -41,7 +41,7 @@ FRESH_HIT = """
 import json, sys, time
 import numpy as np, pymc as pm, xarray as xr
 import cloudcache as cc
-from cloudcache.demo_models import radon_model
+from cloudcache.demo.models import radon_model
 
 # The NetCDF library's first-open cost, paid on an unrelated small tree of the same shape.
 rng = np.random.default_rng(0)

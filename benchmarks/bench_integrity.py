@@ -22,7 +22,7 @@ import xarray as xr
 
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.netcdf import attrs_checksum, read_metadata, tree_checksum
+from cloudcache.stores.format.netcdf import attrs_checksum, read_metadata, tree_checksum
 
 SIZES = {
     "small (4x500, 10 groups)": (500, 10),

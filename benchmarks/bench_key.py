@@ -20,9 +20,9 @@ from collections.abc import Callable
 import numpy as np
 import pymc as pm
 
-from cloudcache.demo_models import radon_model
+from cloudcache.calls.request import normalize_sample_call
+from cloudcache.demo.models import radon_model
 from cloudcache.fingerprint import compute_key
-from cloudcache.request import normalize_sample_call
 
 REQUEST = normalize_sample_call(pm.sample, (), {"draws": 1000, "chains": 4, "random_seed": 1})
 VERSIONS = {"pymc": pm.__version__}

@@ -37,8 +37,8 @@ def _cpu() -> float:
 def _ours(model, **kwargs):
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.backends.numpyro import NumpyroBackend
-    from cloudcache.request import normalize_sample_call
+    from cloudcache.backends.numpyro.backend import NumpyroBackend
+    from cloudcache.calls.request import normalize_sample_call
 
     kwargs = {"progressbar": False, "compute_convergence_checks": False, **kwargs}
     request = normalize_sample_call(mcmc.sample, (), {**kwargs, "model": model})
@@ -61,7 +61,7 @@ def _min_ess(tree) -> float:
 def bench_repeat(reps: int) -> dict[str, Any]:
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.demo_models import radon_model
+    from cloudcache.demo.models import radon_model
 
     model = radon_model()
     _, first, _ = _timed(_ours, model, random_seed=0, **RADON)
@@ -97,8 +97,8 @@ def bench_set_data() -> dict[str, Any]:
     import jax
     import pymc as pm
 
-    from cloudcache.backends.numpyro_runner import KERNELS
-    from cloudcache.demo_models import radon_data, radon_model
+    from cloudcache.backends.numpyro.runner import KERNELS
+    from cloudcache.demo.models import radon_data, radon_model
 
     events: list[float] = []
 
@@ -131,7 +131,7 @@ import time, json
 t0 = time.perf_counter()
 import sys; sys.path.insert(0, {bench!r})
 from bench_numpyro import _ours
-from cloudcache.demo_models import radon_model
+from cloudcache.demo.models import radon_model
 model = radon_model()
 t1 = time.perf_counter()
 _ours(model, random_seed=1, draws=2000, tune=1000, chains=4)
@@ -199,7 +199,7 @@ def hierarchical_model(n_obs: int = 100_000, groups: int = 100):
 def bench_cpu(draws: int, tune: int) -> dict[str, Any]:
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.demo_models import radon_model
+    from cloudcache.demo.models import radon_model
 
     results = {}
     for name, build in (("radon", radon_model), ("hierarchical_1e5", hierarchical_model)):
@@ -239,7 +239,7 @@ def bench_memory(reps: int) -> dict[str, Any]:
 
     import psutil
 
-    from cloudcache.demo_models import radon_model
+    from cloudcache.demo.models import radon_model
 
     model = radon_model()
     process = psutil.Process()
@@ -262,10 +262,10 @@ def bench_layouts(reps: int) -> dict[str, Any]:
     import jax
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.backends.jax_devices import ChainLayout
-    from cloudcache.backends.numpyro import plan_request, prepare_run, run_prepared
-    from cloudcache.demo_models import radon_model
-    from cloudcache.request import normalize_sample_call
+    from cloudcache.backends.numpyro.backend import plan_request, prepare_run, run_prepared
+    from cloudcache.backends.numpyro.devices import ChainLayout
+    from cloudcache.calls.request import normalize_sample_call
+    from cloudcache.demo.models import radon_model
 
     cpus = jax.devices("cpu")
     layouts = {

@@ -23,9 +23,9 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from cloudcache.stores.entryfile import checked_entry_file
-from cloudcache.stores.inspection import check_header
-from cloudcache.stores.netcdf import ENGINE, decode_entry, encode_entry
+from cloudcache.stores.format.entryfile import checked_entry_file
+from cloudcache.stores.format.inspection import check_header
+from cloudcache.stores.format.netcdf import ENGINE, decode_entry, encode_entry
 
 KEY = "ab" * 16
 

@@ -48,7 +48,7 @@ def timed_miss(model: Any, executor: Any, seed: int) -> tuple[float, float]:
 def bench_dispatch() -> dict[str, Any]:
     import distributed
 
-    from cloudcache.demo_models import eight_schools_model
+    from cloudcache.demo.models import eight_schools_model
 
     model = eight_schools_model()
     cluster = distributed.LocalCluster(
@@ -92,7 +92,7 @@ def bench_shared_hit() -> dict[str, Any]:
     import pymc as pm
     from fixtures_s3 import make_bucket, start_moto
 
-    from cloudcache.demo_models import radon_model
+    from cloudcache.demo.models import radon_model
     from cloudcache.stores import EntryRef, FileStore
     from cloudcache.stores.base import Entry
 
@@ -128,7 +128,7 @@ def bench_result_codec() -> dict[str, Any]:
     import pymc as pm
 
     import cloudcache as cc
-    from cloudcache.demo_models import radon_model
+    from cloudcache.demo.models import radon_model
     from cloudcache.executors.remote_task import ENGINES, result_engine, tree_to_bytes
     from cloudcache.stores.files import without_dask_locks
 

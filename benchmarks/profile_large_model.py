@@ -48,8 +48,8 @@ def _jax_logp(model):
     """The runner's JAX log density, its data and the initial point, on the default device."""
     import jax.numpy as jnp
 
-    from cloudcache.backends import numpyro as backend
-    from cloudcache.backends.jax_logp import model_graph
+    from cloudcache.backends.numpyro import backend
+    from cloudcache.backends.numpyro.logp import model_graph
 
     backend._enable_x64()
     graph = model_graph(model)
@@ -152,12 +152,12 @@ def compile_split(n_obs: int) -> dict[str, Any]:
     import numpy as np
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.backends.jax_devices import chain_layout
-    from cloudcache.backends.jax_logp import model_graph
-    from cloudcache.backends.numpyro import _enable_x64, _signature_of
-    from cloudcache.backends.numpyro_plan import plan_request
-    from cloudcache.backends.numpyro_runner import _sampler_function, _struct
-    from cloudcache.request import normalize_sample_call
+    from cloudcache.backends.numpyro.backend import _enable_x64, _signature_of
+    from cloudcache.backends.numpyro.devices import chain_layout
+    from cloudcache.backends.numpyro.logp import model_graph
+    from cloudcache.backends.numpyro.plan import plan_request
+    from cloudcache.backends.numpyro.runner import _sampler_function, _struct
+    from cloudcache.calls.request import normalize_sample_call
 
     _enable_x64()
     model = hierarchical_model(n_obs)
@@ -207,13 +207,13 @@ def _quiet_pymc():
 def fixed_work(n_obs: int, draws: int) -> dict[str, Any]:
     """ms per leapfrog step per chain with the same fixed-step, depth-6 NUTS in both samplers."""
     # The backend module must come first: it asks JAX for one CPU device per core.
-    from cloudcache.backends.numpyro import plan_request, prepare_run, run_prepared  # isort: skip
+    from cloudcache.backends.numpyro.backend import plan_request, prepare_run, run_prepared  # isort: skip
     import jax
     import pymc as pm
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.backends.jax_devices import ChainLayout
-    from cloudcache.request import normalize_sample_call
+    from cloudcache.backends.numpyro.devices import ChainLayout
+    from cloudcache.calls.request import normalize_sample_call
 
     model = hierarchical_model(n_obs)
     chains = 2

@@ -9,13 +9,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cloudcache.calls.records import CallRecord
     from cloudcache.prewarm import prewarm
-    from cloudcache.records import CallRecord
     from cloudcache.session import Session, cloud
     from cloudcache.stores import FileStore, MemoryStore, Store, TieredStore
 
 _PUBLIC = {
-    "CallRecord": "cloudcache.records",
+    "CallRecord": "cloudcache.calls.records",
     "FileStore": "cloudcache.stores",
     "MemoryStore": "cloudcache.stores",
     "Session": "cloudcache.session",
@@ -40,7 +40,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "__version__":  # looked up on first use, like the other public names
-        from cloudcache.versions import installed_version
+        from cloudcache.util.versions import installed_version
 
         found = installed_version("cloudcache")
         globals()[name] = found if found != "missing" else "0.0.0+unknown"

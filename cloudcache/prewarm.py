@@ -33,11 +33,11 @@ def prewarm(model: pm.Model, *, device: str = "auto", **sample_kwargs: Any) -> P
     do. A later ``pm.sample`` with the same structure inside ``cloudcache.cloud(...)`` (in this
     process, or in another one through JAX's persistent compilation cache) skips compilation.
     """
-    from cloudcache import jax_cache, patch
-    from cloudcache.backends.numpyro import prepare_run
-    from cloudcache.backends.numpyro_plan import Fallback, plan_request
-    from cloudcache.backends.numpyro_runner import KERNELS
-    from cloudcache.request import normalize_sample_call
+    from cloudcache.backends.numpyro.backend import jax_cache, prepare_run
+    from cloudcache.backends.numpyro.plan import Fallback, plan_request
+    from cloudcache.backends.numpyro.runner import KERNELS
+    from cloudcache.calls import dispatch as patch
+    from cloudcache.calls.request import normalize_sample_call
 
     # pymc.sample may be patched by an open cloud() block: bind against PyMC's own function.
     request = normalize_sample_call(patch.original("sample"), (), {**sample_kwargs, "model": model})

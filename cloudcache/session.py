@@ -7,17 +7,17 @@ from typing import Any
 
 import pymc as pm
 
-from cloudcache import patch
 from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES
-from cloudcache.callpath import CachePath, Call, CallKind
-from cloudcache.display import calls_table
+from cloudcache.calls import dispatch
+from cloudcache.calls.path import CachePath, Call, CallKind
+from cloudcache.calls.predictive import PREDICTIVE_KINDS, PredictiveCall
+from cloudcache.calls.records import CallRecord
+from cloudcache.calls.sample import SampleCall
 from cloudcache.executors import Executor, resolve_executor
-from cloudcache.predictive import PREDICTIVE_KINDS, PredictiveCall
-from cloudcache.records import CallRecord
-from cloudcache.sample_call import SampleCall
 from cloudcache.stores.base import Store
 from cloudcache.stores.resolve import resolve_cache
-from cloudcache.validation import check_scheduler_address, check_timeout
+from cloudcache.ui.display import calls_table
+from cloudcache.util.validation import check_scheduler_address, check_timeout
 
 
 def _check_bool(name: str, value: Any) -> bool:
@@ -124,7 +124,7 @@ class Session:
         }
         self.model.__enter__()
         try:
-            self._token = patch.push_session(self)
+            self._token = dispatch.push_session(self)
         except BaseException:
             self.model.__exit__(None, None, None)
             raise
@@ -133,7 +133,7 @@ class Session:
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
         try:
             if self._token is not None:
-                patch.pop_session(self._token)
+                dispatch.pop_session(self._token)
                 self._token = None
         finally:
             if self.model is not None:

@@ -27,8 +27,8 @@ def _():
     import xarray as xr
 
     import cloudcache as cc
-    from cloudcache.demo_models import eight_schools_model
-    from cloudcache.display import calls_table
+    from cloudcache.demo.models import eight_schools_model
+    from cloudcache.ui.display import calls_table
 
     DRAWS = int(os.environ.get("CLOUDCACHE_NOTEBOOK_DRAWS", "1000"))
     BACKEND = os.environ.get("CLOUDCACHE_NOTEBOOK_BACKEND", "numpyro")

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 from tiny_models import TINY, tiny_model  # noqa: E402
 
-from cloudcache.pymc_compat import as_tree  # noqa: E402
+from cloudcache.compat.pymc import as_tree  # noqa: E402
 from cloudcache.stores.resolve import process_memory_store  # noqa: E402
 
 

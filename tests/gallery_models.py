@@ -17,7 +17,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.ops import as_op
 
-from cloudcache.backends.pytensor_compat import PYTENSOR_MAJOR
+from cloudcache.compat.pytensor import PYTENSOR_MAJOR
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import pymc.sampling
 import pymc.sampling.mcmc
 
 import cloudcache as cc
-from cloudcache.pymc_compat import as_tree
-from cloudcache.stores.netcdf import tree_checksum
+from cloudcache.compat.pymc import as_tree
+from cloudcache.stores.format.netcdf import tree_checksum
 
 BASE_CALL: dict[str, Any] = {
     "draws": 25,

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cloudcache.pymc_compat import RETURNS_INFERENCEDATA, as_tree, is_inferencedata
-from cloudcache.stores.netcdf import tree_checksum
+from cloudcache.compat.pymc import RETURNS_INFERENCEDATA, as_tree, is_inferencedata
+from cloudcache.stores.format.netcdf import tree_checksum
 
 __all__ = [
     "RETURNS_INFERENCEDATA",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from cloudcache.pymc_compat import as_tree, is_inferencedata
+from cloudcache.compat.pymc import as_tree, is_inferencedata
 
 #: Relative and absolute tolerance for PyMC-sampler draws of one key from two runs.
 PYMC_RTOL = 1e-6

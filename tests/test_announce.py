@@ -13,7 +13,7 @@ import pytest
 from cli_entries import sampled_cache
 from nbclient import NotebookClient
 
-from cloudcache.announce import (
+from cloudcache.ui.announce import (
     announce,
     announce_hit,
     announce_miss,
@@ -99,7 +99,7 @@ def test_jupyter_kernel_gets_an_html_badge_not_a_stderr_line():
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
         nbformat.v4.new_code_cell(
-            "from cloudcache.announce import announce_hit, front_end\n"
+            "from cloudcache.ui.announce import announce_hit, front_end\n"
             f"{HIT_CALL}\nprint(front_end())"
         )
     ]
@@ -122,7 +122,7 @@ def test_marimo_notebook_gets_an_html_badge(tmp_path):
 
         @app.cell
         def _():
-            from cloudcache.announce import announce_hit, front_end
+            from cloudcache.ui.announce import announce_hit, front_end
 
             {HIT_CALL}
             print("FRONT_END=" + front_end())

@@ -14,9 +14,9 @@ import xarray as xr
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.audit import LP_STATS, audit_failure, audit_points, compiled_model
-from cloudcache.pymc_compat import as_tree
-from cloudcache.records import CallRecord
+from cloudcache.calls.audit import LP_STATS, audit_failure, audit_points, compiled_model
+from cloudcache.calls.records import CallRecord
+from cloudcache.compat.pymc import as_tree
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.resolve import process_memory_store

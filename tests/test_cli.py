@@ -16,8 +16,8 @@ from cli_entries import sampled_cache
 from typer.testing import CliRunner
 
 from cloudcache.cli import app
-from cloudcache.stores.catalog import Catalog, CatalogEntry
-from cloudcache.stores.pruning import select_for_pruning
+from cloudcache.stores.maintenance.catalog import Catalog, CatalogEntry
+from cloudcache.stores.maintenance.pruning import select_for_pruning
 
 DAY = 86400.0
 

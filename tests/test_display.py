@@ -10,9 +10,9 @@ from IPython.core.formatters import DisplayFormatter
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.announce import format_seconds
-from cloudcache.display import calls_table, record_card, short_location
-from cloudcache.records import CallRecord
+from cloudcache.calls.records import CallRecord
+from cloudcache.ui.announce import format_seconds
+from cloudcache.ui.display import calls_table, record_card, short_location
 
 KEY = "0123456789abcdef" + "f" * 48
 HOSTILE = '<script>alert("x")</script>&'

@@ -57,7 +57,7 @@ def check_api_reference(site: Path) -> None:
     """The API pages hold the docstrings; the site loads nothing from outside (offline)."""
     session = (site / "api" / "session" / "index.html").read_text()
     assert 'id="cloudcache.session.Session"' in session
-    assert 'id="cloudcache.records.CallRecord"' in session
+    assert 'id="cloudcache.calls.records.CallRecord"' in session
     assert "in-process memory" in session  # Session's docstring, rendered
     stores = (site / "api" / "stores" / "index.html").read_text()
     assert 'id="cloudcache.stores.FileStore"' in stores

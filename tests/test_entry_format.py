@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cloudcache.stores.netcdf import decode_entry, encode_entry
+from cloudcache.stores.format.netcdf import decode_entry, encode_entry
 
 KEY = "0123456789abcdef" * 2
 

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 import cloudcache as cc
 from cloudcache.cli import app
-from cloudcache.explain import differences, explain_miss, nearest_entry
 from cloudcache.fingerprint.key import major_minor
 from cloudcache.stores import MemoryStore
-from cloudcache.stores.catalog import Catalog
+from cloudcache.stores.maintenance.catalog import Catalog
+from cloudcache.ui.explain import differences, explain_miss, nearest_entry
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ import xarray as xr
 from gallery_models import GALLERY, GalleryCase
 
 import cloudcache
-from cloudcache.pymc_compat import PYMC_MAJOR, as_tree
-from cloudcache.records import CallRecord
+from cloudcache.calls.records import CallRecord
+from cloudcache.compat.pymc import PYMC_MAJOR, as_tree
 
 #: Every backend ``backend="auto"`` can choose runs the whole gallery (nutpie adds ~3.5 min:
 #: it compiles each model with numba, which has no persistent cache for nutpie's code).
@@ -260,7 +260,7 @@ FRESH_PROCESS = textwrap.dedent(
     import numpy as np
     import pymc as pm
     import cloudcache
-    from cloudcache.pymc_compat import as_tree
+    from cloudcache.compat.pymc import as_tree
     from gallery_models import CASES
 
     backend, cache_dir = sys.argv[1], sys.argv[2]

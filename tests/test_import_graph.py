@@ -140,8 +140,8 @@ def private_attribute_uses(module: str) -> Iterator[str]:
 
 
 def test_the_checker_sees_a_private_attribute_of_another_module() -> None:
-    assert "_call_warned" in DEFINED["cloudcache.callpath"]
-    assert "_origins" in DEFINED["cloudcache.predictive"]
+    assert "_call_warned" in DEFINED["cloudcache.calls.path"]
+    assert "_origins" in DEFINED["cloudcache.calls.predictive"]
 
 
 def test_no_private_attribute_of_another_module() -> None:

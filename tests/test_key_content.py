@@ -20,9 +20,9 @@ import pytest
 import xxhash
 
 import cloudcache as cc
+from cloudcache.calls.request import normalize_sample_call
 from cloudcache.fingerprint import UnkeyableObject, compute_key
 from cloudcache.fingerprint.canonical import content_digest
-from cloudcache.request import normalize_sample_call
 
 HERE = Path(__file__).parent
 REQUEST = normalize_sample_call(pm.sample, (), {"draws": 10, "chains": 1, "random_seed": 1})
@@ -192,7 +192,7 @@ def test_keys_of_code_holding_models_are_process_stable() -> None:
 def test_forward_seed_key_is_the_integer_pymc_reseeds_from() -> None:
     from pymc.util import _get_seeds_per_chain
 
-    from cloudcache.request import forward_seed_key
+    from cloudcache.calls.request import forward_seed_key
 
     generator = np.random.default_rng(5)
     assert forward_seed_key(1) == forward_seed_key(np.int64(1)) == ("forward-seed", 1)

@@ -24,14 +24,14 @@ import xarray as xr
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from cloudcache import jax_cache
 from cloudcache.backends.base import BackendRefused
-from cloudcache.backends.graph_key import graph_key
-from cloudcache.backends.jax_logp import model_graph
-from cloudcache.backends.numpyro import NumpyroBackend, chain_seeds
-from cloudcache.backends.numpyro_runner import KERNELS, KernelCache, prng_keys
+from cloudcache.backends.numpyro import jax_cache
+from cloudcache.backends.numpyro.backend import NumpyroBackend, chain_seeds
+from cloudcache.backends.numpyro.logp import model_graph
+from cloudcache.backends.numpyro.runner import KERNELS, KernelCache, prng_keys
+from cloudcache.calls.request import normalize_sample_call
+from cloudcache.fingerprint.graph import graph_key
 from cloudcache.prewarm import prewarm
-from cloudcache.request import normalize_sample_call
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"draws": 60, "tune": 60, "chains": 2, "progressbar": False}
@@ -251,8 +251,8 @@ def test_max_treedepth_and_target_accept_reach_the_kernel(model: pm.Model) -> No
 
 
 def test_initvals_without_jitter_start_there(model: pm.Model) -> None:
-    from cloudcache.backends.numpyro import prepare_run
-    from cloudcache.backends.numpyro_plan import plan_request
+    from cloudcache.backends.numpyro.backend import prepare_run
+    from cloudcache.backends.numpyro.plan import plan_request
 
     request = normalize_sample_call(
         mcmc.sample,
@@ -458,8 +458,8 @@ def test_gp_clip_gradient_is_exact_or_the_model_is_refused() -> None:
     """Root cause: under XLA fusion PyTensor 2 / JAX 0.10 differentiate a GP's clip wrongly."""
     from gallery_models import gp_marginal
 
-    from cloudcache.backends.jax_gradient_hazards import CLIP_GRADIENT_REASON
-    from cloudcache.backends.pytensor_compat import PYTENSOR_MAJOR
+    from cloudcache.backends.numpyro.gradient_hazards import CLIP_GRADIENT_REASON
+    from cloudcache.compat.pytensor import PYTENSOR_MAJOR
 
     model = gp_marginal()
     if PYTENSOR_MAJOR < 3:
@@ -499,7 +499,7 @@ def test_gather_max_matches_max_and_keeps_nan() -> None:
     from pytensor.graph.fg import FunctionGraph
     from pytensor.link.jax.dispatch import jax_funcify
 
-    from cloudcache.backends.jax_stable_ops import stabilise_reductions
+    from cloudcache.backends.numpyro.stable_ops import stabilise_reductions
 
     x = pt.dmatrix("x")
     outputs = [pt.max(x, axis=1), pt.min(x, axis=0), pt.max(x), pt.logsumexp(x, axis=1)]
@@ -567,7 +567,7 @@ def test_as_op_is_refused_before_the_key_without_jax() -> None:
         import numpy as np, pymc as pm, pytensor.tensor as pt
         from pytensor.compile.ops import as_op
         from cloudcache.backends.base import resolve_backend
-        from cloudcache.request import normalize_sample_call
+        from cloudcache.calls.request import normalize_sample_call
         import pymc.sampling.mcmc as mcmc
 
         @as_op(itypes=[pt.dscalar], otypes=[pt.dscalar])
@@ -599,7 +599,7 @@ def test_nonfinite_gradient_at_the_start_is_an_error_and_nothing_is_stored(
     tmp_path: Path,
 ) -> None:
     import cloudcache
-    from cloudcache.backends.run_checks import SamplerFailure
+    from cloudcache.backends.numpyro.run_checks import SamplerFailure
 
     with pm.Model() as model:
         x = pm.Normal("x", 0.0, 1.0, initval=0.0)
@@ -614,7 +614,7 @@ def test_nonfinite_gradient_at_the_start_is_an_error_and_nothing_is_stored(
 
 
 def test_failure_symptoms() -> None:
-    from cloudcache.backends.run_checks import failure_symptom, program_disagreement
+    from cloudcache.backends.numpyro.run_checks import failure_symptom, program_disagreement
 
     healthy = {
         "step_size": np.full((2, 50), 0.4),
@@ -642,7 +642,7 @@ def test_start_point_check_passed_in_an_earlier_process_is_not_repeated() -> Non
     check, when it runs and passes, touches the marker, so an unchanged mtime proves it was
     skipped.
     """
-    from cloudcache.backends import checked_programs
+    from cloudcache.backends.numpyro import checked_programs
 
     directory = jax_cache.enable_persistent_cache()  # as the first run would (also run alone)
     assert directory is not None

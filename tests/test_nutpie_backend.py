@@ -21,11 +21,11 @@ from tiny_models import TINY, tiny_model
 import cloudcache
 from cloudcache.backends.base import resolve_backend
 from cloudcache.backends.choose import auto_choice, observation_count, short_count
-from cloudcache.backends.nutpie import NutpieBackend
-from cloudcache.backends.nutpie_compiled import COMPILED
-from cloudcache.demo_models import radon_model, varying_slopes_model
-from cloudcache.pymc_compat import as_tree
-from cloudcache.request import normalize_sample_call
+from cloudcache.backends.nutpie.backend import NutpieBackend
+from cloudcache.backends.nutpie.compiled import COMPILED
+from cloudcache.calls.request import normalize_sample_call
+from cloudcache.compat.pymc import as_tree
+from cloudcache.demo.models import radon_model, varying_slopes_model
 from cloudcache.stores.files import FileStore
 
 pytest.importorskip("nutpie")
@@ -216,8 +216,8 @@ def test_auto_resolution_imports_no_sampler_library():
         import sys
         import pymc.sampling.mcmc as mcmc
         from cloudcache.backends.base import resolve_backend
-        from cloudcache.demo_models import radon_model, varying_slopes_model
-        from cloudcache.request import normalize_sample_call
+        from cloudcache.demo.models import radon_model, varying_slopes_model
+        from cloudcache.calls.request import normalize_sample_call
         for model in (radon_model(), varying_slopes_model(30_000)):
             request = normalize_sample_call(mcmc.sample, (), {"model": model})
             resolution = resolve_backend("auto", model, request, "cpu")
@@ -264,8 +264,8 @@ def test_a_cloudpickled_model_has_the_same_structure_key():
     """What a Dask worker receives is a new object each time: it must find the compiled model."""
     import cloudpickle
 
-    from cloudcache.backends.nutpie_compiled import lifted_model, structure_key
-    from cloudcache.backends.nutpie_plan import plan_nutpie
+    from cloudcache.backends.nutpie.compiled import lifted_model, structure_key
+    from cloudcache.backends.nutpie.plan import plan_nutpie
 
     model = regression()
     plan = plan_nutpie(request_for(model))
@@ -281,7 +281,7 @@ def test_a_cloudpickled_model_has_the_same_numpyro_kernel_key():
     """The NumPyro runner's cache must recognise a shipped model too (scalar ops, frozendicts)."""
     import cloudpickle
 
-    from cloudcache.backends.jax_logp import model_graph
+    from cloudcache.backends.numpyro.logp import model_graph
 
     model = radon_model()
     shipped = cloudpickle.loads(cloudpickle.dumps(model))

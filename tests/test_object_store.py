@@ -26,7 +26,7 @@ import cloudcache as cc
 from cloudcache.executors import LocalExecutor
 from cloudcache.stores import Entry, EntryRef, FileStore, MemoryStore, TieredStore
 from cloudcache.stores.files import with_default_options
-from cloudcache.stores.netcdf import KEY_ATTR, tree_checksum
+from cloudcache.stores.format.netcdf import KEY_ATTR, tree_checksum
 
 TESTS = Path(__file__).parent
 s3_server = fixtures_s3.s3_server

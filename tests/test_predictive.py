@@ -19,8 +19,8 @@ from pymc_results import RETURNS_INFERENCEDATA, copy_result, group, group_names
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.predictive import remember_origin, trace_identity
-from cloudcache.records import CallRecord
+from cloudcache.calls.predictive import remember_origin, trace_identity
+from cloudcache.calls.records import CallRecord
 
 QUIET = {"backend": "pymc", "quiet": True}
 

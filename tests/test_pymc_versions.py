@@ -27,10 +27,10 @@ from same_draws import assert_pymc_draws_close
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
+from cloudcache.calls.request import normalize_sample_call
 from cloudcache.fingerprint.key import compute_key, major_minor
-from cloudcache.request import normalize_sample_call
 from cloudcache.stores.resolve import process_memory_store
-from cloudcache.versions import installed_versions
+from cloudcache.util.versions import installed_versions
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -201,7 +201,7 @@ def test_a_nuts_sampler_left_out_is_not_asked_for() -> None:
 @pytest.mark.filterwarnings("ignore:The samples argument has been deprecated")
 def test_renamed_predictive_arguments_key_as_their_new_name() -> None:
     """PyMC 5's prior predictive takes ``samples=`` for ``draws=``: one key, the same draws."""
-    from cloudcache.pymc_compat import PREDICTIVE_RENAMED_ARGUMENTS
+    from cloudcache.compat.pymc import PREDICTIVE_RENAMED_ARGUMENTS
 
     if "samples" not in PREDICTIVE_RENAMED_ARGUMENTS:
         pytest.skip(f"PyMC {pm.__version__} has no `samples=` argument")

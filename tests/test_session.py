@@ -18,7 +18,7 @@ from same_draws import assert_pymc_draws_close
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache import patch
+from cloudcache.calls import dispatch as patch
 
 ORIGINAL_SAMPLE = pymc.sampling.mcmc.sample
 
@@ -189,7 +189,7 @@ def test_versions_are_read_once_without_a_metadata_scan() -> None:
     """The key's versions come from the dist-info names and agree with importlib.metadata."""
     from importlib.metadata import version
 
-    from cloudcache.versions import dist_info_versions, installed_versions
+    from cloudcache.util.versions import dist_info_versions, installed_versions
 
     for package in ("pymc", "pytensor", "numpy", "xarray", "jax", "numpyro"):
         assert installed_versions(package) == {package: version(package)}
@@ -417,7 +417,7 @@ def test_a_new_call_kind_is_only_its_hooks() -> None:
 
     import xarray as xr
 
-    from cloudcache.callpath import CachePath, Call, CallKind, PassThrough, Plan
+    from cloudcache.calls.path import CachePath, Call, CallKind, PassThrough, Plan
 
     @dataclass(frozen=True)
     class Request:

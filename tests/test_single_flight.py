@@ -17,7 +17,7 @@ from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
 from cloudcache.stores import EntryRef, FileStore, MemoryStore, TieredStore
-from cloudcache.stores.layout import is_entry_name
+from cloudcache.stores.format.layout import is_entry_name
 from cloudcache.stores.locking import LOCK_DIRECTORY, lock_path
 
 TESTS = Path(__file__).parent

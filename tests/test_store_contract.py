@@ -23,8 +23,8 @@ import xarray as xr
 
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
 from cloudcache.stores.files import FileStore
+from cloudcache.stores.format.netcdf import tree_checksum
 from cloudcache.stores.memory import MemoryStore
-from cloudcache.stores.netcdf import tree_checksum
 from cloudcache.stores.tiered import TieredStore
 
 s3_server = fixtures_s3.s3_server

@@ -123,7 +123,7 @@ def sample_backend(
     import pymc.sampling.mcmc as mcmc
 
     from cloudcache.backends.base import get_backend
-    from cloudcache.request import normalize_sample_call
+    from cloudcache.calls.request import normalize_sample_call
 
     kwargs = {"draws": draws, "tune": tune, "chains": chains, "random_seed": seed}
     request = normalize_sample_call(mcmc.sample, (), {**kwargs, "model": model, "quiet": True})
@@ -141,7 +141,7 @@ def check_posterior(
     backend: str = "numpyro",
 ) -> dict[str, Any]:
     """Sample one posterior and compare every parameter with its reference."""
-    from cloudcache.backends.arviz_compat import mean_mcse
+    from cloudcache.compat.arviz import mean_mcse
 
     reference = json.loads((HERE / "reference_posteriors.json").read_text())[name]["params"]
     start = time.perf_counter()

@@ -6,15 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from cloudcache.backends import numpyro_plan, nutpie_plan
 from cloudcache.backends.choose import AutoChoice, auto_choice
 from cloudcache.backends.lazy import LazyBackend
+from cloudcache.backends.numpyro import plan as numpyro_plan
+from cloudcache.backends.nutpie import plan as nutpie_plan
 
 if TYPE_CHECKING:
     import pymc as pm
     import xarray as xr
 
-    from cloudcache.request import SampleRequest
+    from cloudcache.calls.request import SampleRequest
 
 #: Valid values of ``cloud(backend=...)``: ``"auto"`` picks one of the samplers per call.
 BACKEND_NAMES: tuple[str, ...] = ("auto", "numpyro", "nutpie", "pymc")
@@ -60,14 +61,14 @@ class Backend(Protocol):
 LAZY_BACKENDS: dict[str, LazyBackend] = {
     "numpyro": LazyBackend(
         "numpyro",
-        "cloudcache.backends.numpyro",
+        "cloudcache.backends.numpyro.backend",
         "NumpyroBackend",
         numpyro_plan.LIBRARIES,
         numpyro_plan.refusal,
     ),
     "nutpie": LazyBackend(
         "nutpie",
-        "cloudcache.backends.nutpie",
+        "cloudcache.backends.nutpie.backend",
         "NutpieBackend",
         nutpie_plan.LIBRARIES,
         nutpie_plan.refusal,

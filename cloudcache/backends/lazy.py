@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from cloudcache.versions import installed_versions
+from cloudcache.util.versions import installed_versions
 
 
 @functools.cache

@@ -8,9 +8,9 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
-from cloudcache.pymc_compat import as_tree
-from cloudcache.request import SampleRequest
-from cloudcache.versions import installed_versions
+from cloudcache.calls.request import SampleRequest
+from cloudcache.compat.pymc import as_tree
+from cloudcache.util.versions import installed_versions
 
 
 class PymcBackend:

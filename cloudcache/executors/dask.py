@@ -24,20 +24,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from cloudcache.announce import announce, format_seconds
 from cloudcache.executors.remote_task import (
     installed_versions,
     sample_on_worker,
     tree_from_bytes,
 )
-from cloudcache.validation import check_timeout
+from cloudcache.ui.announce import announce, format_seconds
+from cloudcache.util.validation import check_timeout
 
 if TYPE_CHECKING:
     import pymc as pm
     import xarray as xr
 
     from cloudcache.backends.base import Backend
-    from cloudcache.request import SampleRequest
+    from cloudcache.calls.request import SampleRequest
 
 #: Seconds allowed to connect to a scheduler given by address (TCP connect and Dask handshake)
 #: when ``timeout=`` is None or longer.

@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from cloudcache.versions import installed_versions as versions_of
+from cloudcache.util.versions import installed_versions as versions_of
 
 #: Packages whose exact versions must match between the caller and a worker.
 CHECKED_PACKAGES: tuple[str, ...] = ("cloudcache", "pymc", "pytensor", "jax", "numpyro")
@@ -47,7 +47,7 @@ def result_engine() -> str:
 
 def tree_to_bytes(tree: Any) -> bytes:
     """Serialise a DataTree (or PyMC 5's InferenceData, as a DataTree) to NetCDF4 bytes."""
-    from cloudcache.pymc_compat import as_tree
+    from cloudcache.compat.pymc import as_tree
     from cloudcache.stores.files import without_dask_locks
 
     with without_dask_locks():
@@ -120,8 +120,8 @@ def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str)
     """
     import cloudpickle
 
-    from cloudcache import patch
     from cloudcache.backends.base import get_backend
+    from cloudcache.calls import dispatch as patch
 
     arrived = time.monotonic()
     model, request = cloudpickle.loads(payload)

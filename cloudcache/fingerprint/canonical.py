@@ -36,7 +36,7 @@ from pytensor.graph.type import Type
 from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.sharedvar import SharedVariable
 
-from cloudcache.classcheck import is_instance
+from cloudcache.compat.classcheck import is_instance
 from cloudcache.fingerprint.code import (
     code_parts,
     global_reads,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pymc as pm
 
+from cloudcache.calls.request import SampleRequest
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.model import model_components, model_slug
-from cloudcache.request import SampleRequest
 
 #: Bumped whenever the key's recipe changes, so old entries are never served by a new recipe.
 KEY_SCHEMA = 2

@@ -32,13 +32,13 @@ from cloudcache.stores.deadline import (
     DEFAULT_WRITE_DEADLINE,
     call_with_deadline,
 )
-from cloudcache.stores.entryfile import checked_entry_file, is_within
-from cloudcache.stores.inspection import KEY_ATTR
-from cloudcache.stores.layout import ENTRY_NAME, relative_path
+from cloudcache.stores.format.entryfile import checked_entry_file, is_within
+from cloudcache.stores.format.inspection import KEY_ATTR
+from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
+from cloudcache.stores.format.netcdf import decode_entry, encode_entry
 from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
-from cloudcache.stores.netcdf import decode_entry, encode_entry
 from cloudcache.stores.usage import UsageRecord, modified_time
-from cloudcache.validation import check_root
+from cloudcache.util.validation import check_root
 
 #: fsspec protocols and the extra that provides each.
 EXTRAS_BY_PROTOCOL = {
@@ -70,7 +70,7 @@ class FileStore(Store):
     configuration, never from cloudcache). ``lock_timeout``: seconds a process waits for another
     one sampling the same key on a shared directory before sampling by itself.
     ``max_entry_bytes``: entries declaring more data than this are damaged (default: only the
-    proportion to the file size is checked, see :mod:`cloudcache.stores.inspection`).
+    proportion to the file size is checked, see :mod:`cloudcache.stores.format.inspection`).
     """
 
     def __init__(

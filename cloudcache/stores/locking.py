@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cloudcache.stores.base import EntryRef
-from cloudcache.stores.layout import relative_path
+from cloudcache.stores.format.layout import relative_path
 
 #: Directory below a store's root that holds the lock files.
 LOCK_DIRECTORY = ".locks"

@@ -10,7 +10,7 @@ from cloudcache.stores.base import Store
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.memory import MemoryStore
 from cloudcache.stores.tiered import TieredStore
-from cloudcache.validation import check_cache_location
+from cloudcache.util.validation import check_cache_location
 
 CACHE_CHOICES = (
     "True (memory), False (no cache), 'disk' (memory + ./.cloudcache or $CLOUDCACHE_DIR), "

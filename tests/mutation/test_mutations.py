@@ -23,9 +23,9 @@ import zoo
 from pytensor.compile.ops import as_op
 
 import cloudcache as cc
+from cloudcache.calls.request import normalize_sample_call
+from cloudcache.compat.pymc import SAMPLE_RENAMED_ARGUMENTS
 from cloudcache.fingerprint import compute_key
-from cloudcache.pymc_compat import SAMPLE_RENAMED_ARGUMENTS
-from cloudcache.request import normalize_sample_call
 
 CALL: dict[str, Any] = {
     "draws": 20,

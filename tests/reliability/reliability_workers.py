@@ -29,7 +29,7 @@ import xxhash
 import cloudcache as cc
 from cloudcache.stores.base import EntryRef
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.netcdf import tree_checksum
+from cloudcache.stores.format.netcdf import tree_checksum
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, when run by path
 from same_draws import posterior_values

@@ -24,9 +24,9 @@ from reliability_workers import sample_kwargs, tiny_model
 
 import cloudcache as cc
 from cloudcache.stores.base import Entry, EntryRef
-from cloudcache.stores.catalog import Catalog
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.netcdf import KEY_ATTR
+from cloudcache.stores.format.netcdf import KEY_ATTR
+from cloudcache.stores.maintenance.catalog import Catalog
 
 KEY = "0a1b2c3d4e5f6a7b" * 2
 OTHER_KEY = "9f8e7d6c5b4a3f2e" * 2

@@ -33,7 +33,7 @@ from reliability_figures import record_trials
 from typer.testing import CliRunner
 
 from cloudcache.cli import app
-from cloudcache.stores.netcdf import METADATA_ATTR
+from cloudcache.stores.format.netcdf import METADATA_ATTR
 
 DAY = 86400.0
 #: Seconds a forked child may take before the test fails instead of hanging.

@@ -16,8 +16,8 @@ from reliability_figures import record_trials, trials
 from reliability_workers import Zygote, posterior_checksum, sample_tiny
 from same_draws import assert_pymc_draws_close
 
-from cloudcache.stores.layout import is_entry_name
-from cloudcache.stores.netcdf import KEY_ATTR, decode_entry
+from cloudcache.stores.format.layout import is_entry_name
+from cloudcache.stores.format.netcdf import KEY_ATTR, decode_entry
 
 PROCESSES = 8
 SHARED_SEED = 21

@@ -28,8 +28,8 @@ from reliability_workers import (
 from same_draws import assert_pymc_draws_close
 
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.layout import is_entry_name
-from cloudcache.stores.netcdf import KEY_ATTR, decode_entry
+from cloudcache.stores.format.layout import is_entry_name
+from cloudcache.stores.format.netcdf import KEY_ATTR, decode_entry
 
 SLOTS = 3
 BIG_VALUES = 150_000  # ~1.2 MB per entry, so kills regularly land inside a write

@@ -23,7 +23,7 @@ import pymc as pm
 from same_draws import posterior_values
 from tiny_models import TINY, tiny_model
 import cloudcache as cc
-from cloudcache.stores.netcdf import tree_checksum
+from cloudcache.stores.format.netcdf import tree_checksum
 with cc.cloud(tiny_model(), cache=False, backend={backend!r}, quiet=True) as run:
     tree = pm.sample(**TINY)
 print(json.dumps({{"key": run.last.key, "checksum": tree_checksum(tree["posterior"]),

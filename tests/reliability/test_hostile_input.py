@@ -23,7 +23,7 @@ from reliability_workers import sample_kwargs, tiny_model
 import cloudcache as cc
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.netcdf import ENGINE, KEY_ATTR, METADATA_ATTR, encode_entry
+from cloudcache.stores.format.netcdf import ENGINE, KEY_ATTR, METADATA_ATTR, encode_entry
 
 PACKAGE = Path(cc.__file__).resolve().parent
 KEY = "0123456789abcdef" * 2
@@ -133,7 +133,7 @@ def test_dask_results_travel_as_netcdf_bytes() -> None:
     distributed = pytest.importorskip("distributed")
     remote = pytest.importorskip("cloudcache.executors.remote_task")
     dask_executor = pytest.importorskip("cloudcache.executors.dask")
-    from cloudcache.request import normalize_sample_call
+    from cloudcache.calls.request import normalize_sample_call
 
     model = tiny_model()
     request = normalize_sample_call(pm.sample, (), {**sample_kwargs(3), "model": model})

@@ -19,7 +19,7 @@ from same_draws import assert_pymc_draws_close
 import cloudcache as cc
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.netcdf import tree_checksum
+from cloudcache.stores.format.netcdf import tree_checksum
 
 REF = EntryRef(key="0123456789abcdef" * 2, slug="tiny", label="draws30_tune30_chains2")
 OTHER = EntryRef(key="fedcba9876543210" * 2, slug="tiny", label="draws30_tune30_chains2")

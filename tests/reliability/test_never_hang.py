@@ -26,7 +26,7 @@ from reliability_workers import sample_kwargs, tiny_model
 import cloudcache as cc
 from cloudcache.stores.base import CorruptEntry, Entry, EntryRef
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.netcdf import decode_entry
+from cloudcache.stores.format.netcdf import decode_entry
 
 KEY = "fedcba9876543210" * 2
 REF = EntryRef(key=KEY, slug="planted", label="draws30_tune30_chains2")

@@ -13,7 +13,7 @@ from reliability_figures import record_trials
 from reliability_workers import sample_kwargs, tiny_model
 
 import cloudcache as cc
-from cloudcache import patch
+from cloudcache.calls import dispatch as patch
 
 ORIGINALS = {
     (module, attribute): getattr(importlib.import_module(module), attribute)

@@ -19,7 +19,7 @@ import cloudcache as cc
 from cloudcache.cli import app
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.layout import relative_path
+from cloudcache.stores.format.layout import relative_path
 from cloudcache.stores.memory import MemoryStore
 from cloudcache.stores.tiered import TieredStore
 from cloudcache.stores.usage import marker_path

@@ -20,7 +20,7 @@ from forked import call_in_fork, can_switch_user
 
 from cloudcache.stores.base import Entry, EntryRef, EntryUnreadable
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.netcdf import check_entry
+from cloudcache.stores.format.netcdf import check_entry
 from cloudcache.stores.usage import marker_path
 
 KEY = "5eed5eed5eed5eed" * 2

@@ -1,0 +1,307 @@
+"""NumPyro/JAX backend: NUTS from a compiled runner that is reused across calls.
+
+A miss goes: plan the request (or hand it to PyMC, see :mod:`numpyro_plan`) -> lift the model's
+data to arguments (:mod:`jax_logp`) -> jittered start points checked with a compiled log density
+-> the compiled all-chains sampler for this structure (:mod:`numpyro_runner`, compiled at most
+once per process and loaded from JAX's persistent cache in a new one) -> DataTree and PyMC's
+convergence warnings (:mod:`results`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cloudcache.backends.base import BackendRefused
+from cloudcache.backends.numpyro import checked_programs
+from cloudcache.backends.numpyro.plan import LIBRARIES, Fallback, RunPlan, plan_request, refusal
+from cloudcache.backends.numpyro.support import remember_refusal
+from cloudcache.backends.seeds import chain_seeds
+from cloudcache.calls.request import SampleRequest
+from cloudcache.util.versions import installed_versions
+
+if TYPE_CHECKING:
+    import pymc as pm
+    import xarray as xr
+
+    from cloudcache.backends.numpyro.devices import ChainLayout
+    from cloudcache.backends.numpyro.logp import ModelGraph
+    from cloudcache.backends.numpyro.runner import Signature
+
+_log = logging.getLogger("cloudcache")
+
+
+def _enable_x64() -> None:
+    """PyTensor's float64 graphs need JAX's 64-bit mode (importing its JAX dispatch sets it)."""
+    import pytensor.link.jax.dispatch  # noqa: F401
+
+
+def _signature_of(values: Sequence[np.ndarray], data: Sequence[np.ndarray]) -> Signature:
+    from cloudcache.backends.numpyro.runner import Signature
+
+    def sig(arrays: Sequence[np.ndarray]) -> tuple[tuple[tuple[int, ...], str], ...]:
+        return tuple((tuple(np.shape(a)), np.asarray(a).dtype.str) for a in arrays)
+
+    return Signature(values=sig(values), data=sig(data))
+
+
+def model_label(model: pm.Model) -> str:
+    """How errors name a model: its name, else its free variables."""
+    names = [v.name for v in model.free_RVs]
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"model {model.name!r}" if model.name else f"the model with free variables ({shown})"
+
+
+@dataclass
+class PreparedRun:
+    """Everything needed to launch the compiled sampler once."""
+
+    graph: ModelGraph
+    plan: RunPlan
+    layout: ChainLayout
+    seeds: list[int]
+    init: tuple[np.ndarray, ...]
+    data: list[np.ndarray]
+    executable: Any
+    compile_seconds: float
+
+
+def _initial_points(
+    model: pm.Model,
+    graph: ModelGraph,
+    plan: RunPlan,
+    seeds: Sequence[int],
+    data: Sequence[np.ndarray],
+    layout: ChainLayout,
+) -> tuple[np.ndarray, ...]:
+    """Jittered start points (PyMC's ``_init_jitter``), stacked as ``(chains, *shape)``."""
+    from pymc.sampling.mcmc import _init_jitter
+
+    from cloudcache.backends.numpyro.runner import compiled_logp
+
+    names = [v.name for v in graph.value_vars]
+
+    def point_logp(point: dict[str, np.ndarray]) -> float:
+        values = tuple(
+            np.asarray(point[n], dtype=v.dtype)
+            for n, v in zip(names, graph.value_vars, strict=True)
+        )
+        executable = compiled_logp(graph, _signature_of(values, data), layout.devices[0])
+        return float(executable(values, tuple(data)))
+
+    points = _init_jitter(
+        model,
+        plan.initvals,
+        seeds=list(seeds),
+        jitter=plan.jitter,
+        jitter_max_retries=plan.jitter_max_retries,
+        logp_fn=point_logp,
+    )
+    return tuple(
+        np.stack([np.asarray(p[n], dtype=v.dtype) for p in points])
+        for n, v in zip(names, graph.value_vars, strict=True)
+    )
+
+
+def _evaluations(
+    graph: ModelGraph, init: tuple[np.ndarray, ...], data: Sequence[np.ndarray], device: object
+) -> list[tuple[float, Any]]:
+    """``(logp, gradient)`` of ``graph``'s program at each chain's start point."""
+    from cloudcache.backends.numpyro.runner import compiled_value_and_grad
+
+    chains = init[0].shape[0] if init else 0
+    results = []
+    for chain in range(chains):
+        values = tuple(a[chain] for a in init)
+        executable = compiled_value_and_grad(graph, _signature_of(values, data), device)
+        logp, gradient = executable(values, tuple(data))
+        results.append((float(logp), [np.asarray(g) for g in gradient]))
+    return results
+
+
+def _start_point_problem(
+    model: pm.Model, graph: ModelGraph, plan: RunPlan, init: tuple[np.ndarray, ...], device: object
+) -> str | None:
+    """Why ``graph``'s program must not be used (``None``: it may).
+
+    With data as runtime arguments the program must agree with the constants-only program in
+    log density and gradient at the start points; any program needs a finite log density and
+    gradient there (else :class:`SamplerFailure`).
+    """
+    from cloudcache.backends.numpyro.logp import model_graph
+    from cloudcache.backends.numpyro.run_checks import (
+        SamplerFailure,
+        nonfinite_at,
+        program_disagreement,
+    )
+
+    data = graph.data_values()
+    own = _evaluations(graph, init, data, device)
+    if not graph.lifted:
+        symptom = nonfinite_at(own)
+        if symptom is not None:
+            raise SamplerFailure(f"cannot sample {model_label(model)}: {symptom}")
+        return None
+    constant = model_graph(model, plan.var_names, plan.keep_untransformed, lift=False)
+    reference = _evaluations(constant, init, [], device)
+    return program_disagreement(own, reference) or nonfinite_at(own)
+
+
+def prepare_run(
+    model: pm.Model,
+    plan: RunPlan,
+    random_seed: Any,
+    device: str,
+    layout: ChainLayout | None = None,
+    *,
+    lift: bool = True,
+) -> PreparedRun:
+    """Plan -> compiled sampler (from cache when possible) and its arguments for this call.
+
+    ``layout`` overrides the automatic chain layout (benchmarks use it). ``lift=False`` keeps
+    every datum a compile-time constant (the safe program). Raises :class:`Fallback` when the
+    runner cannot sample the model at all.
+    """
+    from cloudcache.backends.numpyro.devices import chain_layout, prepare_cpu_devices
+
+    prepare_cpu_devices()  # before anything initialises JAX's backend
+    from cloudcache.backends.numpyro.jax_cache import enable_persistent_cache
+    from cloudcache.backends.numpyro.logp import UnsupportedModel, model_graph
+    from cloudcache.backends.numpyro.runner import KERNELS, compiled_sampler
+
+    _enable_x64()
+    enable_persistent_cache()
+    discrete = model.discrete_value_vars
+    if discrete:
+        raise Fallback(f"the model has discrete free variables ({', '.join(map(str, discrete))})")
+    if plan.var_names is not None and not plan.var_names:
+        raise ValueError("var_names is empty")
+    try:
+        graph = model_graph(model, plan.var_names, plan.keep_untransformed, lift=lift)
+        graph.jax_functions()
+    except UnsupportedModel as exc:
+        raise Fallback(str(exc)) from exc
+    if layout is None:
+        layout = chain_layout(device, plan.chains, plan.chain_method)
+    seeds = chain_seeds(random_seed, plan.chains)
+    data = graph.data_values()
+    before = KERNELS.compile_seconds
+    init = _initial_points(model, graph, plan, seeds, data, layout)
+    signature = _signature_of([a[0] for a in init], data)
+    portable = not graph.key.pinned  # identity-keyed ops mean nothing in another process
+    if not checked_programs.passed(graph.key.digest, signature, portable):
+        problem = _start_point_problem(model, graph, plan, init, layout.devices[0])
+        if problem is not None:
+            _log.warning(
+                "cloudcache: data as runtime arguments change the result of %s (%s); "
+                "compiling it with the data as constants.",
+                model_label(model),
+                problem,
+            )
+            return prepare_run(model, plan, random_seed, device, layout, lift=False)
+        checked_programs.record_pass(graph.key.digest, signature, portable)
+    executable = compiled_sampler(graph, signature, plan, layout)
+    return PreparedRun(
+        graph, plan, layout, seeds, init, data, executable, KERNELS.compile_seconds - before
+    )
+
+
+def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
+    """Launch the compiled sampler and build the DataTree.
+
+    Raises :class:`~cloudcache.backends.numpyro.run_checks.SamplerFailure` when the run shows
+    the signs of a broken sampler (nothing is returned, so nothing is cached).
+    """
+    import jax
+
+    from cloudcache.backends.numpyro.progress import progress_bar
+    from cloudcache.backends.numpyro.results import build_datatree, convergence_warnings
+    from cloudcache.backends.numpyro.run_checks import SamplerFailure, failure_symptom
+    from cloudcache.backends.numpyro.runner import prng_keys, progress_stride
+
+    plan = run.plan
+    per_chain = plan.tune + plan.draws
+    reported = per_chain // progress_stride(plan) * progress_stride(plan)
+    description = f"Sampling {plan.chains} chains on {run.layout.describe()}"
+    start = time.perf_counter()
+    with progress_bar(plan.chains * reported, description, enabled=plan.progressbar):
+        outputs, stats = run.executable(prng_keys(run.seeds), run.init, tuple(run.data))
+        outputs, stats = jax.device_get((outputs, stats))
+    sampling_time = time.perf_counter() - start
+    symptom = failure_symptom(stats, plan.draws)
+    if symptom is not None:
+        raise SamplerFailure(f"sampling {model_label(model)} failed: {symptom}")
+    tree = build_datatree(
+        model,
+        run.graph.output_names,
+        outputs,
+        stats,
+        tune=plan.tune,
+        sampling_time=sampling_time,
+        idata_kwargs=plan.idata_kwargs,
+        extra_attrs={
+            "cloudcache_backend": "numpyro",
+            "cloudcache_device": run.layout.describe(),
+            "compile_time": round(run.compile_seconds, 6),
+        },
+    )
+    if plan.compute_convergence_checks:
+        convergence_warnings(tree, model, quiet=plan.quiet)
+    return tree
+
+
+class NumpyroBackend:
+    """Samples with NumPyro's NUTS kernel through a compiled, reused JAX runner.
+
+    Importing this class and asking :meth:`refusal` never imports JAX (cache hits stay light).
+    """
+
+    name = "numpyro"
+
+    def library_versions(self) -> dict[str, str]:
+        return installed_versions(*LIBRARIES)
+
+    def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
+        """PyMC-only arguments, discrete free variables, or ops with no JAX conversion."""
+        return refusal(model, request)
+
+    def sample(
+        self,
+        model: pm.Model,
+        request: SampleRequest,
+        *,
+        device: str,
+        pymc_sample: Callable[..., Any],
+    ) -> xr.DataTree:
+        """Sample ``model`` as ``request`` asks, on ``device`` ("auto" | "cpu" | "gpu").
+
+        Raises :class:`BackendRefused` (before any draw) when the runner cannot sample it; the
+        session then samples with PyMC's own sampler under that backend's key.
+        """
+        from cloudcache.backends.numpyro.run_checks import SamplerFailure
+
+        try:
+            plan = plan_request(request)
+            if not request.arguments.get("quiet") and request.draws < 100:
+                _log.warning(
+                    "Only %d samples per chain. Reliable r-hat and ESS diagnostics require "
+                    "longer chains for accurate estimate.",
+                    request.draws,
+                )
+            run = prepare_run(model, plan, request.random_seed, device)
+        except Fallback as reason:
+            remember_refusal(model, str(reason))
+            raise BackendRefused(str(reason)) from reason
+        try:
+            return run_prepared(model, run)
+        except SamplerFailure as failure:
+            if not run.graph.lifted:
+                raise
+            _log.warning("cloudcache: %s; retrying once with the data as constants.", failure)
+        run = prepare_run(model, plan, request.random_seed, device, lift=False)
+        return run_prepared(model, run)

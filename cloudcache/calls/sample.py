@@ -1,0 +1,102 @@
+"""The hooks of ``pm.sample`` on the cache path: normalise, choose the backend, run a miss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pymc as pm
+
+from cloudcache.backends.base import BackendRefused, Resolution, pymc_fallback, resolve_backend
+from cloudcache.calls.audit import audit_failure
+from cloudcache.calls.path import Call, CallKind, PassThrough, Plan, Uncacheable
+from cloudcache.calls.predictive import remember_origin
+from cloudcache.calls.records import CallRecord
+from cloudcache.calls.request import SampleRequest, normalize_sample_call
+from cloudcache.executors import Executor
+
+
+@dataclass(frozen=True)
+class SamplePayload:
+    """What a miss needs to run: the resolved backend and PyMC's unpatched sampler."""
+
+    resolution: Resolution
+    pymc_sample: Callable[..., Any]
+
+
+class SampleCall(CallKind):
+    """``pm.sample``: keyed by the backend that really samples; misses run on ``executor``."""
+
+    name = "sample"
+    uncached_backend = "pymc"
+
+    def __init__(self, model: pm.Model, backend_name: str, device: str, executor: Executor) -> None:
+        self.model = model
+        self.backend_name = backend_name
+        self.device = device
+        self.executor = executor
+
+    def normalize(self, call: Call) -> SampleRequest:
+        try:
+            request = normalize_sample_call(call.function, call.args, call.kwargs)
+        except TypeError as error:
+            raise PassThrough from error
+        if request.uncacheable_reason:
+            raise Uncacheable(request.uncacheable_reason, request)
+        return request
+
+    def plan(self, request: SampleRequest, call: Call) -> Plan:
+        resolution = resolve_backend(self.backend_name, self.model, request, self.device)
+        return self.plan_for(request, resolution, call.function)
+
+    def fallback(self, plan: Plan, refused: BackendRefused) -> Plan:
+        reason = f"{plan.backend_id} cannot sample this: {refused}"
+        return self.plan_for(plan.request, pymc_fallback(reason), plan.payload.pymc_sample)
+
+    def plan_for(
+        self, request: SampleRequest, resolution: Resolution, pymc_sample: Callable[..., Any]
+    ) -> Plan:
+        return Plan(
+            request=request,
+            backend_id=resolution.backend_id,
+            versions=resolution.backend.library_versions(),
+            device=self.device,
+            details={
+                "draws": request.draws,
+                "tune": request.tune,
+                "chains": request.chains,
+                "device": self.device,
+                **({"choice": resolution.choice} if resolution.choice else {}),
+            },
+            reason=resolution.reason,
+            backend_label=resolution.choice,
+            note=f"sampling with PyMC's sampler: {resolution.reason}" if resolution.reason else "",
+            payload=SamplePayload(resolution, pymc_sample),
+        )
+
+    def run(self, plan: Plan, quiet: bool) -> Any:
+        payload: SamplePayload = plan.payload
+        return self.executor.run(
+            payload.resolution.backend,
+            self.model,
+            plan.request,
+            device=self.device,
+            pymc_sample=payload.pymc_sample,
+            quiet=quiet,
+        )
+
+    def audit(self, tree: Any) -> str | None:
+        return audit_failure(self.model, tree)
+
+    def run_uncached(self, call: Call, request: SampleRequest | None) -> Any:
+        if request is None:
+            return call.run_as_given()
+        return call.function(**request.pymc_arguments(model=self.model))
+
+    def uncached_note(self, reason: str) -> str:
+        return f"running uncached with PyMC's sampler: {reason}"
+
+    def deliver(self, request: SampleRequest, tree: Any, record: CallRecord) -> Any:
+        remember_origin(tree, record)  # lets a posterior predictive reuse this key
+        return tree

@@ -1,0 +1,80 @@
+"""A sampler's raw draws -> the DataTree the installed PyMC's own JAX path would return.
+
+PyMC 6 (ArviZ 1.x) builds it with ``arviz_base.from_dict``: ``sampling_time``/``tuning_steps``
+on the ``posterior`` and ``sample_stats`` groups, an empty ``observed_data`` group when the
+model observes nothing. PyMC 5 (ArviZ 0.x) builds an ``InferenceData`` with ``az.from_dict``:
+those attributes on the result and on every group but ``sample_stats``, no ``observed_data``
+group without observations. Both are returned as a DataTree (:func:`as_tree`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
+
+import xarray as xr
+
+from cloudcache.compat.pymc import RETURNS_INFERENCEDATA, as_tree
+
+
+def sampler_tree(
+    groups: Mapping[str, Mapping[str, Any]],
+    *,
+    coords: Mapping[str, Any],
+    dims: Mapping[str, Any],
+    run_attrs: Mapping[str, Any],
+    library: ModuleType,
+    from_dict_kwargs: Mapping[str, Any],
+) -> xr.DataTree:
+    """``groups`` (group -> variable -> array) as the installed PyMC's sampler result.
+
+    ``run_attrs`` are the run's attributes (``sampling_time``, ...), ``library`` the sampling
+    library named in them; ``from_dict_kwargs`` (the rest of ``idata_kwargs``, ``attrs``
+    included) reach ``from_dict`` as PyMC passes them.
+    """
+    kwargs = dict(from_dict_kwargs)
+    if RETURNS_INFERENCEDATA:
+        import arviz as az
+        from arviz.data.base import make_attrs
+
+        attrs = make_attrs(dict(run_attrs), library=library)
+        defaults = {"attrs": attrs, "posterior_attrs": dict(attrs)}
+        idata = az.from_dict(
+            **{name: dict(values) for name, values in groups.items()},
+            coords=dict(coords),
+            dims=dict(dims),
+            **{**defaults, **kwargs},  # PyMC 5: idata_kwargs replace its defaults
+        )
+        return as_tree(idata)
+
+    from arviz_base import from_dict, make_attrs
+
+    data = {name: dict(values) for name, values in groups.items() if values}
+    group_attrs: dict[str, Any] = {
+        "posterior": make_attrs(dict(run_attrs), inference_library=library),
+        "sample_stats": make_attrs(dict(run_attrs), inference_library=library),
+    }
+    group_attrs.update(kwargs.pop("attrs", None) or {})
+    tree = from_dict(
+        data=data,
+        coords=dict(coords),
+        dims=dict(dims),
+        sample_dims=["chain", "draw"],
+        attrs=group_attrs,
+        **kwargs,
+    )
+    if "observed_data" not in tree.children:  # PyMC keeps the group, empty, with no observations
+        tree["observed_data"] = xr.DataTree(xr.Dataset(attrs=make_attrs(inference_library=library)))
+    return tree
+
+
+def mean_mcse(posterior: xr.Dataset) -> xr.Dataset:
+    """Monte Carlo standard error of each variable's mean (``arviz_stats`` or ArviZ 0.x)."""
+    if RETURNS_INFERENCEDATA:
+        import arviz as az
+
+        return az.mcse(posterior, method="mean")
+    import arviz_stats
+
+    return arviz_stats.mcse(posterior, method="mean")

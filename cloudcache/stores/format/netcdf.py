@@ -1,0 +1,222 @@
+"""The entry format: a plain NetCDF4 DataTree whose root attributes carry key and metadata.
+
+An entry opens with ``xarray.open_datatree`` (or ArviZ) without cloudcache installed. The root
+attributes hold ``cloudcache_key`` (the full key) and ``cloudcache_metadata`` (a JSON record
+including a checksum of every array's content and one of every group's attributes plus the
+record itself), so a read can prove the file is whole and belongs to the key it was asked for.
+No pickle anywhere: reading an entry never runs code, and anything unexpected in a file (odd
+attributes, hostile JSON, foreign files) is reported as :class:`CorruptEntry`, never a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import xarray as xr
+
+from cloudcache.fingerprint.digest import Digest
+from cloudcache.stores.base import CorruptEntry, EntryUnreadable
+from cloudcache.stores.format.entryfile import checked_entry_file
+from cloudcache.stores.format.inspection import KEY_ATTR, METADATA_ATTR, check_header, parse_record
+
+ENGINE = "h5netcdf"
+
+
+def tree_checksum(tree: xr.DataTree) -> str:
+    """XXH3-128 over every group's variables and coordinates: names, dims, dtypes, values."""
+    digest = Digest()
+    for node in sorted(tree.subtree, key=lambda n: n.path):
+        digest.token("group", node.path)
+        dataset = node.to_dataset(inherit=False)
+        for name in sorted(map(str, dataset.variables)):
+            variable = dataset.variables[name]
+            digest.token("var", name)
+            digest.token("dims", ",".join(map(str, variable.dims)))
+            values = np.asarray(variable.values)
+            if values.dtype.kind in "OUS":
+                digest.token("text", "\x1f".join(map(str, values.ravel().tolist())))
+            else:
+                digest.array(values)
+    return digest.hexdigest()
+
+
+def attrs_checksum(tree: xr.DataTree, record: dict[str, Any]) -> str:
+    """XXH3-128 over every group's attributes and the metadata record (minus this checksum).
+
+    Attribute values are compared in the form they take after a NetCDF round trip (arrays as
+    lists, bytes as text), so a clean file always verifies.
+    """
+    digest = Digest()
+    for node in sorted(tree.subtree, key=lambda n: n.path):
+        digest.token("group", node.path)
+        for name in sorted(map(str, node.attrs)):
+            if node.path == "/" and name in (KEY_ATTR, METADATA_ATTR):
+                continue
+            digest.token("attr", name)
+            digest.token("value", _attr_text(node.attrs[name]))
+    rest = {k: v for k, v in record.items() if k != "attrs_checksum"}
+    digest.token("record", json.dumps(rest, sort_keys=True, default=str))
+    return digest.hexdigest()
+
+
+def _attr_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    items = np.asarray(value).tolist()
+    if isinstance(items, list):
+        items = [i.decode("utf-8", "replace") if isinstance(i, bytes) else i for i in items]
+    return repr(items)
+
+
+def storable(tree: xr.DataTree) -> xr.DataTree:
+    """``tree`` as NetCDF will give it back: text-or-None object arrays become strings.
+
+    NetCDF has no "Python object" type: nutpie's ``divergence_message`` (``None`` or NaN where
+    a draw did not diverge, text where it did) would come back as floats or fixed-width text
+    and fail its own checksum. Missing items are stored as ``""``; other object arrays are
+    left to xarray.
+    """
+    if not any(v.dtype.hasobject for node in tree.subtree for v in node.dataset.variables.values()):
+        return tree
+    groups = {}
+    for node in tree.subtree:
+        dataset = node.to_dataset(inherit=False)
+        for name, variable in dataset.variables.items():
+            items = variable.values.ravel().tolist() if variable.dtype.hasobject else None
+            if items is not None and all(isinstance(i, str) or _missing(i) for i in items):
+                text = np.array(["" if _missing(i) else i for i in items], dtype=str)
+                dataset[name] = variable.copy(data=text.reshape(variable.shape))
+        groups[node.path] = dataset
+    return xr.DataTree.from_dict(groups)
+
+
+def _missing(item: Any) -> bool:
+    """``None``, or the NaN xarray puts in its place in an object array."""
+    return item is None or (isinstance(item, float) and math.isnan(item))
+
+
+def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
+    """Serialise ``tree`` with key and metadata (plus checksums) into NetCDF4 bytes."""
+    tree = storable(tree)
+    record = json.loads(
+        json.dumps(dict(metadata, key=key, checksum=tree_checksum(tree)), default=str)
+    )
+    record["attrs_checksum"] = attrs_checksum(tree, record)
+    stamped = tree.copy(deep=False)
+    stamped.attrs = {
+        **_sanitize_attrs(tree.attrs),
+        KEY_ATTR: key,
+        METADATA_ATTR: json.dumps(record, sort_keys=True, default=str),
+    }
+    payload = stamped.to_netcdf(engine=ENGINE)
+    return bytes(payload)
+
+
+def decode_entry(
+    source: bytes | str,
+    expected_key: str,
+    *,
+    root: str | None = None,
+    max_bytes: int | None = None,
+) -> tuple[xr.DataTree, dict[str, Any]]:
+    """Open an entry from bytes or a local path, check it, load it and verify its checksums.
+
+    This is the one check of an entry, for hits and for ``cloudcache verify`` alike. Before
+    any array is loaded: a local path must be a regular file (inside ``root`` when given);
+    root key attribute and metadata record must both name ``expected_key``; nothing may be
+    stored outside the file; declared sizes must fit the file (and ``max_bytes``). Then the
+    content and attribute checksums (which cover the record and so the key) must match.
+    Raises :class:`CorruptEntry`, :class:`~cloudcache.stores.base.EntryUnreadable` (no
+    permission: not damaged) or ``FileNotFoundError``.
+    """
+    if isinstance(source, bytes):
+        opened_source: Any = source
+        size = len(source)
+    else:
+        opened_source, size = checked_entry_file(source, root)
+    try:
+        with h5py.File(_handle(opened_source), "r") as header:
+            check_header(header, expected_key, size, max_bytes)
+        with xr.open_datatree(_handle(opened_source), engine=ENGINE) as opened:
+            tree = opened.load()
+    except CorruptEntry:
+        raise
+    except Exception as error:  # h5py/h5netcdf raise many types for damaged files
+        raise CorruptEntry(f"unreadable NetCDF entry ({type(error).__name__}: {error})") from error
+    metadata = read_metadata(tree)
+    if tree.attrs.get(KEY_ATTR) != expected_key or metadata.get("key") != expected_key:
+        raise CorruptEntry("the key changed while the entry was read")
+    _verify_checksums(tree, metadata)
+    tree.attrs = {k: v for k, v in tree.attrs.items() if k not in (KEY_ATTR, METADATA_ATTR)}
+    return tree, metadata
+
+
+@dataclass(frozen=True)
+class EntryCheck:
+    """The verdict on one stored entry, for ``cloudcache verify`` and the like.
+
+    ``status`` is ``"ok"``, ``"damaged"`` (safe to delete and resample), ``"unreadable"``
+    (this process lacks permission: somebody else's entry, never delete it) or ``"missing"``.
+    """
+
+    status: Literal["ok", "damaged", "unreadable", "missing"]
+    problem: str = ""
+
+    @property
+    def removable(self) -> bool:
+        """Whether a ``--fix`` may delete the entry (only when it is damaged)."""
+        return self.status == "damaged"
+
+
+def check_entry(
+    source: bytes | str,
+    expected_key: str,
+    *,
+    root: str | None = None,
+    max_bytes: int | None = None,
+) -> EntryCheck:
+    """:func:`decode_entry`'s verdict as a value (the same checks a hit makes)."""
+    try:
+        decode_entry(source, expected_key, root=root, max_bytes=max_bytes)
+    except FileNotFoundError as error:
+        return EntryCheck("missing", str(error))
+    except CorruptEntry as error:
+        return EntryCheck("damaged", str(error))
+    except (EntryUnreadable, PermissionError) as error:
+        return EntryCheck("unreadable", str(error))
+    except OSError as error:
+        return EntryCheck("unreadable", f"cannot read ({error})")
+    return EntryCheck("ok")
+
+
+def _handle(source: bytes | str) -> Any:
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _verify_checksums(tree: xr.DataTree, metadata: dict[str, Any]) -> None:
+    try:
+        content_ok = metadata.get("checksum") == tree_checksum(tree)
+        attrs_ok = "attrs_checksum" not in metadata or metadata["attrs_checksum"] == (
+            attrs_checksum(tree, metadata)
+        )
+    except Exception as error:  # odd dtypes or attribute values in a planted file
+        raise CorruptEntry(f"cannot check the content ({type(error).__name__}: {error})") from error
+    if not content_ok:
+        raise CorruptEntry("content checksum mismatch (the file was modified or damaged)")
+    if not attrs_ok:
+        raise CorruptEntry("attribute checksum mismatch (the file was modified or damaged)")
+
+
+def read_metadata(tree: xr.DataTree) -> dict[str, Any]:
+    """The JSON metadata record of an opened entry (raises :class:`CorruptEntry`)."""
+    return parse_record(tree.attrs.get(METADATA_ATTR))
+
+
+def _sanitize_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k not in (KEY_ATTR, METADATA_ATTR)}

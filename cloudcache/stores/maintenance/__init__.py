@@ -1,0 +1,1 @@
+"""A file cache's entries for listing, checking, copying and pruning (the command line's)."""

@@ -1,0 +1,388 @@
+"""The entries of a file cache (local directory or fsspec URL): listing, metadata, removal.
+
+A catalog opens its location exactly as :class:`~cloudcache.stores.files.FileStore` does (it
+*is* a FileStore's other half: the same filesystem, root and fail-fast object-store settings),
+so ``cloudcache ls s3://...`` fails as fast as ``cloud(cache="s3://...")`` on a dead endpoint.
+
+Only files shaped like cloudcache entries (``<root>/<slug>/<label>-<16 hex>.nc``, see
+:mod:`cloudcache.stores.format.layout`) are ever read, copied or removed. Symbolic links are never
+followed, in listing, reading or writing (a linked entry or model folder is not listed). An
+entry-named file that is not a regular file (a FIFO, socket or device) is listed as damaged
+and never opened. Listing reads
+the root attributes only (no arrays), which keeps ``cloudcache ls`` fast on large caches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import stat
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+
+from cloudcache.stores.base import CorruptEntry, StoreError
+from cloudcache.stores.files import FileStore, write_atomically
+from cloudcache.stores.format.entryfile import file_kind, open_regular_file
+from cloudcache.stores.format.layout import ENTRY_NAME
+from cloudcache.stores.format.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
+from cloudcache.stores.tiered import TieredStore
+from cloudcache.stores.usage import modified_time
+
+#: Temp files left by a writer killed between write and rename: ``.<entry name>.<random>.tmp``.
+TEMP_NAME = re.compile(r"^\.(?P<entry>[A-Za-z0-9_.-]+-[0-9a-f]{16}\.nc)\.[^/]*\.tmp$")
+#: Remote metadata reads run in parallel (each is a few small range requests).
+REMOTE_READERS = 8
+
+#: What a check found: fine, damaged (safe to delete and resample), or not readable by this
+#: process (somebody else's entry: never delete it).
+Status = Literal["ok", "damaged", "unreadable"]
+
+
+@dataclass
+class CatalogEntry:
+    """One entry file: where it is, its size and times, and (once read) its metadata."""
+
+    path: str
+    slug: str
+    label: str
+    prefix: str
+    size: int
+    modified: float
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    key: str = ""
+    error: str = ""
+    status: Status = "ok"
+
+    @property
+    def relative_path(self) -> str:
+        return f"{self.slug}/{self.label}-{self.prefix}.nc"
+
+    def damaged(self, problem: str) -> None:
+        """Mark the entry as damaged with ``problem``."""
+        self.error, self.status = problem, "damaged"
+
+    def summary(self, last_used: float | None = None) -> dict[str, Any]:
+        """The row ``cloudcache ls --json`` prints (``last_used`` default: the write time)."""
+        meta = self.metadata
+        return {
+            "key": self.key or None,
+            "prefix": self.prefix,
+            "model": meta.get("model", self.slug),
+            "label": self.label,
+            "draws": meta.get("draws"),
+            "tune": meta.get("tune"),
+            "chains": meta.get("chains"),
+            "backend": meta.get("backend"),
+            "device": meta.get("device"),
+            "created": meta.get("created"),
+            "sampling_seconds": meta.get("sampling_seconds"),
+            "size": self.size,
+            "modified": iso_time(self.modified),
+            "last_used": iso_time(self.modified if last_used is None else last_used),
+            "path": self.path,
+            "error": self.error or None,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class EntryVerdict:
+    """The result of checking one entry: ``ok``, ``damaged`` or ``unreadable``."""
+
+    status: Status
+    problem: str = ""
+
+    @property
+    def removable(self) -> bool:
+        """Only a damaged entry may be deleted; one this process cannot read never is."""
+        return self.status == "damaged"
+
+
+@dataclass
+class StrayFile:
+    """A temporary file left behind by a killed writer."""
+
+    path: str
+    size: int
+    modified: float
+
+
+class Catalog:
+    """A view of the entries under one cache root (a local path, an fsspec URL or a FileStore)."""
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | FileStore,
+        storage_options: dict[str, Any] | None = None,
+    ):
+        store = (
+            location if isinstance(location, FileStore) else FileStore(location, storage_options)
+        )
+        self.store = store
+        self.location = store.root_url
+        self.fs = store.fs
+        self.is_local = store.is_local
+        self.root = store.root if self.is_local else store.root.rstrip("/")
+
+    @classmethod
+    def of_store(cls, store: Any) -> Catalog | None:
+        """The catalog of a FileStore, or of the first FileStore inside a TieredStore."""
+        candidates = store.stores if isinstance(store, TieredStore) else [store]
+        for candidate in candidates:
+            if isinstance(candidate, FileStore):
+                return cls(candidate)
+        return None
+
+    def url(self, path: str) -> str:
+        """``path`` as a user would type it."""
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.root) if self.is_local else self.fs.isdir(self.root)
+
+    # -- listing ------------------------------------------------------------------------
+    def entries(self, *, slug: str | None = None, with_metadata: bool = True) -> list[CatalogEntry]:
+        """Every entry file (sorted by model and name), metadata read unless told not to."""
+        found = [entry for entry, _ in self._walk(slug) if entry is not None]
+        found.sort(key=lambda e: (e.slug, e.label, e.prefix))
+        if with_metadata:
+            self.read_metadata(found)
+        return found
+
+    def stray_files(self) -> list[StrayFile]:
+        """Temp files of killed writers (``.<entry>.<random>.tmp``), any age."""
+        return [stray for _, stray in self._walk(None) if stray is not None]
+
+    def read_metadata(self, entries: list[CatalogEntry]) -> None:
+        """Fill ``metadata``/``key`` (or ``error``) of each entry from its root attributes."""
+        if self.is_local or len(entries) < 2:
+            for entry in entries:
+                self._fill_metadata(entry)
+            return
+        with ThreadPoolExecutor(REMOTE_READERS) as pool:
+            list(pool.map(self._fill_metadata, entries))
+
+    def _fill_metadata(self, entry: CatalogEntry) -> None:
+        if entry.status != "ok":
+            return
+        try:
+            entry.key, entry.metadata = self._root_attributes(entry.path)
+        except PermissionError as error:
+            entry.error, entry.status = (
+                f"not readable by this user ({error.strerror})",
+                "unreadable",
+            )
+            return
+        except Exception as error:  # h5py raises many types for damaged files
+            entry.damaged(f"unreadable ({type(error).__name__}: {error})")
+            return
+        if not entry.key.startswith(entry.prefix):
+            entry.damaged(f"stored key {entry.key[:16]!r} does not match the file name")
+
+    def _root_attributes(self, path: str) -> tuple[str, dict[str, Any]]:
+        with contextlib.ExitStack() as stack:
+            if self.is_local:
+                source: Any = stack.enter_context(open_regular_file(path))
+            else:
+                source = stack.enter_context(self.fs.open(path, "rb"))
+            handle = stack.enter_context(h5py.File(source, "r"))
+            key = _text(handle.attrs.get(KEY_ATTR))
+            raw = _text(handle.attrs.get(METADATA_ATTR))
+        if not key or not raw:
+            raise CorruptEntry("no cloudcache key or metadata in the root attributes")
+        record = json.loads(raw)
+        if not isinstance(record, dict):
+            raise CorruptEntry("metadata record is not a JSON object")
+        return key, record
+
+    def _walk(self, slug: str | None) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
+        if self.is_local:
+            yield from self._walk_local(slug)
+            return
+        try:
+            yield from self._walk_remote(slug)
+        except FileNotFoundError:
+            return
+        except Exception as error:  # botocore/aiohttp errors are not all OSErrors
+            raise StoreError(
+                f"cannot list {self.location}: {type(error).__name__}: {error}"
+            ) from error
+
+    def _walk_local(
+        self, only: str | None
+    ) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
+        try:
+            folders = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            raise StoreError(f"cannot list {self.location}: {error}") from error
+        for folder in folders:
+            # Never follow symbolic links; skip hidden folders such as ``.locks``.
+            if folder.name.startswith(".") or not folder.is_dir(follow_symlinks=False):
+                continue
+            if only is not None and folder.name != only:
+                continue
+            try:
+                items = list(os.scandir(folder.path))
+            except OSError:
+                continue  # a folder this user may not list holds nothing it could use
+            for item in items:
+                info = item.stat(follow_symlinks=False)
+                found = _classify(folder.name, item.name, item.path, info.st_size, info.st_mtime)
+                entry, stray = found
+                if stat.S_ISLNK(info.st_mode):
+                    continue  # never followed, never touched: not part of the cache
+                if not stat.S_ISREG(info.st_mode):
+                    if stray is not None:
+                        continue  # only regular temp files are strays
+                    if entry is not None:
+                        kind = file_kind(info.st_mode)
+                        entry.damaged(f"not a regular file ({kind}); never opened")
+                yield found
+
+    def _walk_remote(
+        self, only: str | None
+    ) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
+        for folder in self.fs.ls(self.root, detail=True):
+            name = folder["name"].rstrip("/").rsplit("/", 1)[-1]
+            if folder["type"] != "directory" or name.startswith("."):
+                continue
+            if only is not None and name != only:
+                continue
+            for item in self.fs.ls(folder["name"], detail=True):
+                if item["type"] != "file":
+                    continue
+                file_name = item["name"].rsplit("/", 1)[-1]
+                modified = _timestamp(item)
+                yield _classify(name, file_name, item["name"], int(item.get("size") or 0), modified)
+
+    def find(self, prefix: str) -> list[CatalogEntry]:
+        """Entries whose key starts with ``prefix`` (16 hex or fewer: by file name)."""
+        prefix = prefix.lower()
+        candidates = [
+            e for e in self.entries(with_metadata=False) if e.prefix.startswith(prefix[:16])
+        ]
+        if len(prefix) > 16:
+            self.read_metadata(candidates)
+            candidates = [e for e in candidates if e.key.startswith(prefix)]
+        return candidates
+
+    # -- whole entries ------------------------------------------------------------------
+    def read_bytes(self, entry: CatalogEntry) -> bytes:
+        """The entry's bytes (a local entry only if it is a regular file, links not followed)."""
+        if self.is_local:
+            with open_regular_file(entry.path) as handle:
+                return handle.read()
+        return bytes(self.fs.cat_file(entry.path))
+
+    def check(self, entry: CatalogEntry, payload: bytes | None = None) -> EntryVerdict:
+        """Load the whole entry and check key and checksum: ok, damaged or unreadable."""
+        if not entry.key and not entry.error:
+            self._fill_metadata(entry)
+        if entry.status != "ok" or entry.error:
+            return EntryVerdict(entry.status if entry.status != "ok" else "damaged", entry.error)
+        try:
+            source = payload if payload is not None else self.read_bytes(entry)
+            decode_entry(source, entry.key)
+        except CorruptEntry as error:
+            return EntryVerdict("damaged", str(error))
+        except PermissionError as error:
+            return EntryVerdict("unreadable", f"not readable by this user ({error.strerror})")
+        except OSError as error:
+            return EntryVerdict("unreadable", f"cannot read ({error})")
+        return EntryVerdict("ok")
+
+    def verify(self, entry: CatalogEntry, payload: bytes | None = None) -> str:
+        """The problem :meth:`check` finds, or ``""``."""
+        return self.check(entry, payload).problem
+
+    def write_bytes(self, relative_path: str, payload: bytes) -> str:
+        """Store an entry's bytes at ``relative_path`` (atomically on local disks).
+
+        On a local disk, never through a symbolic link: a linked model folder or entry in
+        the destination raises :class:`StoreError` instead of writing outside the root.
+        """
+        path = f"{self.root}/{relative_path}"
+        if self.is_local:
+            self._refuse_links(relative_path)
+            write_atomically(Path(path), payload)
+        else:
+            self.fs.pipe_file(path, payload)
+        return path
+
+    def _refuse_links(self, relative_path: str) -> None:
+        current = self.root
+        for part in relative_path.split("/"):
+            current = f"{current}/{part}"
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.lstat(current).st_mode):
+                    raise StoreError(f"{current} is a symbolic link; not writing through it")
+
+    def remove(self, path: str) -> None:
+        """Delete one entry or stray file, its last-used marker, and its emptied model folder."""
+        relative = os.path.relpath(path, self.root) if self.is_local else path[len(self.root) + 1 :]
+        self.store.usage.forget(relative)
+        if self.is_local:
+            os.unlink(path)  # removes a link itself, never its target
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(path))
+        else:
+            self.fs.rm_file(path)
+
+    def has(self, relative_path: str) -> bool:
+        """Whether a regular entry file exists at ``relative_path`` (links not followed)."""
+        path = f"{self.root}/{relative_path}"
+        if not self.is_local:
+            return self.fs.isfile(path)
+        folder = os.path.dirname(path)
+        try:
+            return stat.S_ISDIR(os.lstat(folder).st_mode) and stat.S_ISREG(os.lstat(path).st_mode)
+        except OSError:
+            return False
+
+
+def iso_time(timestamp: float) -> str | None:
+    """``timestamp`` as ISO 8601 UTC, or ``None`` when it is outside the datetime range."""
+    try:
+        return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="seconds")
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _classify(
+    slug: str, name: str, path: str, size: int, modified: float
+) -> tuple[CatalogEntry | None, StrayFile | None]:
+    match = ENTRY_NAME.match(name)
+    if match is not None:
+        entry = CatalogEntry(path, slug, match["label"], match["prefix"], size, modified)
+        return entry, None
+    if TEMP_NAME.match(name):
+        return None, StrayFile(path, size, modified)
+    return None, None
+
+
+def _timestamp(info: dict[str, Any]) -> float:
+    modified = modified_time(info)
+    return time.time() if modified is None else modified
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "item"):
+        value = value.item()
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+    return str(value)

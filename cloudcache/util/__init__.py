@@ -1,0 +1,1 @@
+"""Leaf helpers with no knowledge of PyMC: installed versions, JSON-safe values, argument checks."""
