@@ -34,10 +34,11 @@ def prewarm(model: pm.Model, *, device: str = "auto", **sample_kwargs: Any) -> P
     process, or in another one through JAX's persistent compilation cache) skips compilation.
     """
     from cloudcache.backends.numpyro.backend import jax_cache, prepare_run
-    from cloudcache.backends.numpyro.plan import Fallback, plan_request
+    from cloudcache.backends.numpyro.plan import plan_request
     from cloudcache.backends.numpyro.runner import KERNELS
     from cloudcache.calls import dispatch as patch
     from cloudcache.calls.request import normalize_sample_call
+    from cloudcache.errors import BackendRefused
 
     # pymc.sample may be patched by an open cloud() block: bind against PyMC's own function.
     request = normalize_sample_call(patch.original("sample"), (), {**sample_kwargs, "model": model})
@@ -46,7 +47,7 @@ def prewarm(model: pm.Model, *, device: str = "auto", **sample_kwargs: Any) -> P
     try:
         plan = plan_request(request)
         run = prepare_run(model, plan, request.random_seed, device)
-    except Fallback as reason:
+    except BackendRefused as reason:
         return PrewarmResult(
             compiled=False,
             seconds=time.perf_counter() - start,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pymc as pm
 
-from cloudcache.backends.base import BACKEND_NAMES, DEVICE_NAMES
+from cloudcache.backends.registry import BACKEND_NAMES, DEVICE_NAMES
 from cloudcache.calls import dispatch
 from cloudcache.calls.path import CachePath, Call, CallKind
 from cloudcache.calls.predictive import PREDICTIVE_KINDS, PredictiveCall

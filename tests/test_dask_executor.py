@@ -17,13 +17,8 @@ from same_draws import assert_pymc_draws_close
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.executors.dask import (
-    DaskExecutor,
-    NoSuitableWorker,
-    WorkerDied,
-    WorkerVersionMismatch,
-    scheduler_workers,
-)
+from cloudcache.errors import NoSuitableWorker, WorkerDied, WorkerVersionMismatch
+from cloudcache.executors.dask import DaskExecutor, scheduler_workers
 from cloudcache.executors.remote_task import (
     ENGINES,
     installed_versions,

@@ -141,7 +141,7 @@ def private_attribute_uses(module: str) -> Iterator[str]:
 
 def test_the_checker_sees_a_private_attribute_of_another_module() -> None:
     assert "_call_warned" in DEFINED["cloudcache.calls.path"]
-    assert "_origins" in DEFINED["cloudcache.calls.predictive"]
+    assert "_origins" in DEFINED["cloudcache.calls.origins"]
 
 
 def test_no_private_attribute_of_another_module() -> None:
@@ -163,3 +163,72 @@ def test_the_command_line_and_the_package_start_without_pymc() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]", out.stderr
+
+
+#: The package's layers, top to bottom: a module may import its own layer and the layers below
+#: it, never one above (docs/architecture.md draws the same table). ``entry`` is the package's
+#: root modules and the two programs (``cloudcache.cli``, ``cloudcache.demo``).
+LAYERS: tuple[str, ...] = (
+    "entry",
+    "calls",
+    "executors",
+    "ui",
+    "backends",
+    "stores",
+    "fingerprint",
+    "compat",
+    "util",
+    "errors",
+)
+
+#: Sub-packages of one layer that never import each other (like xarray's engines).
+SIBLINGS: tuple[tuple[str, str], ...] = (
+    ("cloudcache.backends.numpyro", "cloudcache.backends.nutpie"),
+)
+
+
+def layer_of(module: str) -> str:
+    """The layer of a package module (its first sub-package, or ``entry``)."""
+    parts = module.split(".")
+    if len(parts) == 1 or parts[1] in {"session", "prewarm", "__main__", "cli", "demo"}:
+        return "entry"
+    if parts[1] not in LAYERS:
+        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and the docs")
+    return parts[1]
+
+
+def inside(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def wrong_way_imports(edges: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from a higher layer, or between two siblings."""
+    found = []
+    for module, targets in sorted(edges.items()):
+        for target in sorted(targets):
+            if LAYERS.index(layer_of(module)) > LAYERS.index(layer_of(target)):
+                found.append(f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)})")
+            for first, second in SIBLINGS:
+                if {inside(module, first), inside(target, second)} == {True} or {
+                    inside(module, second),
+                    inside(target, first),
+                } == {True}:
+                    found.append(f"{module} imports its sibling {target}")
+    return found
+
+
+def test_the_layer_checker_finds_a_planted_wrong_way_import() -> None:
+    planted = {
+        "cloudcache.fingerprint.key": {"cloudcache.calls.request"},
+        "cloudcache.calls.path": {"cloudcache.stores.base"},
+        "cloudcache.backends.nutpie.plan": {"cloudcache.backends.numpyro.plan"},
+    }
+    assert wrong_way_imports(planted) == [
+        "cloudcache.backends.nutpie.plan imports its sibling cloudcache.backends.numpyro.plan",
+        "cloudcache.fingerprint.key (fingerprint) imports cloudcache.calls.request (calls)",
+    ]
+
+
+def test_imports_run_down_the_layers() -> None:
+    found = wrong_way_imports(internal_edges())
+    assert not found, "\n".join(found)

@@ -21,7 +21,8 @@ import xxhash
 
 import cloudcache as cc
 from cloudcache.calls.request import normalize_sample_call
-from cloudcache.fingerprint import UnkeyableObject, compute_key
+from cloudcache.errors import UnkeyableObject
+from cloudcache.fingerprint import compute_key
 from cloudcache.fingerprint.canonical import content_digest
 
 HERE = Path(__file__).parent

@@ -24,12 +24,12 @@ import xarray as xr
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from cloudcache.backends.base import BackendRefused
 from cloudcache.backends.numpyro import jax_cache
 from cloudcache.backends.numpyro.backend import NumpyroBackend, chain_seeds
 from cloudcache.backends.numpyro.logp import model_graph
 from cloudcache.backends.numpyro.runner import KERNELS, KernelCache, prng_keys
 from cloudcache.calls.request import normalize_sample_call
+from cloudcache.errors import BackendRefused
 from cloudcache.fingerprint.graph import graph_key
 from cloudcache.prewarm import prewarm
 
@@ -566,7 +566,7 @@ def test_as_op_is_refused_before_the_key_without_jax() -> None:
         import sys
         import numpy as np, pymc as pm, pytensor.tensor as pt
         from pytensor.compile.ops import as_op
-        from cloudcache.backends.base import resolve_backend
+        from cloudcache.backends.registry import resolve_backend
         from cloudcache.calls.request import normalize_sample_call
         import pymc.sampling.mcmc as mcmc
 
@@ -599,7 +599,7 @@ def test_nonfinite_gradient_at_the_start_is_an_error_and_nothing_is_stored(
     tmp_path: Path,
 ) -> None:
     import cloudcache
-    from cloudcache.backends.numpyro.run_checks import SamplerFailure
+    from cloudcache.errors import SamplerFailure
 
     with pm.Model() as model:
         x = pm.Normal("x", 0.0, 1.0, initval=0.0)

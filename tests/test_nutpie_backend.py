@@ -19,10 +19,10 @@ import xarray as xr
 from tiny_models import TINY, tiny_model
 
 import cloudcache
-from cloudcache.backends.base import resolve_backend
 from cloudcache.backends.choose import auto_choice, observation_count, short_count
 from cloudcache.backends.nutpie.backend import NutpieBackend
 from cloudcache.backends.nutpie.compiled import COMPILED
+from cloudcache.backends.registry import resolve_backend
 from cloudcache.calls.request import normalize_sample_call
 from cloudcache.compat.pymc import as_tree
 from cloudcache.demo.models import radon_model, varying_slopes_model
@@ -215,7 +215,7 @@ def test_auto_resolution_imports_no_sampler_library():
         """
         import sys
         import pymc.sampling.mcmc as mcmc
-        from cloudcache.backends.base import resolve_backend
+        from cloudcache.backends.registry import resolve_backend
         from cloudcache.demo.models import radon_model, varying_slopes_model
         from cloudcache.calls.request import normalize_sample_call
         for model in (radon_model(), varying_slopes_model(30_000)):

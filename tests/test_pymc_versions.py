@@ -185,7 +185,7 @@ def test_one_team_cache_serves_each_pymc_major_only_its_own_entries(tmp_path: Pa
 
 def test_a_nuts_sampler_left_out_is_not_asked_for() -> None:
     """PyMC 5 spells its default ``nuts_sampler="pymc"``: left out, ``cloud(backend=...)`` picks."""
-    from cloudcache.backends.base import resolve_backend
+    from cloudcache.backends.registry import resolve_backend
 
     model = tiny_model()
     left_out = normalize_sample_call(pm.sample, (), dict(TINY))

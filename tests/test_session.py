@@ -417,7 +417,8 @@ def test_a_new_call_kind_is_only_its_hooks() -> None:
 
     import xarray as xr
 
-    from cloudcache.calls.path import CachePath, Call, CallKind, PassThrough, Plan
+    from cloudcache.calls.path import CachePath, Call, CallKind, Plan
+    from cloudcache.errors import PassThrough
 
     @dataclass(frozen=True)
     class Request:

@@ -122,7 +122,7 @@ def sample_backend(
     """Sample through ``backend`` directly (no cache in between)."""
     import pymc.sampling.mcmc as mcmc
 
-    from cloudcache.backends.base import get_backend
+    from cloudcache.backends.registry import get_backend
     from cloudcache.calls.request import normalize_sample_call
 
     kwargs = {"draws": draws, "tune": tune, "chains": chains, "random_seed": seed}

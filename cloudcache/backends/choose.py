@@ -29,7 +29,7 @@ from pytensor.compile import SharedVariable
 from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import graph_inputs
 
-from cloudcache.compat.classcheck import is_instance
+from cloudcache.compat.pytensor import is_instance
 
 if TYPE_CHECKING:
     import pymc as pm

@@ -1,6 +1,6 @@
 """A bounded, counted, in-process cache of compiled artefacts, shared by the backends.
 
-Each backend keeps one (``numpyro_runner.KERNELS``, ``nutpie_compiled.COMPILED``), keyed by the
+Each backend keeps one (``numpyro.runner.KERNELS``, ``nutpie.compiled.COMPILED``), keyed by the
 model's *structure*, so a new seed, new same-shaped data or a model rebuilt (or cloudpickled to
 a worker) from the same code finds the artefact compiled earlier in the process.
 """
@@ -13,6 +13,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
+
+#: Constant arrays with at least this many elements become data the compiled artefact takes at
+#: call time (observed arrays, covariates), so new values of the same shape reuse it.
+LIFT_CONSTANT_SIZE = 64
 
 #: How many compiled executables one process keeps (least recently used evicted first).
 DEFAULT_MAX_ENTRIES = 16

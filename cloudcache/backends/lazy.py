@@ -9,44 +9,33 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable
 from typing import Any
 
-from cloudcache.util.versions import installed_versions
+from cloudcache.backends.base import Backend
 
 
 @functools.cache
-def load_backend(module: str, attribute: str) -> Any:
+def load_backend(module: str, attribute: str) -> Backend:
     """One instance per process of the backend class ``module.attribute``."""
     return getattr(importlib.import_module(module), attribute)()
 
 
-class LazyBackend:
+class LazyBackend(Backend):
     """Stands in for the backend class ``module.attribute`` until something must be sampled.
 
-    ``libraries``: the packages whose versions enter the key. ``refusal``: a cheap function
-    ``(model, request) -> str | None`` living outside the sampling module.
+    ``planner``: the backend's import-light part (its name, libraries, plan and refusal), which
+    the real class extends with :meth:`sample`.
     """
 
-    def __init__(
-        self,
-        name: str,
-        module: str,
-        attribute: str,
-        libraries: tuple[str, ...],
-        refusal: Callable[[Any, Any], str | None],
-    ) -> None:
-        self.name = name
+    def __init__(self, planner: Backend, module: str, attribute: str) -> None:
+        self.planner = planner
+        self.name = planner.name
+        self.libraries = planner.libraries
         self.module = module
         self.attribute = attribute
-        self.libraries = libraries
-        self.refuse = refusal
-
-    def library_versions(self) -> dict[str, str]:
-        return installed_versions(*self.libraries)
 
     def refusal(self, model: Any, request: Any) -> str | None:
-        return self.refuse(model, request)
+        return self.planner.refusal(model, request)
 
     def sample(self, model: Any, request: Any, *, device: str, pymc_sample: Any) -> Any:
         backend = load_backend(self.module, self.attribute)

@@ -8,12 +8,12 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
-from cloudcache.calls.request import SampleRequest
+from cloudcache.backends.base import Backend
+from cloudcache.backends.request import SampleRequest
 from cloudcache.compat.pymc import as_tree
-from cloudcache.util.versions import installed_versions
 
 
-class PymcBackend:
+class PymcBackend(Backend):
     """Runs ``pm.sample`` exactly as the user called it (``nuts_sampler="pymc"`` unless given).
 
     Its result is returned as a DataTree (PyMC 5's ``InferenceData`` converted, arrays shared),
@@ -21,12 +21,6 @@ class PymcBackend:
     """
 
     name = "pymc"
-
-    def library_versions(self) -> dict[str, str]:
-        return installed_versions("pymc", "pytensor")
-
-    def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
-        return None  # PyMC's own sampler runs every model PyMC can sample
 
     def sample(
         self,

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from cloudcache.backends.running import inside_backend
+
 
 class DispatchTarget(Protocol):
     """What the patch needs of a session: whether a call is its own, and answering it."""
@@ -52,7 +54,6 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
 _active_sessions: ContextVar[tuple[DispatchTarget, ...]] = ContextVar(
     "cloudcache_sessions", default=()
 )
-_inside_backend: ContextVar[bool] = ContextVar("cloudcache_inside_backend", default=False)
 _lock = threading.RLock()
 _install_count = 0
 _originals: dict[tuple[str, str], Callable[..., Any]] = {}
@@ -131,31 +132,6 @@ def is_installed() -> bool:
         return _install_count > 0
 
 
-#: One sampler run at a time per process. PyMC's samplers switch process-global PyTensor flags
-#: with ``pytensor.config.change_flags``, which is not thread-safe: two threads sampling at once
-#: (marimo runs notebooks in threads) can leave ``pytensor.config.mode`` changed for the rest of
-#: the process, and every later draw differs in its last bits. Sampling is CPU-bound, so
-#: serialising costs little.
-_sampling_lock = threading.RLock()
-
-
-def running_backend() -> Any:
-    """Context manager for a backend run: nested PyMC calls pass through, runs are serialised."""
-    return _BackendScope()
-
-
-class _BackendScope:
-    def __enter__(self) -> None:
-        _sampling_lock.acquire()
-        self._token = _inside_backend.set(True)
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            _inside_backend.reset(self._token)
-        finally:
-            _sampling_lock.release()
-
-
 def _kind_of(module_name: str, attribute: str) -> str:
     for kind, targets in PATCH_TARGETS.items():
         if (module_name, attribute) in targets:
@@ -166,7 +142,7 @@ def _kind_of(module_name: str, attribute: str) -> str:
 def _make_dispatcher(kind: str, function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def dispatcher(*args: Any, **kwargs: Any) -> Any:
-        if not _inside_backend.get():
+        if not inside_backend():
             for session in reversed(_active_sessions.get()):
                 if session.accepts(kwargs.get("model")):
                     return session.handle(kind, function, args, kwargs)

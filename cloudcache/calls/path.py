@@ -22,12 +22,12 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
-from cloudcache.backends.base import BackendRefused
-from cloudcache.calls.dispatch import running_backend
+from cloudcache.backends.running import running_backend
 from cloudcache.calls.records import CallRecord
 from cloudcache.compat.pymc import as_pymc_result, as_tree
-from cloudcache.fingerprint import CacheKey, UnkeyableObject, compute_key
-from cloudcache.stores.base import Entry, EntryRef, Store, StoreError
+from cloudcache.errors import BackendRefused, PassThrough, StoreError, Uncacheable, UnkeyableObject
+from cloudcache.fingerprint import CacheKey, compute_key
+from cloudcache.stores.base import Entry, EntryRef, Store
 from cloudcache.ui.announce import announce, announce_hit, announce_miss, logger
 from cloudcache.util.jsonable import jsonable
 from cloudcache.util.versions import installed_version
@@ -43,21 +43,6 @@ class Call:
 
     def run_as_given(self) -> Any:
         return self.function(*self.args, **self.kwargs)
-
-
-class PassThrough(Exception):
-    """Not a call for the cache (PyMC rejects it, or it names another model): PyMC answers it."""
-
-
-class Uncacheable(Exception):
-    """A valid call the cache cannot key safely; it runs uncached and the message says why.
-
-    ``request``: the normalised request when normalising got that far (else ``None``).
-    """
-
-    def __init__(self, reason: str, request: Any = None) -> None:
-        super().__init__(reason)
-        self.request = request
 
 
 @dataclass(frozen=True)

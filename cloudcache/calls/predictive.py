@@ -17,9 +17,7 @@ exactly as PyMC does (same warning on overwritten groups), and that tree is retu
 from __future__ import annotations
 
 import inspect
-import threading
 import warnings
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +25,8 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
-from cloudcache.calls.path import Call, CallKind, PassThrough, Plan, Uncacheable, user_stacklevel
+from cloudcache.calls.origins import TRACE_GROUPS, known_origin
+from cloudcache.calls.path import Call, CallKind, Plan, user_stacklevel
 from cloudcache.calls.records import CallRecord
 from cloudcache.calls.request import forward_seed_key
 from cloudcache.compat.pymc import (
@@ -38,13 +37,10 @@ from cloudcache.compat.pymc import (
     extend_inferencedata,
     is_inferencedata,
     is_pymc_result,
-    is_result,
-    result_groups,
 )
-from cloudcache.fingerprint import UnkeyableObject
+from cloudcache.errors import PassThrough, Uncacheable, UnkeyableObject
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.stores.format.netcdf import tree_checksum
-from cloudcache.util.jsonable import jsonable
 from cloudcache.util.versions import installed_versions
 
 PRIOR = "sample_prior_predictive"
@@ -69,13 +65,6 @@ COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
 
 #: Arguments naming variables or dims: a single string means a one-item list, as in PyMC.
 NAME_LIST_ARGUMENTS: tuple[str, ...] = ("var_names", "sample_vars", "freeze_vars", "sample_dims")
-
-#: Groups of a trace DataTree that ``sample_posterior_predictive`` reads.
-TRACE_GROUPS: tuple[str, ...] = ("posterior", "constant_data", "observed_data")
-
-
-class UncacheablePredictive(Exception):
-    """The call is valid for PyMC but cannot be keyed safely; it runs uncached."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +123,7 @@ def normalize_predictive_call(
 ) -> PredictiveRequest:
     """Bind the call against ``function``'s signature (``TypeError`` if PyMC would reject it).
 
-    Raises :class:`UncacheablePredictive` for valid calls the cache cannot key safely.
+    Raises :class:`Uncacheable` for valid calls the cache cannot key safely.
     """
     if kind not in PREDICTIVE_KINDS:
         raise ValueError(f"kind must be one of {', '.join(map(repr, PREDICTIVE_KINDS))}")
@@ -142,7 +131,7 @@ def normalize_predictive_call(
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     if arguments.get("return_inferencedata") is False:
-        raise UncacheablePredictive(
+        raise Uncacheable(
             "`return_inferencedata=False` returns a dict of arrays, which the cache does not store"
         )
     for alias, name in PREDICTIVE_RENAMED_ARGUMENTS.items():
@@ -185,92 +174,17 @@ def _mode_key(backend: Any, compile_kwargs: Any) -> str | None:
     mode = (compile_kwargs or {}).get("mode") if isinstance(compile_kwargs, Mapping) else None
     if mode is None or isinstance(mode, str):
         return mode
-    raise UncacheablePredictive(
+    raise Uncacheable(
         "a `compile_kwargs['mode']` object cannot be fingerprinted; pass backend='jax' "
         "(or 'numba', 'c') or a mode name instead"
     )
 
 
 # -- the trace's identity --------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Origin:
-    """A tree the cache returned: its run identity and the variables it held then."""
-
-    tree: weakref.ref
-    run_id: str
-    label: str
-    variables: tuple[tuple[str, str, Any], ...]
-
-
-_origins: dict[int, _Origin] = {}
-_origins_lock = threading.Lock()
-
-
-def remember_origin(tree: Any, record: CallRecord | None) -> None:
-    """Remember that ``tree`` is exactly the stored entry ``record`` describes.
-
-    Only trees that were read from or written to a store qualify: their content is what the
-    key (plus the entry's creation stamp, which changes when ``overwrite=True`` resamples)
-    names, so a later posterior predictive can use that instead of hashing the draws.
-    """
-    if not is_result(tree) or record is None or not record.key:
-        return
-    if record.location == "uncached":
-        return
-    stamp = (record.metadata.get("created"), record.metadata.get("sampling_seconds"))
-    run_id = content_digest(("cache", record.key, jsonable(stamp)))
-    ident = id(tree)
-
-    def forget(reference: weakref.ref, ident: int = ident) -> None:
-        with _origins_lock:
-            known = _origins.get(ident)
-            if known is not None and known.tree is reference:
-                del _origins[ident]
-
-    origin = _Origin(weakref.ref(tree, forget), run_id, record.key[:8], _trace_variables(tree))
-    with _origins_lock:
-        _origins[ident] = origin
-
-
-def _trace_variables(tree: Any) -> tuple[tuple[str, str, Any], ...]:
-    """``(group, name, Variable)`` of everything PyMC reads from ``tree``, in a fixed order.
-
-    ``tree``: a DataTree or an InferenceData (PyMC 5).
-    """
-    found: list[tuple[str, str, Any]] = []
-    children = result_groups(tree)
-    groups = TRACE_GROUPS if "posterior" in children else ("", *TRACE_GROUPS[1:])
-    for group in groups:
-        node = children.get(group)
-        if group == "" and isinstance(tree, xr.DataTree):
-            node = tree  # a tree without a posterior: PyMC 6 reads its root
-        if node is None:
-            continue
-        variables = node.variables  # the stored Variable objects, no Dataset view built
-        found.extend((group, str(name), variables[name]) for name in sorted(map(str, variables)))
-    return tuple(found)
-
-
-def _known_origin(tree: Any) -> _Origin | None:
-    with _origins_lock:
-        origin = _origins.get(id(tree))
-    if origin is None or origin.tree() is not tree:
-        return None
-    current = _trace_variables(tree)
-    if len(current) != len(origin.variables):
-        return None
-    for (group, name, variable), (was_group, was_name, was_variable) in zip(
-        current, origin.variables, strict=True
-    ):
-        if group != was_group or name != was_name or variable is not was_variable:
-            return None  # a group or variable was replaced since the cache returned it
-    return origin
-
-
 def trace_identity(trace: Any) -> tuple[str, str]:
     """``(identity, 8-character label)`` of a posterior predictive's ``trace`` argument."""
     if is_pymc_result(trace):
-        origin = _known_origin(trace)
+        origin = known_origin(trace)
         if origin is not None:
             return origin.run_id, origin.label
         checksum = tree_checksum(_read_groups(as_tree(trace)))
@@ -284,9 +198,9 @@ def trace_identity(trace: Any) -> tuple[str, str]:
         try:
             checksum = content_digest(("points", trace))
         except UnkeyableObject as error:
-            raise UncacheablePredictive(f"the trace holds {error}") from error
+            raise Uncacheable(f"the trace holds {error}") from error
         return checksum, checksum[:8]
-    raise UncacheablePredictive(
+    raise Uncacheable(
         f"a trace of type {type(trace).__name__} is not cached "
         f"(pass the {TRACE_TREE_NAME} from pm.sample)"
     )
@@ -322,10 +236,8 @@ class PredictiveCall(CallKind):
     def normalize(self, call: Call) -> PredictiveRequest:
         try:
             request = normalize_predictive_call(self.name, call.function, call.args, call.kwargs)
-        except TypeError as error:
+        except TypeError as error:  # Uncacheable (valid, but not keyable) passes on as it is
             raise PassThrough from error
-        except UncacheablePredictive as reason:
-            raise Uncacheable(str(reason)) from reason
         model = request.arguments.get("model")
         if model is not None and model is not self.model:
             raise PassThrough  # another model, passed positionally: not ours

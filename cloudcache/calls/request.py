@@ -7,36 +7,15 @@ defaults are resolved exactly as PyMC resolves them (``tune``, ``cores`` -> ``ch
 
 from __future__ import annotations
 
-import copy
 import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import xxhash
 
-from cloudcache.compat.pymc import SAMPLE_RENAMED_ARGUMENTS
-
-#: Arguments that cannot change the posterior: they are left out of the key.
-COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
-    {
-        "progressbar",
-        "progressbar_theme",
-        "quiet",
-        "cores",
-        "blas_cores",
-        "mp_ctx",
-        "compile_kwargs",
-        "backend",
-        "compute_convergence_checks",
-        "model",
-    }
-)
-
-#: Arguments the key holds in another form: the backend id names the sampler that runs, and
-#: the merged NUTS options hold ``nuts_sampler_kwargs``.
-BACKEND_ARGUMENTS: frozenset[str] = frozenset({"nuts_sampler", "nuts_sampler_kwargs"})
+from cloudcache.backends.request import SampleRequest
+from cloudcache.compat.pymc import SAMPLE_RENAMED_ARGUMENTS, default_cores, forward_seed
 
 #: Arguments whose non-default values make a call impossible to key safely.
 UNKEYABLE_ARGUMENTS: dict[str, str] = {
@@ -44,97 +23,6 @@ UNKEYABLE_ARGUMENTS: dict[str, str] = {
     "callback": "`callback=` runs arbitrary code on every draw",
     "trace": "a custom `trace=` backend writes the draws somewhere the cache cannot see",
 }
-
-
-#: NUTS options whose defaults are spelled into the key, so writing them out still hits.
-NUTS_DEFAULTS: dict[str, Any] = {"target_accept": 0.8, "max_treedepth": 10}
-
-
-class UncacheableCall(Exception):
-    """The call is valid for PyMC but cannot be keyed safely; it runs uncached."""
-
-
-@dataclass(frozen=True)
-class SampleRequest:
-    """One ``pm.sample`` call after binding and default resolution.
-
-    ``arguments`` holds every argument of ``pm.sample`` by name (extra ``**kwargs`` such as
-    ``target_accept`` flattened in), ready to be passed back to PyMC. ``seed_key`` is the form of
-    ``random_seed`` that enters the cache key.
-    """
-
-    draws: int
-    tune: int
-    chains: int
-    random_seed: Any
-    seed_key: Any
-    arguments: dict[str, Any] = field(repr=False)
-    extra_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
-    uncacheable_reason: str | None = None
-
-    @property
-    def label(self) -> str:
-        """Readable label used in file names: ``draws500_tune500_chains2``."""
-        return f"draws{self.draws}_tune{self.tune}_chains{self.chains}"
-
-    @property
-    def nuts_options(self) -> dict[str, Any]:
-        """Merged NUTS options (``**kwargs``, ``nuts=``, ``nuts_sampler_kwargs``) with defaults."""
-        options = dict(self.arguments.get("nuts_sampler_kwargs") or {})
-        nested = self.extra_kwargs.get("nuts")
-        if isinstance(nested, Mapping):
-            options.update(nested)
-        options.update({k: v for k, v in self.extra_kwargs.items() if k != "nuts"})
-        return {**NUTS_DEFAULTS, **options}
-
-    def key_arguments(self) -> dict[str, Any]:
-        """The arguments that enter the key, normalised so equivalent spellings agree.
-
-        Cosmetic arguments are removed, the seed is in its key form, numpy scalars become Python
-        numbers, ``nuts_sampler`` is left to the backend id (the key holds the backend that
-        really samples) and ``n_init`` is dropped when ``init`` runs no ADVI (PyMC ignores it).
-        """
-        parts = {
-            name: value
-            for name, value in self.arguments.items()
-            if name not in COSMETIC_ARGUMENTS and name not in BACKEND_ARGUMENTS
-        }
-        if not _uses_advi(parts.get("init")):
-            parts.pop("n_init", None)
-        parts["random_seed"] = self.seed_key
-        parts["nuts"] = dict(sorted(self.nuts_options.items()))
-        return python_scalars(parts)
-
-    def pymc_arguments(self, **overrides: Any) -> dict[str, Any]:
-        """Keyword arguments to hand the call back to ``pymc.sample``."""
-        merged = dict(self.arguments)
-        if merged.get("nuts_sampler") is None:  # not asked for: PyMC's default, as the caller did
-            merged.pop("nuts_sampler", None)
-        merged.update(self.extra_kwargs)
-        merged.update(overrides)
-        return merged
-
-
-def _cpu_count() -> int:
-    from pymc.sampling.mcmc import _cpu_count as pymc_cpu_count
-
-    return pymc_cpu_count()
-
-
-def _uses_advi(init: Any) -> bool:
-    """Whether PyMC's ``init`` method runs ADVI (the only ones that read ``n_init``)."""
-    return not isinstance(init, str) or "advi" in init
-
-
-def python_scalars(value: Any) -> Any:
-    """``value`` with numpy scalars turned into the Python numbers they equal, recursively."""
-    if isinstance(value, np.generic) and not isinstance(value, np.str_ | np.bytes_):
-        return value.item()
-    if isinstance(value, dict):
-        return {key: python_scalars(item) for key, item in value.items()}
-    if type(value) in (list, tuple):
-        return type(value)(python_scalars(item) for item in value)
-    return value
 
 
 def _seed_key(random_seed: Any, chains: int) -> Any:
@@ -181,11 +69,8 @@ def forward_seed_key(random_seed: Any) -> Any:
         return None
     if isinstance(random_seed, bool | np.bool_):
         raise TypeError("random_seed must be an int, a sequence of ints, a Generator or None")
-    from pymc.util import _get_seeds_per_chain
-
     try:
-        (seed,) = _get_seeds_per_chain(copy.deepcopy(random_seed), 1)
-        seed = int(seed)
+        seed = forward_seed(random_seed)
     except (ValueError, TypeError) as error:
         raise TypeError(f"random_seed cannot seed PyMC's forward sampler: {error}") from error
     if seed < 0:
@@ -251,7 +136,7 @@ def normalize_sample_call(
     draws = int(arguments["draws"])
     tune = 1000 if arguments.get("tune") is None else int(arguments["tune"])
     cores = arguments.get("cores")
-    cores = min(4, _cpu_count()) if cores is None else int(cores)
+    cores = min(4, default_cores()) if cores is None else int(cores)
     chains = max(2, cores) if arguments.get("chains") is None else int(arguments["chains"])
     arguments.update(draws=draws, tune=tune, chains=chains)
 

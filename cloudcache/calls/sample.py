@@ -8,12 +8,14 @@ from typing import Any
 
 import pymc as pm
 
-from cloudcache.backends.base import BackendRefused, Resolution, pymc_fallback, resolve_backend
+from cloudcache.backends.registry import Resolution, pymc_fallback, resolve_backend
+from cloudcache.backends.request import SampleRequest
 from cloudcache.calls.audit import audit_failure
-from cloudcache.calls.path import Call, CallKind, PassThrough, Plan, Uncacheable
-from cloudcache.calls.predictive import remember_origin
+from cloudcache.calls.origins import remember_origin
+from cloudcache.calls.path import Call, CallKind, Plan
 from cloudcache.calls.records import CallRecord
-from cloudcache.calls.request import SampleRequest, normalize_sample_call
+from cloudcache.calls.request import normalize_sample_call
+from cloudcache.errors import BackendRefused, PassThrough, Uncacheable
 from cloudcache.executors import Executor
 
 

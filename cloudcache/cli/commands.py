@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudcache.cli.units import format_size, parse_age, parse_size, printable
-from cloudcache.stores.base import CorruptEntry, StoreError
+from cloudcache.errors import CorruptEntry, StoreError
 from cloudcache.stores.maintenance.catalog import Catalog, CatalogEntry
 from cloudcache.stores.maintenance.pruning import last_use_clock, select_for_pruning
 from cloudcache.stores.resolve import default_directory

@@ -3,46 +3,52 @@
 ``pm.sample(nuts_sampler="nutpie")`` on PyMC 6 seeds nutpie with the first per-chain seed, shows
 PyMC's progress bar, honours ``discard_tuned_samples`` and ``include_transformed`` and patches
 the DataTree with ``patch_nutpie_idata``. On PyMC 5 it seeds with ``_get_seeds_per_chain(seed,
-1)``, shows nutpie's own bar, always keeps the warm-up groups and the unconstrained values
-(nutpie's defaults) and adds ``constant_data``/``observed_data`` to nutpie's InferenceData
-itself. :mod:`cloudcache.backends.nutpie.backend` calls these so its result is shaped as that
-PyMC's.
+1)`` (:func:`~cloudcache.compat.pymc.forward_seed`), shows nutpie's own bar, always keeps the
+warm-up groups and the unconstrained values (nutpie's defaults) and adds
+``constant_data``/``observed_data`` to nutpie's InferenceData itself.
+:mod:`cloudcache.backends.nutpie.backend` calls these so its result is shaped as that PyMC's.
+:func:`data_names` reads a compiled model's attributes, which changed within nutpie 0.16.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import xarray as xr
 
-from cloudcache.backends.seeds import chain_seeds
-from cloudcache.compat.pymc import RETURNS_INFERENCEDATA, as_tree
+from cloudcache.compat.pymc import RETURNS_INFERENCEDATA, as_tree, chain_seeds, forward_seed
 
 if TYPE_CHECKING:
     import pymc as pm
 
-    from cloudcache.backends.nutpie.plan import NutpiePlan
+
+class NutpieRun(Protocol):
+    """What these functions read of a nutpie run's plan."""
+
+    chains: int
+    draws: int
+    save_warmup: bool
+    include_transformed: bool
+    progressbar: Any
+    progressbar_theme: Any
 
 
 def nutpie_seed(random_seed: Any, chains: int) -> int:
     """The seed PyMC's nutpie path hands ``nutpie.sample`` for ``random_seed``."""
     if RETURNS_INFERENCEDATA:
-        from pymc.util import _get_seeds_per_chain
-
-        return int(_get_seeds_per_chain(copy.deepcopy(random_seed), 1)[0])
+        return forward_seed(random_seed)
     return chain_seeds(random_seed, chains)[0]
 
 
-def sample_options(plan: NutpiePlan) -> dict[str, Any]:
+def sample_options(plan: NutpieRun) -> dict[str, Any]:
     """Keywords of ``nutpie.sample`` that differ by PyMC: the warm-up and unconstrained draws."""
     if RETURNS_INFERENCEDATA:
         return {}  # PyMC 5 passes neither: nutpie keeps both
     return {"save_warmup": plan.save_warmup, "store_unconstrained": plan.include_transformed}
 
 
-def progress(plan: NutpiePlan) -> tuple[contextlib.AbstractContextManager[Any], dict[str, Any]]:
+def progress(plan: NutpieRun) -> tuple[contextlib.AbstractContextManager[Any], dict[str, Any]]:
     """The progress bar around ``nutpie.sample`` and the keywords that feed it."""
     if RETURNS_INFERENCEDATA:  # PyMC 5 shows nutpie's own bar
         return contextlib.nullcontext(), {"progress_bar": bool(plan.progressbar)}

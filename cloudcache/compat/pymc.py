@@ -1,16 +1,25 @@
-"""Which PyMC is installed, and the one seam where its result type differs.
+"""Which PyMC is installed, the one seam where its result type differs, and PyMC's private APIs.
 
 PyMC 6 returns an ``xarray.DataTree`` from ``pm.sample`` and the predictive functions; PyMC 5
 returns an ArviZ 0.x ``InferenceData``. Inside cloudcache every result is a DataTree (stores,
 the audit, the backends' output, the cache path); :func:`as_tree` turns what PyMC's own
 functions return into one, and :func:`as_pymc_result` turns a tree into what the installed
 PyMC's functions return, just before the caller gets it. Both share the arrays (no copy).
+
+The private PyMC functions cloudcache relies on are called only here, each behind a named
+function that ``tests/test_compat.py`` checks against the installed PyMC: the default number of
+cores (:func:`default_cores`), the forward samplers' seed (:func:`forward_seed`), the jittered
+start points (:func:`init_jitter`) and the per-class log density registries
+(:func:`class_registries`).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pymc
 import xarray as xr
 
@@ -101,3 +110,72 @@ def is_inferencedata(value: Any) -> bool:
     from arviz import InferenceData
 
     return isinstance(value, InferenceData)
+
+
+# -- what pm.sample derives, and PyMC's private functions ------------------------------------
+def default_cores() -> int:
+    """The CPU count ``pm.sample`` starts from when ``cores=None`` (PyMC's ``_cpu_count``)."""
+    from pymc.sampling.mcmc import _cpu_count
+
+    return int(_cpu_count())
+
+
+def chain_seeds(random_seed: Any, chains: int) -> list[int]:
+    """Per-chain seeds derived exactly as ``pm.sample`` derives them."""
+    from pymc.util import get_random_generator
+
+    if isinstance(random_seed, bool) or (
+        isinstance(random_seed, int | np.integer) and random_seed == -1
+    ):
+        raise ValueError("random_seed must be an int >= 0, a sequence, a Generator or None")
+    rngs = get_random_generator(random_seed).spawn(chains)
+    return [int(rng.integers(2**30)) for rng in rngs]
+
+
+def forward_seed(random_seed: Any) -> int:
+    """The one seed PyMC's forward samplers (and PyMC 5's nutpie path) derive from ``random_seed``.
+
+    PyMC calls ``_get_seeds_per_chain(random_seed, 1)``, which draws from a generator's current
+    state; it is called here on a copy, so the caller's generator is not advanced. Raises what
+    PyMC raises (``ValueError``/``TypeError``) for a seed it cannot use.
+    """
+    from pymc.util import _get_seeds_per_chain
+
+    return int(_get_seeds_per_chain(copy.deepcopy(random_seed), 1)[0])
+
+
+def init_jitter(
+    model: Any,
+    initvals: Any,
+    *,
+    seeds: Sequence[int],
+    jitter: bool,
+    jitter_max_retries: int,
+    logp_fn: Callable[[dict[str, np.ndarray]], float],
+) -> list[dict[str, np.ndarray]]:
+    """One start point per seed, jittered and retried as ``pm.sample`` does (``_init_jitter``).
+
+    ``logp_fn(point)`` judges a jittered point (a non-finite value means: jitter again).
+    """
+    from pymc.sampling.mcmc import _init_jitter
+
+    return _init_jitter(
+        model,
+        initvals,
+        seeds=list(seeds),
+        jitter=jitter,
+        jitter_max_retries=jitter_max_retries,
+        logp_fn=logp_fn,
+    )
+
+
+def class_registries() -> dict[str, Any]:
+    """PyMC's per-class registries (``functools.singledispatch``), by name.
+
+    A distribution class built at run time (``pm.CustomDist`` makes one per call) carries its
+    log density, log CDF, inverse CDF and support point here, not in its own attributes.
+    """
+    from pymc.distributions.distribution import _support_point
+    from pymc.logprob.abstract import _icdf, _logcdf, _logprob
+
+    return {"logprob": _logprob, "logcdf": _logcdf, "icdf": _icdf, "support_point": _support_point}

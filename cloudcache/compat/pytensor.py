@@ -1,10 +1,17 @@
-"""The PyTensor op classes whose names or existence differ between PyTensor 2.x and 3.x.
+"""What differs between PyTensor 2.x and 3.x, and the one PyTensor internal cloudcache relies on.
 
 PyMC 5 runs on PyTensor 2.x, PyMC 6 on 3.x. PyTensor 3 has dedicated ops for ``logsumexp``,
 ``logaddexp``, ``xlogy`` and ``xlog1py`` (2.x builds them from ``Elemwise`` and ``CAReduce``,
 which :mod:`cloudcache.backends.numpyro.data_flow` already knows) and one base class of the reading
 ``Subtensor`` ops (2.x has unrelated classes). The ``...Subtensor1`` ops are in neither list on
 either version (their operands stay constants: conservative, never wrong).
+
+:func:`is_instance` answers ``isinstance`` for PyTensor's graph classes without the ABC machinery.
+PyTensor's ``Op``, ``Type`` and ``Variable`` classes use an ``ABCMeta`` metaclass, so the first
+``isinstance`` of each new class against one of them walks every registered subclass (~400 below
+``Op``) before answering no; a fresh process's first key paid ~7 ms for it. None of these
+classes has virtual (``register``-ed) subclasses or a ``__subclasshook__``, so the plain
+inheritance check gives the same answers (``tests/test_compat.py`` checks that it still does).
 """
 
 from __future__ import annotations
@@ -55,3 +62,11 @@ def reduction_settings(op: Op) -> dict[str, Any]:
 def reduction_initial(op: Op, dtype: Any) -> Any:
     """The value a ``Max``/``Min`` ``op`` gives over empty axes (``None``: an error, as 2.x)."""
     return op.initial_value(dtype) if PYTENSOR_MAJOR >= 3 else None
+
+
+def is_instance(obj: Any, *classes: type) -> bool:
+    """Whether ``obj`` is an instance of one of ``classes`` by inheritance (as ``isinstance``
+    answers for a class without virtual subclasses)."""
+    if len(classes) == 1:  # the common case, without a generator (a few hundred per key)
+        return type.__instancecheck__(classes[0], obj)
+    return any(type.__instancecheck__(cls, obj) for cls in classes)

@@ -24,6 +24,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from cloudcache.errors import (
+    NoSuitableWorker,
+    RemoteExecutionError,
+    SchedulerUnreachable,
+    WorkerDied,
+    WorkerStalled,
+    WorkerVersionMismatch,
+)
 from cloudcache.executors.remote_task import (
     installed_versions,
     sample_on_worker,
@@ -37,7 +45,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from cloudcache.backends.base import Backend
-    from cloudcache.calls.request import SampleRequest
+    from cloudcache.backends.request import SampleRequest
 
 #: Seconds allowed to connect to a scheduler given by address (TCP connect and Dask handshake)
 #: when ``timeout=`` is None or longer.
@@ -55,30 +63,6 @@ POLL_INTERVAL = 0.5
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
-
-
-class RemoteExecutionError(RuntimeError):
-    """A remote run was refused or failed for a reason on the cluster's side."""
-
-
-class WorkerVersionMismatch(RemoteExecutionError):
-    """The workers' library versions differ from the caller's."""
-
-
-class NoSuitableWorker(RemoteExecutionError):
-    """No worker offers the requested resource (Dask would wait for one forever)."""
-
-
-class WorkerDied(RemoteExecutionError):
-    """The worker running the task left the cluster before it finished."""
-
-
-class WorkerStalled(RemoteExecutionError):
-    """A worker stopped answering: no heartbeat, progress or reply in time (frozen, hung)."""
-
-
-class SchedulerUnreachable(RemoteExecutionError, TimeoutError):
-    """The scheduler did not accept a connection or complete the Dask handshake in time."""
 
 
 def import_distributed() -> Any:

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from cloudcache.backends.base import Backend
-    from cloudcache.calls.request import SampleRequest
+    from cloudcache.backends.request import SampleRequest
 
 
 class Executor(Protocol):

@@ -119,9 +119,10 @@ def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str)
     ``encode_s``) next to the total ``seconds``.
     """
     import cloudpickle
+    import pymc.sampling.mcmc
 
-    from cloudcache.backends.base import get_backend
-    from cloudcache.calls import dispatch as patch
+    from cloudcache.backends.registry import get_backend
+    from cloudcache.backends.running import running_backend
 
     arrived = time.monotonic()
     model, request = cloudpickle.loads(payload)
@@ -138,9 +139,11 @@ def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str)
     beat.start()
     try:
         sampling = time.monotonic()
-        with patch.running_backend():
+        # PyMC's own function, or a cloud() block's dispatcher when this worker runs in the
+        # caller's process: inside running_backend() a dispatcher hands every call to PyMC.
+        with running_backend():
             tree = backend.sample(
-                model, request, device=device, pymc_sample=patch.original("sample")
+                model, request, device=device, pymc_sample=pymc.sampling.mcmc.sample
             )
         if reporter.interrupted:
             raise RuntimeError("cloudcache: remote run cancelled by the caller; result dropped")

@@ -10,13 +10,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cloudcache.fingerprint.canonical import UnkeyableObject
+    from cloudcache.errors import UnkeyableObject
     from cloudcache.fingerprint.key import KEY_SCHEMA, CacheKey, compute_key
 
 _PUBLIC = {
     "KEY_SCHEMA": "cloudcache.fingerprint.key",
     "CacheKey": "cloudcache.fingerprint.key",
-    "UnkeyableObject": "cloudcache.fingerprint.canonical",
+    "UnkeyableObject": "cloudcache.errors",
     "compute_key": "cloudcache.fingerprint.key",
 }
 

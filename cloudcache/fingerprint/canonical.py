@@ -27,8 +27,6 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
-from pymc.distributions.distribution import _support_point
-from pymc.logprob.abstract import _icdf, _logcdf, _logprob
 from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.graph.op import Op
 from pytensor.graph.traversal import io_toposort
@@ -36,7 +34,9 @@ from pytensor.graph.type import Type
 from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.sharedvar import SharedVariable
 
-from cloudcache.compat.classcheck import is_instance
+from cloudcache.compat.pymc import class_registries
+from cloudcache.compat.pytensor import is_instance
+from cloudcache.errors import UnkeyableObject
 from cloudcache.fingerprint.code import (
     code_parts,
     global_reads,
@@ -49,12 +49,7 @@ from cloudcache.fingerprint.digest import Digest
 MAX_DEPTH = 64
 
 #: PyMC's per-class registries: a class built at run time carries its log density here.
-DISPATCHERS: dict[str, Any] = {
-    "logprob": _logprob,
-    "logcdf": _logcdf,
-    "icdf": _icdf,
-    "support_point": _support_point,
-}
+DISPATCHERS: dict[str, Any] = class_registries()
 
 #: Compilers' per-class registries (a custom op's JAX or Numba implementation), read only once
 #: their module is loaded: registering an implementation loads it.
@@ -94,10 +89,6 @@ DERIVED_ATTRIBUTES = frozenset({"fgraph", "_hash_inner_graph"})
 SINGLETONS = {id(Ellipsis): "Ellipsis", id(NotImplemented): "NotImplemented"}
 
 _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was defined in Python, not in C
-
-
-class UnkeyableObject(TypeError):
-    """Raised for a value whose content cannot be encoded in a process-stable way."""
 
 
 class GraphEncoder:

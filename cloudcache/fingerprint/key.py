@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pymc as pm
 
-from cloudcache.calls.request import SampleRequest
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.model import model_components, model_slug
 
 #: Bumped whenever the key's recipe changes, so old entries are never served by a new recipe.
 KEY_SCHEMA = 2
+
+
+class KeyedRequest(Protocol):
+    """What the key needs of a request (``pm.sample``'s or a predictive call's)."""
+
+    def key_arguments(self) -> dict[str, Any]:
+        """The call's arguments in key form (cosmetic ones left out, the seed's key form)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ def major_minor(version: str) -> str:
 
 def compute_key(
     model: pm.Model,
-    request: SampleRequest,
+    request: KeyedRequest,
     backend_name: str,
     library_versions: dict[str, str],
     *,

@@ -28,7 +28,7 @@ import pytensor
 from pytensor.graph.basic import Constant
 from pytensor.tensor.sharedvar import SharedVariable
 
-from cloudcache.compat.classcheck import is_instance
+from cloudcache.compat.pytensor import is_instance
 from cloudcache.fingerprint.canonical import GraphEncoder, content_digest, live_digest
 from cloudcache.fingerprint.code import qualified_name
 from cloudcache.fingerprint.digest import Digest

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from cloudcache.stores.base import (
-    CorruptEntry,
-    Entry,
-    EntryRef,
-    EntryUnreadable,
-    Lookup,
-    Store,
-    StoreError,
-)
+from cloudcache.errors import CorruptEntry, EntryUnreadable, StoreError
+from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.memory import MemoryStore
 from cloudcache.stores.tiered import TieredStore

@@ -18,17 +18,7 @@ from typing import Any
 
 import xarray as xr
 
-
-class StoreError(RuntimeError):
-    """A store could not read or write (I/O, permissions, network, a missed deadline)."""
-
-
-class EntryUnreadable(StoreError):
-    """An entry exists but this process may not read it (permissions): not damaged, keep it."""
-
-
-class CorruptEntry(ValueError):
-    """A stored entry is unreadable, truncated, tampered with or belongs to another key."""
+from cloudcache.errors import CorruptEntry
 
 
 @dataclass(frozen=True)

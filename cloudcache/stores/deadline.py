@@ -17,16 +17,12 @@ from typing import Any, TypeVar
 
 import fsspec
 
-from cloudcache.stores.base import StoreError
+from cloudcache.errors import DeadlineExceeded
 
 #: Seconds an object-store read of one entry may take when ``cloud(timeout=None)``.
 DEFAULT_READ_DEADLINE = 60.0
 #: Seconds an object-store write of one entry may take when ``cloud(timeout=None)``.
 DEFAULT_WRITE_DEADLINE = 120.0
-
-
-class DeadlineExceeded(StoreError):
-    """An object-store call did not finish within its deadline."""
 
 
 def call_with_deadline(

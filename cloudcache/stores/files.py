@@ -26,7 +26,8 @@ import fsspec
 import h5py
 from fsspec.implementations.local import LocalFileSystem
 
-from cloudcache.stores.base import CorruptEntry, Entry, EntryRef, Lookup, Store, StoreError
+from cloudcache.errors import CorruptEntry, StoreError
+from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
 from cloudcache.stores.deadline import (
     DEFAULT_READ_DEADLINE,
     DEFAULT_WRITE_DEADLINE,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 
-from cloudcache.stores.base import Entry, EntryRef, Lookup, Store, StoreError
+from cloudcache.errors import StoreError
+from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
 
 
 class TieredStore(Store):

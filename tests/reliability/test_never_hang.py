@@ -24,7 +24,8 @@ from forked import call_in_fork
 from reliability_workers import sample_kwargs, tiny_model
 
 import cloudcache as cc
-from cloudcache.stores.base import CorruptEntry, Entry, EntryRef
+from cloudcache.errors import CorruptEntry
+from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.format.netcdf import decode_entry
 

@@ -22,7 +22,8 @@ from reliability_figures import record_trials
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.executors.dask import DaskExecutor, SchedulerUnreachable, WorkerStalled
+from cloudcache.errors import SchedulerUnreachable, WorkerStalled
+from cloudcache.executors.dask import DaskExecutor
 
 distributed = pytest.importorskip("distributed")
 

@@ -18,7 +18,8 @@ import pytest
 import xarray as xr
 from forked import call_in_fork, can_switch_user
 
-from cloudcache.stores.base import Entry, EntryRef, EntryUnreadable
+from cloudcache.errors import EntryUnreadable
+from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.format.netcdf import check_entry
 from cloudcache.stores.usage import marker_path

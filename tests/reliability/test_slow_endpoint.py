@@ -21,7 +21,8 @@ from reliability_workers import sample_kwargs, tiny_model
 from slow_endpoint import TrickleProxy
 
 import cloudcache as cc
-from cloudcache.stores.base import Entry, EntryRef, StoreError
+from cloudcache.errors import StoreError
+from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
 
 s3_server = fixtures_s3.s3_server

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cloudcache.backends.base import BackendRefused
 from cloudcache.backends.numpyro import checked_programs
-from cloudcache.backends.numpyro.plan import LIBRARIES, Fallback, RunPlan, plan_request, refusal
+from cloudcache.backends.numpyro.plan import NumpyroPlanner, RunPlan, plan_request
 from cloudcache.backends.numpyro.support import remember_refusal
-from cloudcache.backends.seeds import chain_seeds
-from cloudcache.calls.request import SampleRequest
-from cloudcache.util.versions import installed_versions
+from cloudcache.backends.request import SampleRequest
+from cloudcache.compat.pymc import chain_seeds, init_jitter
+from cloudcache.errors import BackendRefused
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -79,9 +78,7 @@ def _initial_points(
     data: Sequence[np.ndarray],
     layout: ChainLayout,
 ) -> tuple[np.ndarray, ...]:
-    """Jittered start points (PyMC's ``_init_jitter``), stacked as ``(chains, *shape)``."""
-    from pymc.sampling.mcmc import _init_jitter
-
+    """Jittered start points (as ``pm.sample`` jitters them), stacked as ``(chains, *shape)``."""
     from cloudcache.backends.numpyro.runner import compiled_logp
 
     names = [v.name for v in graph.value_vars]
@@ -94,10 +91,10 @@ def _initial_points(
         executable = compiled_logp(graph, _signature_of(values, data), layout.devices[0])
         return float(executable(values, tuple(data)))
 
-    points = _init_jitter(
+    points = init_jitter(
         model,
         plan.initvals,
-        seeds=list(seeds),
+        seeds=seeds,
         jitter=plan.jitter,
         jitter_max_retries=plan.jitter_max_retries,
         logp_fn=point_logp,
@@ -134,11 +131,8 @@ def _start_point_problem(
     gradient there (else :class:`SamplerFailure`).
     """
     from cloudcache.backends.numpyro.logp import model_graph
-    from cloudcache.backends.numpyro.run_checks import (
-        SamplerFailure,
-        nonfinite_at,
-        program_disagreement,
-    )
+    from cloudcache.backends.numpyro.run_checks import nonfinite_at, program_disagreement
+    from cloudcache.errors import SamplerFailure
 
     data = graph.data_values()
     own = _evaluations(graph, init, data, device)
@@ -164,28 +158,27 @@ def prepare_run(
     """Plan -> compiled sampler (from cache when possible) and its arguments for this call.
 
     ``layout`` overrides the automatic chain layout (benchmarks use it). ``lift=False`` keeps
-    every datum a compile-time constant (the safe program). Raises :class:`Fallback` when the
-    runner cannot sample the model at all.
+    every datum a compile-time constant (the safe program). Raises :class:`BackendRefused`
+    when the runner cannot sample the model at all.
     """
     from cloudcache.backends.numpyro.devices import chain_layout, prepare_cpu_devices
 
     prepare_cpu_devices()  # before anything initialises JAX's backend
     from cloudcache.backends.numpyro.jax_cache import enable_persistent_cache
-    from cloudcache.backends.numpyro.logp import UnsupportedModel, model_graph
+    from cloudcache.backends.numpyro.logp import model_graph
     from cloudcache.backends.numpyro.runner import KERNELS, compiled_sampler
 
     _enable_x64()
     enable_persistent_cache()
     discrete = model.discrete_value_vars
     if discrete:
-        raise Fallback(f"the model has discrete free variables ({', '.join(map(str, discrete))})")
+        raise BackendRefused(
+            f"the model has discrete free variables ({', '.join(map(str, discrete))})"
+        )
     if plan.var_names is not None and not plan.var_names:
         raise ValueError("var_names is empty")
-    try:
-        graph = model_graph(model, plan.var_names, plan.keep_untransformed, lift=lift)
-        graph.jax_functions()
-    except UnsupportedModel as exc:
-        raise Fallback(str(exc)) from exc
+    graph = model_graph(model, plan.var_names, plan.keep_untransformed, lift=lift)
+    graph.jax_functions()  # BackendRefused when an op has no JAX conversion
     if layout is None:
         layout = chain_layout(device, plan.chains, plan.chain_method)
     seeds = chain_seeds(random_seed, plan.chains)
@@ -221,8 +214,9 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
 
     from cloudcache.backends.numpyro.progress import progress_bar
     from cloudcache.backends.numpyro.results import build_datatree, convergence_warnings
-    from cloudcache.backends.numpyro.run_checks import SamplerFailure, failure_symptom
+    from cloudcache.backends.numpyro.run_checks import failure_symptom
     from cloudcache.backends.numpyro.runner import prng_keys, progress_stride
+    from cloudcache.errors import SamplerFailure
 
     plan = run.plan
     per_chain = plan.tune + plan.draws
@@ -255,20 +249,11 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     return tree
 
 
-class NumpyroBackend:
+class NumpyroBackend(NumpyroPlanner):
     """Samples with NumPyro's NUTS kernel through a compiled, reused JAX runner.
 
     Importing this class and asking :meth:`refusal` never imports JAX (cache hits stay light).
     """
-
-    name = "numpyro"
-
-    def library_versions(self) -> dict[str, str]:
-        return installed_versions(*LIBRARIES)
-
-    def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
-        """PyMC-only arguments, discrete free variables, or ops with no JAX conversion."""
-        return refusal(model, request)
 
     def sample(
         self,
@@ -283,7 +268,7 @@ class NumpyroBackend:
         Raises :class:`BackendRefused` (before any draw) when the runner cannot sample it; the
         session then samples with PyMC's own sampler under that backend's key.
         """
-        from cloudcache.backends.numpyro.run_checks import SamplerFailure
+        from cloudcache.errors import SamplerFailure
 
         try:
             plan = plan_request(request)
@@ -294,9 +279,9 @@ class NumpyroBackend:
                     request.draws,
                 )
             run = prepare_run(model, plan, request.random_seed, device)
-        except Fallback as reason:
+        except BackendRefused as reason:
             remember_refusal(model, str(reason))
-            raise BackendRefused(str(reason)) from reason
+            raise
         try:
             return run_prepared(model, run)
         except SamplerFailure as failure:

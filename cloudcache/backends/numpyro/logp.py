@@ -24,17 +24,12 @@ from pytensor.graph.traversal import graph_inputs
 from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.type import RandomType
 
+from cloudcache.backends.kernel_cache import LIFT_CONSTANT_SIZE
+from cloudcache.errors import BackendRefused
 from cloudcache.fingerprint.graph import GraphKey, graph_key
 
 if TYPE_CHECKING:
     import pymc as pm
-
-#: Constants with at least this many elements become arguments (observed arrays, covariates).
-LIFT_CONSTANT_SIZE = 64
-
-
-class UnsupportedModel(Exception):
-    """The model cannot be turned into a JAX function with data as arguments."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ class ModelGraph:
     def jax_functions(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """``(logp_fn, outputs_fn)``: both take ``(values, data)`` tuples of arrays.
 
-        Raises :class:`UnsupportedModel` when an op of the graph has no JAX conversion.
+        Raises :class:`BackendRefused` when an op of the graph has no JAX conversion.
         """
         return self._functions
 
@@ -81,7 +76,7 @@ class ModelGraph:
             logp_jax = _jaxify(self.value_vars + self.data_inputs, [self.logp])
             outputs_jax = _jaxify(self.value_vars + self.data_inputs, list(self.outputs))
         except NotImplementedError as exc:
-            raise UnsupportedModel(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+            raise BackendRefused(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
 
         def logp_fn(values: Sequence[Any], data: Sequence[Any]) -> Any:
             return logp_jax(*values, *data)[0]
@@ -131,7 +126,7 @@ def model_graph(
     Only data that flow into arithmetic alone are lifted (:mod:`data_flow`); data that fix a
     shape, an index set, a mask or a length, and every datum when ``lift`` is False, become
     constants holding their current values (and so part of :attr:`ModelGraph.key`).
-    Raises :class:`UnsupportedModel` when JAX would differentiate the log density wrongly
+    Raises :class:`BackendRefused` when JAX would differentiate the log density wrongly
     (:mod:`jax_gradient_hazards`).
     """
     from cloudcache.backends.numpyro.data_flow import arithmetic_only
@@ -148,12 +143,12 @@ def model_graph(
     logp = model.logp()
     hazard = gradient_hazard(value_vars, [logp])
     if hazard is not None:
-        raise UnsupportedModel(hazard)
+        raise BackendRefused(hazard)
 
     sources: list[Variable] = []
     for var in graph_inputs([logp, *outputs]):
         if isinstance(var, SharedVariable) and isinstance(var.type, RandomType):
-            raise UnsupportedModel(f"the model's log density uses a random generator ({var})")
+            raise BackendRefused(f"the model's log density uses a random generator ({var})")
         if _is_lifted(var) and var not in sources:
             sources.append(var)
     placeholders = [_placeholder(src) for src in sources]

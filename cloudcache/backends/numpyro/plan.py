@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cloudcache.backends.base import Backend
 from cloudcache.backends.numpyro.support import unconvertible_reason
-from cloudcache.calls.request import SampleRequest
+from cloudcache.backends.request import SampleRequest
+from cloudcache.errors import BackendRefused
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -66,10 +68,6 @@ INIT_METHODS: dict[str, tuple[bool, bool]] = {
 }
 
 
-class Fallback(Exception):
-    """The request needs PyMC's own sampler; the message says why (one line)."""
-
-
 @dataclass(frozen=True)
 class RunPlan:
     """What the runner does for one request."""
@@ -105,27 +103,31 @@ def _split_options(options: Mapping[str, Any]) -> dict[str, Any]:
         )
     pymc_only = sorted(set(options) & PYMC_ONLY_OPTIONS)
     if pymc_only:
-        raise Fallback(f"NUTS option(s) {', '.join(pymc_only)} exist only in PyMC's own sampler")
+        raise BackendRefused(
+            f"NUTS option(s) {', '.join(pymc_only)} exist only in PyMC's own sampler"
+        )
     return dict(options)
 
 
 def plan_request(request: SampleRequest) -> RunPlan:
-    """Build the runner's plan; raise :class:`Fallback` or ``TypeError``/``ValueError``."""
+    """Build the runner's plan; raise :class:`BackendRefused` or ``TypeError``/``ValueError``."""
     args = request.arguments
     for name in ("step", "callback", "trace"):
         if args.get(name) is not None:
-            raise Fallback(f"`{name}=` is only supported by PyMC's own sampler")
+            raise BackendRefused(f"`{name}=` is only supported by PyMC's own sampler")
     if args.get("return_inferencedata") is False:
-        raise Fallback("`return_inferencedata=False` needs PyMC's own sampler")
+        raise BackendRefused("`return_inferencedata=False` needs PyMC's own sampler")
     if args.get("nuts_sampler") not in (None, "numpyro"):
-        raise Fallback(f"`nuts_sampler={args['nuts_sampler']!r}` was asked for explicitly")
+        raise BackendRefused(f"`nuts_sampler={args['nuts_sampler']!r}` was asked for explicitly")
     if not args.get("discard_tuned_samples", True):
-        raise Fallback("`discard_tuned_samples=False` (warm-up draws) needs PyMC's own sampler")
+        raise BackendRefused(
+            "`discard_tuned_samples=False` (warm-up draws) needs PyMC's own sampler"
+        )
     if args.get("keep_warning_stat"):
-        raise Fallback("`keep_warning_stat=True` is a stat of PyMC's own sampler")
+        raise BackendRefused("`keep_warning_stat=True` is a stat of PyMC's own sampler")
     init = args.get("init", "auto")
     if init not in INIT_METHODS:
-        raise Fallback(f"`init={init!r}` is an initialisation of PyMC's own sampler")
+        raise BackendRefused(f"`init={init!r}` is an initialisation of PyMC's own sampler")
     init_jitter, init_dense = INIT_METHODS[init]
 
     options = _split_options(request.nuts_options)
@@ -175,17 +177,18 @@ def plan_request(request: SampleRequest) -> RunPlan:
     )
 
 
-def refusal(model: pm.Model, request: SampleRequest) -> str | None:
-    """Why the NumPyro runner cannot sample this call: arguments only PyMC's sampler honours,
-    discrete free variables, or ops known to have no JAX conversion (:mod:`jax_support`).
-    Cheap, and imports no JAX (it is asked on every hit)."""
-    try:
-        plan_request(request)
-    except Fallback as reason:
-        return str(reason)
-    except (TypeError, ValueError):
-        return None  # a bad argument: sampling reports it in the runner's own words
-    discrete = model.discrete_value_vars
-    if discrete:
-        return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
-    return unconvertible_reason(model)
+class NumpyroPlanner(Backend):
+    """The numpyro backend as far as it is known without JAX: its name, the libraries in its key,
+    its plan and so its refusal (PyMC-only arguments, discrete free variables, ops known to have
+    no JAX conversion, :mod:`~cloudcache.backends.numpyro.support`). Asked on every call, hits
+    included; :class:`~cloudcache.backends.numpyro.backend.NumpyroBackend` adds the sampling."""
+
+    name = "numpyro"
+    libraries = LIBRARIES
+    samples_discrete = False
+
+    def plan(self, request: SampleRequest) -> RunPlan:
+        return plan_request(request)
+
+    def model_refusal(self, model: pm.Model) -> str | None:
+        return unconvertible_reason(model)

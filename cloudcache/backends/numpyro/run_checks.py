@@ -24,10 +24,6 @@ COLLAPSED_STEP_SIZE = 1e-10
 MIN_DRAWS_FOR_CHAIN_CHECKS = 10
 
 
-class SamplerFailure(RuntimeError):
-    """The run shows the signs of a broken sampler; nothing was stored."""
-
-
 def _flatten(gradient: Sequence[Any]) -> np.ndarray:
     parts = [np.ravel(np.asarray(g, dtype=np.float64)) for g in gradient]
     return np.concatenate(parts) if parts else np.zeros(0)

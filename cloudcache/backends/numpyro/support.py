@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pytensor.compile.ops import FromFunctionOp
 from pytensor.graph.traversal import ancestors
 
-from cloudcache.compat.classcheck import is_instance
+from cloudcache.compat.pytensor import is_instance
 
 if TYPE_CHECKING:
     import pymc as pm

@@ -16,13 +16,11 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
-from cloudcache.backends.base import BackendRefused
-from cloudcache.backends.numpyro.plan import Fallback
 from cloudcache.backends.nutpie.compiled import COMPILED, compiled_model
-from cloudcache.backends.nutpie.plan import LIBRARIES, NutpiePlan, plan_nutpie, refusal
-from cloudcache.calls.request import SampleRequest
+from cloudcache.backends.nutpie.plan import NutpiePlan, NutpiePlanner, plan_nutpie
+from cloudcache.backends.request import SampleRequest
 from cloudcache.compat.nutpie import finished_result, nutpie_seed, progress, sample_options
-from cloudcache.util.versions import installed_versions
+from cloudcache.errors import BackendRefused
 
 
 def run_nutpie(model: pm.Model, plan: NutpiePlan, random_seed: Any) -> xr.DataTree:
@@ -53,17 +51,8 @@ def run_nutpie(model: pm.Model, plan: NutpiePlan, random_seed: Any) -> xr.DataTr
     return tree
 
 
-class NutpieBackend:
+class NutpieBackend(NutpiePlanner):
     """Samples with nutpie (Rust NUTS over numba-compiled PyTensor), compiled once per structure."""
-
-    name = "nutpie"
-
-    def library_versions(self) -> dict[str, str]:
-        return installed_versions(*LIBRARIES)
-
-    def refusal(self, model: pm.Model, request: SampleRequest) -> str | None:
-        """Settings nutpie cannot honour, nutpie not installed, or discrete free variables."""
-        return refusal(model, request)
 
     def sample(
         self,
@@ -76,10 +65,7 @@ class NutpieBackend:
         """Sample ``model`` on the CPU (nutpie has no GPU path; ``device="gpu"`` is refused)."""
         if device == "gpu":
             raise BackendRefused("nutpie runs on the CPU only")
-        try:
-            plan = plan_nutpie(request)
-        except Fallback as reason:
-            raise BackendRefused(str(reason)) from None
+        plan = plan_nutpie(request)  # BackendRefused: a setting nutpie cannot honour
         try:
             return run_nutpie(model, plan, request.random_seed)
         except NotImplementedError as error:  # an Op numba cannot compile: nothing was drawn

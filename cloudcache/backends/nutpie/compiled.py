@@ -26,8 +26,7 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor import TensorType
 
-from cloudcache.backends.kernel_cache import KernelCache
-from cloudcache.backends.numpyro.logp import LIFT_CONSTANT_SIZE
+from cloudcache.backends.kernel_cache import LIFT_CONSTANT_SIZE, KernelCache
 from cloudcache.backends.nutpie.plan import NutpiePlan
 from cloudcache.compat.nutpie import data_names
 from cloudcache.fingerprint.canonical import content_digest

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
-from cloudcache.backends.numpyro.plan import Fallback
-from cloudcache.calls.request import SampleRequest
+from cloudcache.backends.base import Backend
+from cloudcache.backends.request import SampleRequest
+from cloudcache.errors import BackendRefused
 
 if TYPE_CHECKING:
-    import pymc as pm
+    pass
 
 #: The libraries whose versions enter the key of a nutpie-sampled entry.
 LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "nutpie", "numba")
@@ -67,7 +68,7 @@ def _checked_options(request: SampleRequest) -> tuple[float, int]:
     options = request.nuts_options
     other = sorted(set(options) - NUTPIE_OPTIONS)
     if other:
-        raise Fallback(f"NUTS option(s) {', '.join(other)} are not nutpie settings")
+        raise BackendRefused(f"NUTS option(s) {', '.join(other)} are not nutpie settings")
     target_accept = float(options["target_accept"])
     if not 0.0 < target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
@@ -78,33 +79,33 @@ def _checked_options(request: SampleRequest) -> tuple[float, int]:
 
 
 def plan_nutpie(request: SampleRequest) -> NutpiePlan:
-    """Build the nutpie plan; raise :class:`Fallback` (one-line reason) or ``ValueError``."""
+    """Build the nutpie plan; raise :class:`BackendRefused` (one-line reason) or ``ValueError``."""
     args = request.arguments
     missing = missing_library()
     if missing:
-        raise Fallback(missing)
+        raise BackendRefused(missing)
     for name in ("step", "callback", "trace"):
         if args.get(name) is not None:
-            raise Fallback(f"`{name}=` is only supported by PyMC's own sampler")
+            raise BackendRefused(f"`{name}=` is only supported by PyMC's own sampler")
     if args.get("return_inferencedata") is False:
-        raise Fallback("`return_inferencedata=False` needs PyMC's own sampler")
+        raise BackendRefused("`return_inferencedata=False` needs PyMC's own sampler")
     if args.get("nuts_sampler") not in (None, "nutpie"):
-        raise Fallback(f"`nuts_sampler={args['nuts_sampler']!r}` was asked for explicitly")
+        raise BackendRefused(f"`nuts_sampler={args['nuts_sampler']!r}` was asked for explicitly")
     if args.get("init", "auto") != "auto":
-        raise Fallback(f"`init={args['init']!r}` is an initialisation of PyMC's own sampler")
+        raise BackendRefused(f"`init={args['init']!r}` is an initialisation of PyMC's own sampler")
     if args.get("jitter_max_retries", DEFAULT_JITTER_RETRIES) != DEFAULT_JITTER_RETRIES:
-        raise Fallback("`jitter_max_retries=` is a setting of PyMC's own initialisation")
+        raise BackendRefused("`jitter_max_retries=` is a setting of PyMC's own initialisation")
     if args.get("keep_warning_stat"):
-        raise Fallback("`keep_warning_stat=True` is a stat of PyMC's own sampler")
+        raise BackendRefused("`keep_warning_stat=True` is a stat of PyMC's own sampler")
     initvals = args.get("initvals")
     if initvals is not None and not isinstance(initvals, Mapping):
-        raise Fallback("nutpie takes one `initvals` dict, not one per chain")
+        raise BackendRefused("nutpie takes one `initvals` dict, not one per chain")
     if initvals is not None:  # by name: the compiled model is built from a copy of the model
         initvals = {getattr(var, "name", var): value for var, value in initvals.items()}
     idata_kwargs = dict(args.get("idata_kwargs") or {})
     other = sorted(set(idata_kwargs) - IDATA_OPTIONS)
     if other:
-        raise Fallback(f"idata_kwargs {', '.join(other)} are not honoured by nutpie")
+        raise BackendRefused(f"idata_kwargs {', '.join(other)} are not honoured by nutpie")
     target_accept, maxdepth = _checked_options(request)
     if request.draws < 1:
         raise ValueError("draws must be at least 1 for the nutpie backend")
@@ -128,16 +129,15 @@ def plan_nutpie(request: SampleRequest) -> NutpiePlan:
     )
 
 
-def refusal(model: pm.Model, request: SampleRequest) -> str | None:
-    """Why nutpie cannot sample this call: settings it cannot honour, nutpie not installed, or
-    discrete free variables. Cheap, and imports neither nutpie nor numba (asked on every hit)."""
-    try:
-        plan_nutpie(request)
-    except Fallback as reason:
-        return str(reason)
-    except (TypeError, ValueError):
-        return None  # a bad argument: sampling reports it in the plan's own words
-    discrete = model.discrete_value_vars
-    if discrete:
-        return f"the model has discrete free variables ({', '.join(map(str, discrete))})"
-    return None
+class NutpiePlanner(Backend):
+    """The nutpie backend as far as it is known without nutpie or numba: its name, the libraries
+    in its key, its plan and so its refusal (settings it cannot honour, nutpie not installed,
+    discrete free variables). Asked on every call, hits included;
+    :class:`~cloudcache.backends.nutpie.backend.NutpieBackend` adds the sampling."""
+
+    name = "nutpie"
+    libraries = LIBRARIES
+    samples_discrete = False
+
+    def plan(self, request: SampleRequest) -> NutpiePlan:
+        return plan_nutpie(request)

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from cloudcache.stores.base import CorruptEntry, EntryUnreadable
+from cloudcache.errors import CorruptEntry, EntryUnreadable
 
 _KINDS = {
     stat.S_IFLNK: "a symbolic link",

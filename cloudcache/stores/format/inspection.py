@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from cloudcache.stores.base import CorruptEntry
+from cloudcache.errors import CorruptEntry
 
 KEY_ATTR = "cloudcache_key"
 METADATA_ATTR = "cloudcache_metadata"

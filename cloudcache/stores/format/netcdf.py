@@ -20,8 +20,8 @@ import h5py
 import numpy as np
 import xarray as xr
 
+from cloudcache.errors import CorruptEntry, EntryUnreadable
 from cloudcache.fingerprint.digest import Digest
-from cloudcache.stores.base import CorruptEntry, EntryUnreadable
 from cloudcache.stores.format.entryfile import checked_entry_file
 from cloudcache.stores.format.inspection import KEY_ATTR, METADATA_ATTR, check_header, parse_record
 

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import h5py
 
-from cloudcache.stores.base import CorruptEntry, StoreError
+from cloudcache.errors import CorruptEntry, StoreError
 from cloudcache.stores.files import FileStore, write_atomically
 from cloudcache.stores.format.entryfile import file_kind, open_regular_file
 from cloudcache.stores.format.layout import ENTRY_NAME

@@ -1,0 +1,60 @@
+"""xarray's private DataTree layout, used to copy a tree's nodes without re-checking alignment.
+
+``DataTree.copy(deep=False)`` rebuilds every node through the public constructor, which checks
+alignment against the parent again: about 1 ms per group, most of a memory hit. The checks
+cannot fail for a copy of a tree that passed them, so :func:`shallow_copy` fills new nodes
+directly (new node objects, new Variable objects, the same arrays) when ``DataTree.__slots__``
+is exactly the layout this was written against (:data:`KNOWN_LAYOUT`), and returns ``None``
+otherwise, so the caller uses the public copy (``tests/test_compat.py`` says when it changes).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import xarray as xr
+
+#: The DataTree node layout :func:`shallow_copy` knows (xarray 2024.10 and later).
+KNOWN_LAYOUT = frozenset(
+    {
+        "_attrs",
+        "_cache",
+        "_children",
+        "_close",
+        "_data_variables",
+        "_encoding",
+        "_name",
+        "_node_coord_variables",
+        "_node_dims",
+        "_node_indexes",
+        "_parent",
+    }
+)
+
+#: Whether the installed xarray's DataTree has :data:`KNOWN_LAYOUT`.
+FAST_COPY = frozenset(getattr(xr.DataTree, "__slots__", ())) == KNOWN_LAYOUT
+
+
+def shallow_copy(tree: xr.DataTree) -> xr.DataTree | None:
+    """A new root tree over the same arrays as ``tree`` (None: layout unknown, or not a root)."""
+    if not FAST_COPY or tree.parent is not None:
+        return None
+    return _copy_node(tree, None)
+
+
+def _copy_node(node: xr.DataTree, parent: xr.DataTree | None) -> xr.DataTree:
+    # Private fields of xarray's DataTree, guarded by KNOWN_LAYOUT above.
+    new = object.__new__(xr.DataTree)
+    new._name = node._name
+    new._parent = parent
+    new._close = None
+    new._data_variables = {k: v.copy(deep=False) for k, v in node._data_variables.items()}
+    new._node_coord_variables = {
+        k: v.copy(deep=False) for k, v in node._node_coord_variables.items()
+    }
+    new._node_dims = dict(node._node_dims)
+    new._node_indexes = dict(node._node_indexes)
+    new._attrs = copy.copy(node._attrs)
+    new._encoding = copy.copy(node._encoding)
+    new._children = {name: _copy_node(child, new) for name, child in node._children.items()}
+    return new
