@@ -94,10 +94,16 @@ _HEAP_TYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: the class was defined in Python, not
 class GraphEncoder:
     """Encodes values and pytensor graphs; variables are numbered in first-seen order."""
 
-    def __init__(self, digest: Digest, live: list[Any] | None = None) -> None:
+    def __init__(
+        self, digest: Digest, live: list[Any] | None = None, pinned: list[Any] | None = None
+    ) -> None:
         self.digest = digest
         #: Structure mode: values re-encoded by content on every call (see module docstring).
         self.live = live
+        #: Identity mode (in-process keys only, :mod:`cloudcache.fingerprint.graph`): a value
+        #: that cannot be encoded by content is keyed by identity and appended here (the caller
+        #: keeps it alive) instead of raising :class:`UnkeyableObject`.
+        self.pinned = pinned
         #: Shared variables (``pm.Data`` and friends) met by the walk, in first-seen order. In
         #: structure mode only their position and type enter the digest; their values are
         #: hashed by the caller at call time.
@@ -157,16 +163,30 @@ class GraphEncoder:
             self.digest.token("input", var.name or "")
             self.value(var.type)
 
+    def function_graph(self, inputs: Sequence[Variable], outputs: Sequence[Variable]) -> list[int]:
+        """Encode the graph from ``inputs`` (numbered by position, keyed by type only) to
+        ``outputs``; return the outputs' ids in this encoding."""
+        for position, inp in enumerate(inputs):
+            self._variable_ids[inp] = position
+            self.value(inp.type)
+        return self.graph(outputs)
+
     def _inner_graph(self, op: Any) -> None:
         fgraph = getattr(op, "fgraph", None)
         if fgraph is None:
             return
-        inner = GraphEncoder(self.digest, self.live)
+        inner = GraphEncoder(self.digest, self.live, self.pinned)
         inner.shared_leaves = self.shared_leaves
-        for position, inp in enumerate(fgraph.inputs):
-            inner._variable_ids[inp] = position
-            inner.value(inp.type)
-        inner.digest.token("inner-outputs", ",".join(map(str, inner.graph(fgraph.outputs))))
+        outputs = inner.function_graph(fgraph.inputs, fgraph.outputs)
+        inner.digest.token("inner-outputs", ",".join(map(str, outputs)))
+
+    def _pin(self, obj: Any) -> bool:
+        """In identity mode, key ``obj`` by identity (and keep it alive); else ``False``."""
+        if self.pinned is None:
+            return False
+        self.digest.token("identity", f"{type(obj).__qualname__}@{id(obj)}")
+        self.pinned.append(obj)
+        return True
 
     # -- values -------------------------------------------------------------------------
     def value(self, obj: Any, depth: int = 0) -> None:
@@ -324,6 +344,8 @@ class GraphEncoder:
         if owner is None or isinstance(owner, types.ModuleType):
             module = getattr(fn, "__module__", None) or getattr(owner, "__name__", None)
             if not is_library_module(module):
+                if self._pin(fn):
+                    return
                 raise UnkeyableObject(
                     f"the C-extension callable {module}.{fn.__name__}, which cannot be "
                     "fingerprinted by content"
@@ -371,7 +393,7 @@ class GraphEncoder:
                 self.value(getattr(obj, f.name), depth + 1)
         elif cls.__flags__ & _HEAP_TYPE and (hasattr(obj, "__dict__") or hasattr(cls, "__slots__")):
             self._mapping(_attributes(obj), depth + 1, frozen=library)
-        else:
+        elif not self._pin(obj):
             raise UnkeyableObject(
                 f"a {qualified_name(cls)} object, which cannot be fingerprinted by content"
             )
