@@ -39,6 +39,7 @@ from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
 from cloudcache.stores.format.netcdf import decode_entry, encode_entry
 from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
 from cloudcache.stores.usage import UsageRecord, modified_time
+from cloudcache.stores.walk import walk_files
 from cloudcache.util.validation import check_root
 
 #: fsspec protocols and the extra that provides each.
@@ -197,31 +198,16 @@ class FileStore(Store):
         return max(t for t in (marked, written) if t is not None)
 
     def entry_refs(self) -> Iterator[EntryRef]:
-        """Every entry-shaped file below the root whose header names a key (links skipped)."""
-        for slug, name, path in self._entry_files():
-            match = ENTRY_NAME.match(name)
-            if match is None:
+        """Every regular entry-shaped file below the root whose header names a key (links and
+        special files skipped: :mod:`cloudcache.stores.walk`)."""
+        for found in walk_files(self.fs, self.root, self.is_local, location=self.root_url):
+            match = ENTRY_NAME.match(found.name)
+            if match is None or not found.regular:
                 continue
             with contextlib.suppress(Exception):  # damaged or unreadable: not listed
-                key = self._stored_key(path)
+                key = self._stored_key(found.path)
                 if key.startswith(match["prefix"]):
-                    yield EntryRef(key, slug, match["label"])
-
-    def _entry_files(self) -> Iterator[tuple[str, str, str]]:
-        if self.is_local:
-            with contextlib.suppress(OSError):
-                for folder in os.scandir(self.root):
-                    if folder.name.startswith(".") or not folder.is_dir(follow_symlinks=False):
-                        continue
-                    for item in os.scandir(folder.path):
-                        if item.is_file(follow_symlinks=False):
-                            yield folder.name, item.name, item.path
-            return
-        with contextlib.suppress(FileNotFoundError):
-            for path in self.fs.find(self.root, maxdepth=2):
-                slug, _, name = path.removeprefix(self.root.rstrip("/") + "/").partition("/")
-                if name and "/" not in name and not slug.startswith("."):
-                    yield slug, name, path
+                    yield EntryRef(key, found.slug, match["label"])
 
     def _stored_key(self, path: str) -> str:
         with contextlib.ExitStack() as stack:

@@ -5,10 +5,11 @@ A catalog opens its location exactly as :class:`~cloudcache.stores.files.FileSto
 so ``cloudcache ls s3://...`` fails as fast as ``cloud(cache="s3://...")`` on a dead endpoint.
 
 Only files shaped like cloudcache entries (``<root>/<slug>/<label>-<16 hex>.nc``, see
-:mod:`cloudcache.stores.format.layout`) are ever read, copied or removed. Symbolic links are never
-followed, in listing, reading or writing (a linked entry or model folder is not listed). An
-entry-named file that is not a regular file (a FIFO, socket or device) is listed as damaged
-and never opened. Listing reads
+:mod:`cloudcache.stores.format.layout`) are ever read, copied or removed. The listing is the
+one walk of :mod:`cloudcache.stores.walk`: symbolic links are never followed, in listing,
+reading or writing (a linked entry or model folder is not listed), and an entry-named file
+that is not a regular file (a FIFO, socket or device) is listed as damaged and never opened.
+Listing reads
 the root attributes only (no arrays), which keeps ``cloudcache ls`` fast on large caches.
 """
 
@@ -20,7 +21,6 @@ import json
 import os
 import re
 import stat
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,11 +31,11 @@ import h5py
 
 from cloudcache.errors import CorruptEntry, StoreError
 from cloudcache.stores.files import FileStore, write_atomically
-from cloudcache.stores.format.entryfile import file_kind, open_regular_file
+from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.layout import ENTRY_NAME
 from cloudcache.stores.format.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
 from cloudcache.stores.tiered import TieredStore
-from cloudcache.stores.usage import modified_time
+from cloudcache.stores.walk import Found, walk_files
 
 #: Temp files left by a writer killed between write and rename: ``.<entry name>.<random>.tmp``.
 TEMP_NAME = re.compile(r"^\.(?P<entry>[A-Za-z0-9_.-]+-[0-9a-f]{16}\.nc)\.[^/]*\.tmp$")
@@ -205,66 +205,16 @@ class Catalog:
         return key, record
 
     def _walk(self, slug: str | None) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
-        if self.is_local:
-            yield from self._walk_local(slug)
-            return
-        try:
-            yield from self._walk_remote(slug)
-        except FileNotFoundError:
-            return
-        except Exception as error:  # botocore/aiohttp errors are not all OSErrors
-            raise StoreError(
-                f"cannot list {self.location}: {type(error).__name__}: {error}"
-            ) from error
-
-    def _walk_local(
-        self, only: str | None
-    ) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
-        try:
-            folders = list(os.scandir(self.root))
-        except FileNotFoundError:
-            return
-        except OSError as error:
-            raise StoreError(f"cannot list {self.location}: {error}") from error
-        for folder in folders:
-            # Never follow symbolic links; skip hidden folders such as ``.locks``.
-            if folder.name.startswith(".") or not folder.is_dir(follow_symlinks=False):
-                continue
-            if only is not None and folder.name != only:
-                continue
-            try:
-                items = list(os.scandir(folder.path))
-            except OSError:
-                continue  # a folder this user may not list holds nothing it could use
-            for item in items:
-                info = item.stat(follow_symlinks=False)
-                found = _classify(folder.name, item.name, item.path, info.st_size, info.st_mtime)
-                entry, stray = found
-                if stat.S_ISLNK(info.st_mode):
-                    continue  # never followed, never touched: not part of the cache
-                if not stat.S_ISREG(info.st_mode):
-                    if stray is not None:
-                        continue  # only regular temp files are strays
-                    if entry is not None:
-                        kind = file_kind(info.st_mode)
-                        entry.damaged(f"not a regular file ({kind}); never opened")
-                yield found
-
-    def _walk_remote(
-        self, only: str | None
-    ) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
-        for folder in self.fs.ls(self.root, detail=True):
-            name = folder["name"].rstrip("/").rsplit("/", 1)[-1]
-            if folder["type"] != "directory" or name.startswith("."):
-                continue
-            if only is not None and name != only:
-                continue
-            for item in self.fs.ls(folder["name"], detail=True):
-                if item["type"] != "file":
-                    continue
-                file_name = item["name"].rsplit("/", 1)[-1]
-                modified = _timestamp(item)
-                yield _classify(name, file_name, item["name"], int(item.get("size") or 0), modified)
+        for found in walk_files(
+            self.fs, self.root, self.is_local, slug=slug, location=self.location
+        ):
+            entry, stray = _classify(found)
+            if not found.regular:
+                if stray is not None:
+                    continue  # only regular temp files are strays
+                if entry is not None:
+                    entry.damaged(f"not a regular file ({found.kind}); never opened")
+            yield entry, stray
 
     def find(self, prefix: str) -> list[CatalogEntry]:
         """Entries whose key starts with ``prefix`` (16 hex or fewer: by file name)."""
@@ -359,21 +309,16 @@ def iso_time(timestamp: float) -> str | None:
         return None
 
 
-def _classify(
-    slug: str, name: str, path: str, size: int, modified: float
-) -> tuple[CatalogEntry | None, StrayFile | None]:
-    match = ENTRY_NAME.match(name)
+def _classify(found: Found) -> tuple[CatalogEntry | None, StrayFile | None]:
+    match = ENTRY_NAME.match(found.name)
     if match is not None:
-        entry = CatalogEntry(path, slug, match["label"], match["prefix"], size, modified)
+        entry = CatalogEntry(
+            found.path, found.slug, match["label"], match["prefix"], found.size, found.modified
+        )
         return entry, None
-    if TEMP_NAME.match(name):
-        return None, StrayFile(path, size, modified)
+    if TEMP_NAME.match(found.name):
+        return None, StrayFile(found.path, found.size, found.modified)
     return None, None
-
-
-def _timestamp(info: dict[str, Any]) -> float:
-    modified = modified_time(info)
-    return time.time() if modified is None else modified
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,115 @@
+"""The one walk over a file cache's entries (``<root>/<slug>/<file>``), by the strictest rules.
+
+Every reader of a cache directory's contents (a FileStore listing its entries, the catalog behind
+the command line) walks it here, so all follow the same rules: hidden folders (``.locks``) are
+skipped, symbolic links are never followed nor listed (a linked model folder or file is not
+part of the cache), and a file that is not a regular file (a FIFO, socket or device) is reported
+as such (:attr:`Found.regular`), never opened. Object stores have no links: their folders and
+files are listed as the filesystem reports them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from cloudcache.errors import StoreError
+from cloudcache.stores.format.entryfile import file_kind
+from cloudcache.stores.usage import modified_time
+
+
+@dataclass(frozen=True)
+class Found:
+    """One file below a model folder: where it is, its size and time, and what it is."""
+
+    slug: str
+    name: str
+    path: str
+    size: int
+    modified: float
+    #: ``"a regular file"``, or what else it is (``"a FIFO (named pipe)"``).
+    kind: str = "a regular file"
+
+    @property
+    def regular(self) -> bool:
+        return self.kind == "a regular file"
+
+
+def walk_files(
+    fs: fsspec.AbstractFileSystem,
+    root: str,
+    is_local: bool,
+    *,
+    slug: str | None = None,
+    location: str | None = None,
+) -> Iterator[Found]:
+    """Every file two levels below ``root`` (only in the folder ``slug`` when given).
+
+    A missing root holds nothing; a root that cannot be listed raises :class:`StoreError`
+    naming ``location`` (default: ``root``); a model folder this user may not list is skipped.
+    """
+    where = location or root
+    try:
+        if is_local:
+            yield from _walk_local(root, slug, where)
+        else:
+            yield from _walk_remote(fs, root.rstrip("/"), slug)
+    except FileNotFoundError:
+        return
+    except StoreError:
+        raise
+    except Exception as error:  # botocore/aiohttp errors are not all OSErrors
+        raise StoreError(f"cannot list {where}: {type(error).__name__}: {error}") from error
+
+
+def _walk_local(root: str, only: str | None, where: str) -> Iterator[Found]:
+    try:
+        folders = list(os.scandir(root))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise StoreError(f"cannot list {where}: {error}") from error
+    for folder in folders:
+        if folder.name.startswith(".") or not folder.is_dir(follow_symlinks=False):
+            continue
+        if only is not None and folder.name != only:
+            continue
+        try:
+            items = list(os.scandir(folder.path))
+        except OSError:
+            continue  # a folder this user may not list holds nothing it could use
+        for item in items:
+            try:
+                info = item.stat(follow_symlinks=False)
+            except OSError:
+                continue  # gone since the listing
+            if stat.S_ISLNK(info.st_mode):
+                continue  # never followed, never touched: not part of the cache
+            kind = "a regular file" if stat.S_ISREG(info.st_mode) else file_kind(info.st_mode)
+            yield Found(folder.name, item.name, item.path, info.st_size, info.st_mtime, kind)
+
+
+def _walk_remote(fs: fsspec.AbstractFileSystem, root: str, only: str | None) -> Iterator[Found]:
+    for folder in fs.ls(root, detail=True):
+        name = folder["name"].rstrip("/").rsplit("/", 1)[-1]
+        if folder["type"] != "directory" or name.startswith("."):
+            continue
+        if only is not None and name != only:
+            continue
+        for item in fs.ls(folder["name"], detail=True):
+            if item["type"] != "file":
+                continue
+            file_name = item["name"].rsplit("/", 1)[-1]
+            size = int(item.get("size") or 0)
+            yield Found(name, file_name, item["name"], size, _timestamp(item))
+
+
+def _timestamp(info: dict[str, Any]) -> float:
+    modified = modified_time(info)
+    return time.time() if modified is None else modified
