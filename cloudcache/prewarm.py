@@ -33,15 +33,17 @@ def prewarm(model: pm.Model, *, device: str = "auto", **sample_kwargs: Any) -> P
     do. A later ``pm.sample`` with the same structure inside ``cloudcache.cloud(...)`` (in this
     process, or in another one through JAX's persistent compilation cache) skips compilation.
     """
-    from cloudcache.backends.numpyro.backend import jax_cache, prepare_run
+    from cloudcache.backends.numpyro import jax_cache
+    from cloudcache.backends.numpyro.backend import prepare_run
     from cloudcache.backends.numpyro.plan import plan_request
     from cloudcache.backends.numpyro.runner import KERNELS
-    from cloudcache.calls import dispatch as patch
+    from cloudcache.calls import dispatch
     from cloudcache.calls.request import normalize_sample_call
     from cloudcache.errors import BackendRefused
 
     # pymc.sample may be patched by an open cloud() block: bind against PyMC's own function.
-    request = normalize_sample_call(patch.original("sample"), (), {**sample_kwargs, "model": model})
+    pymc_sample = dispatch.original("sample")
+    request = normalize_sample_call(pymc_sample, (), {**sample_kwargs, "model": model})
     start = time.perf_counter()
     before = KERNELS.compilations
     try:

@@ -58,6 +58,9 @@ PYMC5_TESTS = frozenset(
         "test_audit.py",
         "test_pymc_versions.py",
         "test_gallery.py",
+        "test_compat.py",
+        "test_process_settings.py",
+        "test_import_graph.py",
     }
 )
 

@@ -161,15 +161,29 @@ def prepare_run(
     every datum a compile-time constant (the safe program). Raises :class:`BackendRefused`
     when the runner cannot sample the model at all.
     """
-    from cloudcache.backends.numpyro.devices import chain_layout, prepare_cpu_devices
+    from cloudcache.backends.numpyro.devices import prepare_cpu_devices
 
     prepare_cpu_devices()  # before anything initialises JAX's backend
-    from cloudcache.backends.numpyro.jax_cache import enable_persistent_cache
+    from cloudcache.backends.numpyro.jax_cache import compilation_cache_scope
+
+    _enable_x64()
+    with compilation_cache_scope():  # JAX's settings are put back after the run's compilations
+        return _prepare(model, plan, random_seed, device, layout, lift=lift)
+
+
+def _prepare(
+    model: pm.Model,
+    plan: RunPlan,
+    random_seed: Any,
+    device: str,
+    layout: ChainLayout | None,
+    *,
+    lift: bool,
+) -> PreparedRun:
+    from cloudcache.backends.numpyro.devices import chain_layout
     from cloudcache.backends.numpyro.logp import model_graph
     from cloudcache.backends.numpyro.runner import KERNELS, compiled_sampler
 
-    _enable_x64()
-    enable_persistent_cache()
     discrete = model.discrete_value_vars
     if discrete:
         raise BackendRefused(
@@ -186,7 +200,7 @@ def prepare_run(
     before = KERNELS.compile_seconds
     init = _initial_points(model, graph, plan, seeds, data, layout)
     signature = _signature_of([a[0] for a in init], data)
-    portable = not graph.key.pinned  # identity-keyed ops mean nothing in another process
+    portable = graph.key.portable  # identity-keyed values mean nothing in another process
     if not checked_programs.passed(graph.key.digest, signature, portable):
         problem = _start_point_problem(model, graph, plan, init, layout.devices[0])
         if problem is not None:

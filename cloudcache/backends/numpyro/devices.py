@@ -8,6 +8,11 @@ initialised, in which case the devices JAX has are used as they are. Chains are 
 across CPU devices (each device runs its chains vectorized): benchmarks/bench_numpyro.py
 measured this as the fastest layout on 2 cores (docs/benchmarks.md).
 
+The device count cannot be scoped to cloudcache's runs: JAX fixes it for the rest of the
+process when its backend starts, so the user's own JAX code sees the same devices afterwards.
+``CLOUDCACHE_CPU_DEVICES=off`` leaves JAX's own count alone (one CPU device unless configured);
+``CLOUDCACHE_CPU_DEVICES=n`` asks for ``n`` devices instead of one per core.
+
 GPU: all chains run vectorized on one device.
 """
 
@@ -16,17 +21,34 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-#: Environment variable overriding the number of CPU devices cloudcache asks JAX for.
+#: Environment variable: the number of CPU devices cloudcache asks JAX for, or an off value.
 CPU_DEVICES_ENV = "CLOUDCACHE_CPU_DEVICES"
+
+#: Values of :data:`CPU_DEVICES_ENV` that leave JAX's device count alone.
+OFF_VALUES = frozenset({"off", "false", "no", "none"})
 
 _GPU_PLATFORMS = ("cuda", "rocm", "gpu")
 
 
-def default_cpu_device_count() -> int:
-    """One CPU device per available core (or ``$CLOUDCACHE_CPU_DEVICES``)."""
-    configured = os.environ.get(CPU_DEVICES_ENV)
+def default_cpu_device_count() -> int | None:
+    """One CPU device per available core, ``$CLOUDCACHE_CPU_DEVICES``, or None (``off``).
+
+    Raises ``ValueError`` naming the variable for a value that is neither a count nor ``off``.
+    """
+    configured = os.environ.get(CPU_DEVICES_ENV, "").strip()
+    if configured.lower() in OFF_VALUES:
+        return None
     if configured:
-        return max(1, int(configured))
+        try:
+            count = int(configured)
+        except ValueError:
+            count = -1
+        if count < 0:
+            raise ValueError(
+                f"{CPU_DEVICES_ENV} must be a number of CPU devices (such as 4) or 'off' (leave "
+                f"JAX's own device count alone); got {configured!r}"
+            )
+        return max(1, count)
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows
@@ -37,18 +59,21 @@ def default_cpu_device_count() -> int:
 def prepare_cpu_devices() -> bool:
     """Ask JAX for :func:`default_cpu_device_count` CPU devices if it is still possible.
 
-    Returns True when the setting was applied. Never overrides a count the user chose.
+    Returns True when the setting was applied. Never overrides a count the user chose, and
+    changes nothing with ``CLOUDCACHE_CPU_DEVICES=off``.
     """
+    count = default_cpu_device_count()  # a bad value is reported even where it is not needed
     import jax
-    from jax._src import xla_bridge
 
-    if xla_bridge.backends_are_initialized():
+    from cloudcache.compat.jax import backends_initialized
+
+    if count is None or backends_initialized():
         return False
     if jax.config.jax_num_cpu_devices >= 0:
         return False
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return False
-    jax.config.update("jax_num_cpu_devices", default_cpu_device_count())
+    jax.config.update("jax_num_cpu_devices", count)
     return True
 
 

@@ -1,0 +1,204 @@
+"""Every private upstream API cloudcache relies on, checked against the installed versions.
+
+Each function of ``cloudcache/compat/`` that reaches into PyMC, PyTensor, JAX, xarray or nutpie
+internals has a test here that fails loudly when the upstream changes (the attribute gone, a
+signature changed, a result of another kind or with another meaning), never silently.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import pytest
+import xarray as xr
+from pytensor.compile.ops import FromFunctionOp
+from pytensor.graph.basic import Apply, Constant, Variable
+from pytensor.graph.op import Op
+from pytensor.graph.traversal import ancestors
+from pytensor.graph.type import Type
+from pytensor.tensor.math import Max, Min
+from pytensor.tensor.random.type import RandomType
+from pytensor.tensor.sharedvar import SharedVariable
+from tiny_models import tiny_model
+
+from cloudcache.compat import pymc as pymc_compat
+from cloudcache.compat import pytensor as pytensor_compat
+from cloudcache.compat import xarray as xarray_compat
+
+
+# -- PyMC ----------------------------------------------------------------------------------------
+def test_default_cores_is_a_positive_count() -> None:
+    cores = pymc_compat.default_cores()
+    assert isinstance(cores, int) and cores >= 1
+
+
+def test_forward_seed_is_the_seed_pymcs_forward_sampler_uses() -> None:
+    """The prior predictive drawn with ``random_seed=seed`` equals the one drawn with the seed
+    :func:`forward_seed` derives from it, and a generator passed in is not advanced."""
+
+    def prior(seed: Any) -> np.ndarray:
+        tree = pm.sample_prior_predictive(draws=5, model=tiny_model(""), random_seed=seed)
+        return np.asarray(pymc_compat.as_tree(tree)["prior"]["a"])
+
+    derived = pymc_compat.forward_seed(7)
+    assert isinstance(derived, int) and not isinstance(derived, bool)
+    np.testing.assert_array_equal(prior(7), prior(derived))
+    generator = np.random.default_rng(3)
+    before = generator.bit_generator.state
+    assert pymc_compat.forward_seed(generator) == pymc_compat.forward_seed(np.random.default_rng(3))
+    assert generator.bit_generator.state == before
+
+
+def test_init_jitter_gives_one_start_point_per_seed() -> None:
+    model = tiny_model("")
+    names = sorted(var.name for var in model.value_vars)
+    seen: list[dict[str, np.ndarray]] = []
+
+    def logp(point: dict[str, np.ndarray]) -> float:
+        seen.append(point)
+        return 0.0
+
+    points = pymc_compat.init_jitter(
+        model, None, seeds=[1, 2], jitter=True, jitter_max_retries=3, logp_fn=logp
+    )
+    assert isinstance(points, list) and len(points) == 2
+    assert all(sorted(point) == names for point in points)
+    assert not np.allclose(points[0]["a"], points[1]["a"])  # jittered, per seed
+    assert seen, "the logp function judges each jittered point"
+    plain = pymc_compat.init_jitter(
+        model, None, seeds=[1], jitter=False, jitter_max_retries=3, logp_fn=logp
+    )
+    for name, value in model.initial_point().items():
+        np.testing.assert_array_equal(plain[0][name], value)
+
+
+def test_class_registries_hold_a_custom_dists_log_density() -> None:
+    def logp(value: Any, mu: Any) -> Any:
+        return -0.5 * (value - mu) ** 2
+
+    with pm.Model():
+        mu = pm.Normal("mu")
+        y = pm.CustomDist("y", mu, logp=logp, observed=np.zeros(3))
+    registries = pymc_compat.class_registries()
+    assert sorted(registries) == ["icdf", "logcdf", "logprob", "support_point"]
+    for registry in registries.values():
+        assert callable(registry.register) and hasattr(registry.registry, "get")
+    assert registries["logprob"].registry.get(type(y.owner.op)) is not None
+
+
+# -- PyTensor ------------------------------------------------------------------------------------
+def _graph_objects(model: pm.Model) -> list[Any]:
+    variables = list(ancestors([*model.basic_RVs, model.logp()]))
+    nodes = [var.owner for var in variables if var.owner is not None]
+    return [*variables, *nodes, *(node.op for node in nodes), *(var.type for var in variables)]
+
+
+def test_is_instance_agrees_with_isinstance_on_a_real_graph() -> None:
+    """Holds only while PyTensor's graph classes have no virtual subclasses."""
+    classes = (Op, Type, Variable, Constant, SharedVariable, RandomType, FromFunctionOp, Apply)
+    objects = [*_graph_objects(tiny_model()), 3.0, "text", np.zeros(2)]
+    for obj in objects:
+        for cls in classes:
+            assert pytensor_compat.is_instance(obj, cls) == isinstance(obj, cls), (obj, cls)
+        assert pytensor_compat.is_instance(obj, Op, Type) == isinstance(obj, Op | Type)
+
+
+def test_reduction_settings_rebuild_the_same_reduction() -> None:
+    assert int(pytensor.__version__.split(".")[0]) == pytensor_compat.PYTENSOR_MAJOR
+    x = pt.dmatrix("x")
+    op = pt.max(x, axis=1).owner.op
+    assert isinstance(op, Max)
+    settings = pytensor_compat.reduction_settings(op)
+    assert Max(op.axis, **settings) == op
+    assert Min(op.axis, **settings).make_node(x).outputs[0].type.shape == (None,)
+    assert pytensor_compat.reduction_initial(op, "float64") is None  # empty axes: an error
+    if pytensor_compat.PYTENSOR_MAJOR >= 3:  # a reduction with an initial value: its identity
+        assert np.isneginf(pytensor_compat.reduction_initial(Max((1,), initial=True), "float64"))
+        assert np.isposinf(pytensor_compat.reduction_initial(Min((1,), initial=True), "float64"))
+
+
+# -- xarray --------------------------------------------------------------------------------------
+def test_the_installed_datatree_has_the_layout_the_fast_copy_knows() -> None:
+    """If this fails, memory hits still work (the public copy is used) but cost ~1 ms per group
+    more: update ``KNOWN_LAYOUT`` and ``_copy_node`` in cloudcache/compat/xarray.py."""
+    assert frozenset(xr.DataTree.__slots__) == xarray_compat.KNOWN_LAYOUT
+    assert xarray_compat.FAST_COPY
+
+
+def test_shallow_copy_equals_the_public_copy_over_the_same_arrays() -> None:
+    draws = np.arange(12.0).reshape(2, 6)
+    tree = xr.DataTree.from_dict(
+        {
+            "/posterior": xr.Dataset(
+                {"a": (("chain", "draw"), draws)}, coords={"draw": np.arange(6)}, attrs={"x": 1}
+            ),
+            "/sample_stats": xr.Dataset({"lp": (("chain", "draw"), -draws)}),
+        }
+    )
+    tree.attrs["top"] = "yes"
+    copied = xarray_compat.shallow_copy(tree)
+    assert copied is not None
+    xr.testing.assert_identical(copied, tree.copy(deep=False))
+    assert copied["posterior"] is not tree["posterior"]
+    assert np.shares_memory(copied["posterior"]["a"].values, draws)
+    copied["posterior"].attrs["x"] = 2
+    copied["posterior"]["b"] = copied["posterior"]["a"] * 2
+    assert tree["posterior"].attrs["x"] == 1 and "b" not in tree["posterior"]
+    assert xarray_compat.shallow_copy(tree["posterior"]) is None  # not a root: public copy
+
+
+# -- JAX -----------------------------------------------------------------------------------------
+def test_backends_initialized_turns_true_once_jax_starts() -> None:
+    code = (
+        "from cloudcache.compat.jax import backends_initialized\n"
+        "import jax\n"
+        "before = backends_initialized()\n"
+        "jax.devices()\n"
+        "print(before, backends_initialized())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_reset_compilation_cache_reopens_the_cache_in_the_configured_directory(
+    tmp_path: Any,
+) -> None:
+    code = (
+        "import sys, jax, jax.numpy as jnp\n"
+        "from cloudcache.compat.jax import reset_compilation_cache\n"
+        "jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)\n"
+        "jax.jit(lambda x: x + 1)(1.0)\n"  # the cache is checked (no directory yet)
+        "jax.config.update('jax_compilation_cache_dir', sys.argv[1])\n"
+        "reset_compilation_cache()\n"
+        "jax.jit(lambda x: x * 3.0 - 1)(2.0)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert any(tmp_path.iterdir()), "after the reset, the compilation went to the new directory"
+
+
+# -- nutpie --------------------------------------------------------------------------------------
+def test_data_names_of_a_compiled_nutpie_model() -> None:
+    nutpie = pytest.importorskip("nutpie")
+    from cloudcache.compat.nutpie import data_names
+
+    with pm.Model() as model:
+        x = pm.Data("x", np.linspace(0, 1, 5))
+        b = pm.Normal("b")
+        pm.Normal("y", b * x, 1.0, observed=np.zeros(5))
+    compiled = nutpie.compile_pymc_model(model)
+    assert data_names(compiled) == {"x"}
+    compiled.with_data(x=np.linspace(1, 2, 5))  # the names are what with_data takes
