@@ -10,7 +10,7 @@ once here from three narrow hooks: :meth:`Backend.plan`, :attr:`Backend.samples_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import BackendRefused
@@ -21,6 +21,19 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from cloudcache.backends.request import SampleRequest
+
+
+def refuse_pymc_only_arguments(arguments: Mapping[str, Any], backend: str) -> None:
+    """Raise :class:`BackendRefused` for what only PyMC's own sampler honours (``step=``,
+    ``callback=``, ``trace=``, ``return_inferencedata=False``) or another ``nuts_sampler=``."""
+    for name in ("step", "callback", "trace"):
+        if arguments.get(name) is not None:
+            raise BackendRefused(f"`{name}=` is only supported by PyMC's own sampler")
+    if arguments.get("return_inferencedata") is False:
+        raise BackendRefused("`return_inferencedata=False` needs PyMC's own sampler")
+    if arguments.get("nuts_sampler") not in (None, backend):
+        sampler = arguments["nuts_sampler"]
+        raise BackendRefused(f"`nuts_sampler={sampler!r}` was asked for explicitly")
 
 
 class Backend:

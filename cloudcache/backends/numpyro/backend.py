@@ -1,10 +1,10 @@
 """NumPyro/JAX backend: NUTS from a compiled runner that is reused across calls.
 
-A miss goes: plan the request (or hand it to PyMC, see :mod:`numpyro_plan`) -> lift the model's
-data to arguments (:mod:`jax_logp`) -> jittered start points checked with a compiled log density
--> the compiled all-chains sampler for this structure (:mod:`numpyro_runner`, compiled at most
+A miss goes: plan the request (or hand it to PyMC, see :mod:`.plan`) -> lift the model's
+data to arguments (:mod:`.logp`) -> jittered start points checked with a compiled log density
+-> the compiled all-chains sampler for this structure (:mod:`.runner`, compiled at most
 once per process and loaded from JAX's persistent cache in a new one) -> DataTree and PyMC's
-convergence warnings (:mod:`results`).
+convergence warnings (:mod:`.results`).
 """
 
 from __future__ import annotations

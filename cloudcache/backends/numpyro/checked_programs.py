@@ -2,7 +2,7 @@
 
 The first run of a model structure in a process checks that the program taking the data as
 arguments agrees with the constants-only program at the start points (see
-``numpyro.prepare_run``). In a new process that check costs about 0.4 CPU-s: a second graph is
+``backend.prepare_run``). In a new process that check costs about 0.4 CPU-s: a second graph is
 converted, traced, lowered and loaded. A passed check is recorded as an empty marker file in
 ``cloudcache-checked/`` inside JAX's persistent compilation cache directory, named by a digest
 of the graph key, the argument signature and the JAX, jaxlib, PyTensor and NumPyro versions, so

@@ -123,11 +123,11 @@ def model_graph(
 ) -> ModelGraph:
     """Collect the model's log density and posterior outputs with data lifted to inputs.
 
-    Only data that flow into arithmetic alone are lifted (:mod:`data_flow`); data that fix a
+    Only data that flow into arithmetic alone are lifted (:mod:`.data_flow`); data that fix a
     shape, an index set, a mask or a length, and every datum when ``lift`` is False, become
     constants holding their current values (and so part of :attr:`ModelGraph.key`).
     Raises :class:`BackendRefused` when JAX would differentiate the log density wrongly
-    (:mod:`jax_gradient_hazards`).
+    (:mod:`.gradient_hazards`).
     """
     from cloudcache.backends.numpyro.data_flow import arithmetic_only
     from cloudcache.backends.numpyro.gradient_hazards import gradient_hazard

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudcache.backends.base import Backend
+from cloudcache.backends.base import Backend, refuse_pymc_only_arguments
 from cloudcache.backends.numpyro.support import unconvertible_reason
 from cloudcache.backends.request import SampleRequest
 from cloudcache.errors import BackendRefused
@@ -112,13 +112,7 @@ def _split_options(options: Mapping[str, Any]) -> dict[str, Any]:
 def plan_request(request: SampleRequest) -> RunPlan:
     """Build the runner's plan; raise :class:`BackendRefused` or ``TypeError``/``ValueError``."""
     args = request.arguments
-    for name in ("step", "callback", "trace"):
-        if args.get(name) is not None:
-            raise BackendRefused(f"`{name}=` is only supported by PyMC's own sampler")
-    if args.get("return_inferencedata") is False:
-        raise BackendRefused("`return_inferencedata=False` needs PyMC's own sampler")
-    if args.get("nuts_sampler") not in (None, "numpyro"):
-        raise BackendRefused(f"`nuts_sampler={args['nuts_sampler']!r}` was asked for explicitly")
+    refuse_pymc_only_arguments(args, "numpyro")
     if not args.get("discard_tuned_samples", True):
         raise BackendRefused(
             "`discard_tuned_samples=False` (warm-up draws) needs PyMC's own sampler"

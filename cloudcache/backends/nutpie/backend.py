@@ -1,10 +1,11 @@
 """nutpie backend: PyMC's nutpie path, with the compiled model reused across calls.
 
-A miss goes: plan the request (or refuse it, see :mod:`nutpie_plan`) -> the compiled model for
-this structure with the current data (:mod:`nutpie_compiled`; compiled at most once per process)
--> ``nutpie.sample`` with PyMC's seed, options and progress bar -> PyMC's own post-processing
+A miss goes: plan the request (or refuse it, see :mod:`.plan`) -> the compiled model for this
+structure with the current data (:mod:`.compiled`; compiled at most once per process) ->
+``nutpie.sample`` with PyMC's seed, options and progress bar -> PyMC's own post-processing
 (``constant_data``, ``observed_data``, posterior attributes), so the DataTree is shaped exactly
-as the installed PyMC's ``pm.sample(nuts_sampler="nutpie")`` shapes it (:mod:`nutpie_compat`).
+as the installed PyMC's ``pm.sample(nuts_sampler="nutpie")`` shapes it
+(:mod:`cloudcache.compat.nutpie`).
 """
 
 from __future__ import annotations

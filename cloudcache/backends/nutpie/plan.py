@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 
-from cloudcache.backends.base import Backend
+from cloudcache.backends.base import Backend, refuse_pymc_only_arguments
 from cloudcache.backends.request import SampleRequest
 from cloudcache.errors import BackendRefused
 
@@ -84,13 +84,7 @@ def plan_nutpie(request: SampleRequest) -> NutpiePlan:
     missing = missing_library()
     if missing:
         raise BackendRefused(missing)
-    for name in ("step", "callback", "trace"):
-        if args.get(name) is not None:
-            raise BackendRefused(f"`{name}=` is only supported by PyMC's own sampler")
-    if args.get("return_inferencedata") is False:
-        raise BackendRefused("`return_inferencedata=False` needs PyMC's own sampler")
-    if args.get("nuts_sampler") not in (None, "nutpie"):
-        raise BackendRefused(f"`nuts_sampler={args['nuts_sampler']!r}` was asked for explicitly")
+    refuse_pymc_only_arguments(args, "nutpie")
     if args.get("init", "auto") != "auto":
         raise BackendRefused(f"`init={args['init']!r}` is an initialisation of PyMC's own sampler")
     if args.get("jitter_max_retries", DEFAULT_JITTER_RETRIES) != DEFAULT_JITTER_RETRIES:
