@@ -19,7 +19,8 @@ from pymc_results import RETURNS_INFERENCEDATA, copy_result, group, group_names
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.calls.predictive import remember_origin, trace_identity
+from cloudcache.calls.origins import remember_origin
+from cloudcache.calls.predictive import trace_identity
 from cloudcache.calls.records import CallRecord
 
 QUIET = {"backend": "pymc", "quiet": True}
