@@ -117,7 +117,13 @@ def _our_name(reference_name: str) -> tuple[str, tuple[int, ...]]:
 
 
 def sample_backend(
-    model: pm.Model, draws: int, tune: int, chains: int, seed: int, backend: str = "numpyro"
+    model: pm.Model,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    backend: str = "numpyro",
+    device: str = "cpu",
 ):
     """Sample through ``backend`` directly (no cache in between)."""
     import pymc.sampling.mcmc as mcmc
@@ -127,26 +133,16 @@ def sample_backend(
 
     kwargs = {"draws": draws, "tune": tune, "chains": chains, "random_seed": seed}
     request = normalize_sample_call(mcmc.sample, (), {**kwargs, "model": model, "quiet": True})
-    return get_backend(backend).sample(model, request, device="cpu", pymc_sample=mcmc.sample)
+    return get_backend(backend).sample(model, request, device=device, pymc_sample=mcmc.sample)
 
 
-def check_posterior(
-    name: str,
-    draws: int = 1000,
-    tune: int = 1000,
-    chains: int = 4,
-    seed: int = 1,
-    z_max: float = 4.0,
-    sd_tol: float = 0.10,
-    backend: str = "numpyro",
+def compare_with_reference(
+    name: str, tree: Any, z_max: float = 4.0, sd_tol: float = 0.10
 ) -> dict[str, Any]:
-    """Sample one posterior and compare every parameter with its reference."""
+    """Compare every parameter of a sampled ``tree`` with posterior ``name``'s reference."""
     from cloudcache.compat.arviz import mean_mcse
 
     reference = json.loads((HERE / "reference_posteriors.json").read_text())[name]["params"]
-    start = time.perf_counter()
-    tree = sample_backend(POSTERIORS[name](), draws, tune, chains, seed, backend)
-    seconds = time.perf_counter() - start
     posterior = tree.posterior.to_dataset()
     mcse = mean_mcse(posterior)
     params = {}
@@ -167,13 +163,29 @@ def check_posterior(
             "sd_rel_err": round(sd_err, 4),
             "ok": bool(z <= z_max and sd_err <= sd_tol),
         }
-    divergences = int(tree.sample_stats["diverging"].sum())
     return {
         "ok": all(p["ok"] for p in params.values()),
-        "seconds": round(seconds, 2),
-        "divergences": divergences,
+        "divergences": int(tree.sample_stats["diverging"].sum()),
         "params": params,
     }
+
+
+def check_posterior(
+    name: str,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 1,
+    z_max: float = 4.0,
+    sd_tol: float = 0.10,
+    backend: str = "numpyro",
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Sample one posterior and compare every parameter with its reference."""
+    start = time.perf_counter()
+    tree = sample_backend(POSTERIORS[name](), draws, tune, chains, seed, backend, device)
+    seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 2), **compare_with_reference(name, tree, z_max, sd_tol)}
 
 
 def main(argv: list[str] | None = None) -> int:

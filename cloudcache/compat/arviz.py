@@ -78,3 +78,14 @@ def mean_mcse(posterior: xr.Dataset) -> xr.Dataset:
     import arviz_stats
 
     return arviz_stats.mcse(posterior, method="mean")
+
+
+def bulk_ess(posterior: xr.Dataset) -> xr.Dataset:
+    """Bulk effective sample size of each variable (``arviz_stats`` or ArviZ 0.x)."""
+    if RETURNS_INFERENCEDATA:
+        import arviz as az
+
+        return az.ess(posterior, method="bulk")
+    import arviz_stats
+
+    return arviz_stats.ess(posterior, method="bulk")
