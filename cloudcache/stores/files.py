@@ -193,13 +193,20 @@ class FileStore(Store):
         """
         if not self.is_local:
             return contextlib.nullcontext(False)
+        wait = self.lock_timeout if timeout is None else float(timeout)
+        return self._local_single_flight(ref, wait)
+
+    @contextlib.contextmanager
+    def _local_single_flight(self, ref: EntryRef, wait: float) -> Iterator[bool]:
+        """The lock, once its path is known to hold no planted link (reported, then skipped)."""
         try:
             self._check_lock_path(ref)
         except PlantedLink as error:
             nofollow.report(error)
-            return contextlib.nullcontext(False)
-        wait = self.lock_timeout if timeout is None else float(timeout)
-        return single_flight(lock_path(self.root, ref), wait, f"{ref.slug} ({ref.label})")
+            yield False
+            return
+        with single_flight(lock_path(self.root, ref), wait, f"{ref.slug} ({ref.label})") as held:
+            yield held
 
     def _check_lock_path(self, ref: EntryRef) -> None:
         """Create the lock's folders without following links; refuse a lock file that is one."""
@@ -207,7 +214,8 @@ class FileStore(Store):
         nofollow.make_folders(self.root, folder)
         info = nofollow.lstat(self.root, f"{folder}/{name}")
         if info is not None and not stat.S_ISREG(info.st_mode):
-            raise PlantedLink(f"{lock_path(self.root, ref)} is not a regular file; never followed")
+            what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            raise PlantedLink(f"{lock_path(self.root, ref)} is {what}; never followed")
 
     def record_use(self, ref: EntryRef) -> None:
         """Touch ``ref``'s last-used marker (see :mod:`cloudcache.stores.usage`)."""
