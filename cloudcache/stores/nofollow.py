@@ -121,8 +121,9 @@ def make_folders(root: str, relative_folder: str) -> str:
 def touch(root: str, relative: str) -> None:
     """Set the regular file at ``relative``'s modification time to now, creating it if needed.
 
-    A link or special file there raises :class:`PlantedLink` (nothing outside is touched or
-    created); a file this user may not write raises ``PermissionError``.
+    A link (symbolic, or a hard link sharing the file with another name) or a special file
+    there raises :class:`PlantedLink` (nothing outside is touched or created); a file this
+    user may not write raises ``PermissionError``.
     """
     with folder_of(root, relative, create=True) as (parent, name):
         flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -135,8 +136,11 @@ def touch(root: str, relative: str) -> None:
                 raise PlantedLink(f"{path} is {what}; never followed") from error
             raise
         try:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            info = os.fstat(descriptor)
+            if not stat.S_ISREG(info.st_mode):
                 raise PlantedLink(f"{root.rstrip('/')}/{relative} is not a regular file")
+            if info.st_nlink > 1:  # a hard link would carry the change to another name
+                raise PlantedLink(f"{root.rstrip('/')}/{relative} is a hard link; not touched")
             os.utime(descriptor)
         finally:
             os.close(descriptor)

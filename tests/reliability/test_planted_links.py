@@ -202,3 +202,17 @@ def test_every_no_follow_operation_refuses_a_link_on_the_way(tmp_path: Path) -> 
     started = time.time()
     nofollow.touch(str(root), "real/marker")  # the same calls work on real folders
     assert (root / "real" / "marker").stat().st_mtime >= started - 1
+
+
+def test_a_marker_hard_linked_to_a_file_outside_is_not_touched(
+    tmp_path: Path, outside: Path
+) -> None:
+    root = tmp_path / "cache"
+    marker = Path(marker_path(str(root), relative_path(REF)))
+    marker.parent.mkdir(parents=True)
+    os.link(outside / "victim", marker)  # the same file under a second name inside the root
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        FileStore(root).record_use(REF)
+    _untouched(outside)
+    assert len(caught) == 1 and "hard link" in str(caught[0].message)
