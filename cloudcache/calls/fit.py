@@ -2,7 +2,8 @@
 
 Keyed by the model, ``n``, the method (case as PyMC ignores it), ``start``, ``start_sigma``,
 ``inf_kwargs``, every other argument PyMC passes on (optimizers, callbacks, ``obj_n_mc``, ...)
-by content, and the seed as the generator PyMC makes of it. A prepared ``Inference`` object as
+by content, and the seed as the ``numpy.random.RandomState`` PyMC seeds with it (``1`` and
+``np.int64(1)`` are one key; PyMC refuses a ``Generator`` here). A prepared ``Inference`` object as
 ``method=`` carries state the cache cannot see: it runs uncached.
 
 The returned ``Approximation`` is stored as plain arrays: its class, its parameters by name
@@ -14,6 +15,7 @@ work as on the original. No pickle is involved.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -22,11 +24,11 @@ import xarray as xr
 
 from cloudcache.calls.inference import (
     InferenceCall,
-    generator_seed_key,
     point_tree,
     tree_points,
     uncacheable_unless,
 )
+from cloudcache.fingerprint.canonical import content_digest
 
 #: ``method=`` names pm.fit accepts, lower case (PyMC lower-cases what it is given).
 METHODS: tuple[str, ...] = ("advi", "fullrank_advi", "svgd", "asvgd")
@@ -52,7 +54,7 @@ class FitCall(InferenceCall):
         parts = dict(arguments)
         parts["method"] = str(arguments["method"]).lower()
         parts["n"] = int(arguments["n"])
-        parts["random_seed"] = generator_seed_key(arguments.get("random_seed"))
+        parts["random_seed"] = random_state_seed_key(arguments.get("random_seed"))
         return parts
 
     def label_of(self, arguments: dict[str, Any]) -> str:
@@ -92,3 +94,20 @@ class FitCall(InferenceCall):
         approximation.hist = np.array(tree["hist"]["loss"].values)
         approximation.groups[0].include_transformed = bool(tree.attrs["include_transformed"])
         return approximation
+
+
+def random_state_seed_key(random_seed: Any) -> Any:
+    """Key form of ``pm.fit``'s seed: the state of ``numpy.random.RandomState(random_seed)``.
+
+    The approximation draws every seed it uses from that state. ``None`` stays "unseeded"; a
+    seed ``RandomState`` refuses raises ``TypeError`` (PyMC then reports it).
+    """
+    if random_seed is None:
+        return None
+    if isinstance(random_seed, bool | np.bool_):
+        raise TypeError("random_seed must be an int or None")
+    try:
+        state = np.random.RandomState(copy.deepcopy(random_seed)).get_state()
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"random_seed cannot seed a RandomState: {error}") from error
+    return ("random-state", content_digest(tuple(state)))

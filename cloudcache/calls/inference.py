@@ -53,9 +53,10 @@ def bind(call: Call) -> dict[str, Any]:
     for parameter in signature.parameters.values():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             arguments.update(arguments.pop(parameter.name, None) or {})
-        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            if arguments.pop(parameter.name, ()):
-                raise TypeError("extra positional arguments")  # PyMC reports it
+        elif parameter.kind is inspect.Parameter.VAR_POSITIONAL and arguments.pop(
+            parameter.name, ()
+        ):
+            raise TypeError("extra positional arguments")  # PyMC reports it in its words
     return arguments
 
 

@@ -92,8 +92,12 @@ def _as_floats(array: xr.DataArray) -> xr.DataArray:
     except (TypeError, ValueError):
         square = None
     if square is not None and square.shape == values.shape:
-        return xr.DataArray(square, dims=array.dims, coords=array.coords, attrs={
-            **array.attrs, OBJECT_MARK: "square"})
+        return xr.DataArray(
+            square,
+            dims=array.dims,
+            coords=array.coords,
+            attrs={**array.attrs, OBJECT_MARK: "square"},
+        )
     rows = [np.asarray(row, dtype=float).ravel() for row in values.ravel()]
     width = max((len(row) for row in rows), default=0)
     padded = np.full((len(rows), width), np.nan)
