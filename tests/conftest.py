@@ -63,6 +63,7 @@ PYMC5_TESTS = frozenset(
         "test_compat.py",
         "test_process_settings.py",
         "test_import_graph.py",
+        "test_inference_calls.py",
     }
 )
 
