@@ -22,6 +22,8 @@ from typing import Any
 
 import fsspec
 
+from cloudcache.errors import StoreError
+from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, call_with_deadline
 from cloudcache.stores.locking import LOCK_DIRECTORY
 
 #: Folder below a store's root that holds the last-used markers.
@@ -67,8 +69,8 @@ class UsageRecord:
         try:
             if self.is_local:
                 return os.stat(path).st_mtime
-            return modified_time(self.fs.info(path))
-        except (OSError, ValueError):
+            return modified_time(self._remote("info", path))
+        except (OSError, ValueError, StoreError):
             return None
 
     def all_last_used(self) -> dict[str, float]:
@@ -83,27 +85,38 @@ class UsageRecord:
                         relative = os.path.relpath(path, base).removesuffix(MARKER_SUFFIX)
                         found[relative] = os.stat(path).st_mtime
             else:
-                for path, info in self.fs.find(base, detail=True).items():
+                for path, info in self._remote("find", base, detail=True).items():
                     stamp = modified_time(info)
                     if stamp is not None:
                         relative = path.removeprefix(base.lstrip("/")).lstrip("/")
                         found[relative.removesuffix(MARKER_SUFFIX)] = stamp
-        except (OSError, ValueError):
+        except (OSError, ValueError, StoreError):
             pass
         return found
 
     def forget(self, relative_path: str) -> None:
         """Remove the marker of an entry that is being removed."""
         path = marker_path(self.root, relative_path)
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, StoreError):
             if self.is_local:
                 os.unlink(path)
             else:
-                self.fs.rm_file(path)
+                self._remote("rm_file", path)
 
     def _touch_remote(self, path: str) -> None:
         with contextlib.suppress(Exception):
-            self.fs.pipe_file(path, b"")
+            self._remote("pipe_file", path, b"")
+
+    def _remote(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """An object-store call on the markers, within one deadline (never hangs a caller)."""
+        return call_with_deadline(
+            self.fs,
+            method,
+            *args,
+            seconds=DEFAULT_LIST_DEADLINE,
+            what=f"{method} on the last-used markers under {self.root}",
+            **kwargs,
+        )
 
 
 def touch_local(path: str) -> None:
