@@ -118,6 +118,6 @@ def test_trickled_listing_ends_at_one_deadline_for_the_whole_walk(
     FileStore(url, s3_server.storage_options()).put(REF, Entry(tiny_tree))
     slow = FileStore(url, _through(slow_down, s3_server))
     started = time.monotonic()
-    with pytest.raises(DeadlineExceeded, match="listing .* did not finish within 3 s"):
+    with pytest.raises(DeadlineExceeded, match=r"listing .* did not finish within 3 s"):
         list(walk_files(slow.fs, slow.root, False, location=url, seconds=DEADLINE))
     assert time.monotonic() - started < PROMPT
