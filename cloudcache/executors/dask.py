@@ -309,7 +309,7 @@ class DaskExecutor:
             info = scheduler_workers(client, self.stall_timeout).get(worker)
             if info is None:
                 raise WorkerDied(_died_message(self._address, f"worker {worker} is gone"))
-            if identity is not None and info.get("id") != identity:
+            if identity is not None and incarnation(info) != identity:
                 raise WorkerDied(_died_message(self._address, f"worker {worker} was restarted"))
             liveness.observe([info.get("last_seen")], progress.last_event)
             if liveness.stalled():
@@ -480,8 +480,7 @@ def check_versions(
 ) -> Any:
     """Refuse when any of ``workers`` has library versions other than ``expected``.
 
-    Returns the scheduler's ``id`` of the first worker as it answered (a restarted worker comes
-    back under the same address with another id), or None when the scheduler gives none.
+    Returns the first worker's :func:`incarnation` as it answered.
     """
     found = ask_workers(
         client,
@@ -506,7 +505,14 @@ def check_versions(
     info = scheduler_workers(client, seconds).get(workers[0])
     if info is None:
         raise WorkerDied(_died_message(client.scheduler.address, f"worker {workers[0]} is gone"))
-    return info.get("id")
+    return incarnation(info)
+
+
+def incarnation(info: dict[str, Any]) -> tuple[Any, Any]:
+    """What tells one process of a worker from the next at the same address (a nanny restarts
+    a killed worker with a fixed ``--worker-port`` there): its name and its fresh scratch
+    directory, from the scheduler's worker table."""
+    return info.get("id"), info.get("local_directory")
 
 
 class ProgressPrinter:
