@@ -30,6 +30,7 @@ from typing import Any, Literal
 import h5py
 
 from cloudcache.errors import CorruptEntry, StoreError
+from cloudcache.stores.backoff import check_reachable, mark_unreachable
 from cloudcache.stores.deadline import (
     DEFAULT_LIST_DEADLINE,
     DEFAULT_READ_DEADLINE,
@@ -230,9 +231,17 @@ class Catalog:
         )
 
     def _walk(self, slug: str | None) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
-        for found in walk_files(
-            self.fs, self.root, self.is_local, slug=slug, location=self.location
-        ):
+        if not self.is_local:  # a store that failed a moment ago is not listed again (backoff)
+            check_reachable(self.store.backoff_location, f"listing {self.location}")
+        try:
+            listed = list(
+                walk_files(self.fs, self.root, self.is_local, slug=slug, location=self.location)
+            )
+        except StoreError:
+            if not self.is_local:
+                mark_unreachable(self.store.backoff_location)
+            raise
+        for found in listed:
             entry, stray = _classify(found)
             if not found.regular:
                 if stray is not None:
