@@ -25,22 +25,19 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
-from cloudcache.calls.origins import TRACE_GROUPS, known_origin
 from cloudcache.calls.path import Call, CallKind, Plan, user_stacklevel
 from cloudcache.calls.records import CallRecord
 from cloudcache.calls.request import forward_seed_key
+from cloudcache.calls.trace_content import trace_identity
 from cloudcache.compat.pymc import (
     ONE_STRING_IS_ONE_NAME,
     PREDICTIVE_RENAMED_ARGUMENTS,
-    TRACE_TREE_NAME,
-    as_tree,
+    default_predictive_outputs,
     extend_inferencedata,
     is_inferencedata,
     is_pymc_result,
 )
-from cloudcache.errors import PassThrough, Uncacheable, UnkeyableObject
-from cloudcache.fingerprint.canonical import content_digest
-from cloudcache.stores.format.netcdf import tree_checksum
+from cloudcache.errors import PassThrough, Uncacheable
 from cloudcache.util.versions import installed_versions
 
 PRIOR = "sample_prior_predictive"
@@ -73,7 +70,8 @@ class PredictiveRequest:
 
     ``arguments``: every argument by name, ready to hand back to PyMC. ``trace_id``: the
     trace's identity (``None`` for a prior predictive). ``trace_label``: 8 hex characters of
-    it, used in file names.
+    it, used in file names. ``default_outputs``: the names a posterior predictive samples when
+    neither ``var_names`` nor ``sample_vars`` is given (PyMC 6), keyed as ``var_names``.
     """
 
     kind: str
@@ -82,6 +80,7 @@ class PredictiveRequest:
     mode_key: str | None
     trace_id: str | None = None
     trace_label: str = ""
+    default_outputs: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -105,6 +104,9 @@ class PredictiveRequest:
         for name in NAME_LIST_ARGUMENTS:
             if name in parts:
                 parts[name] = _name_list(parts[name], sort=self.kind == PRIOR)
+        spelled_out = parts.get("var_names") is None and parts.get("sample_vars") is None
+        if spelled_out and self.default_outputs is not None:
+            parts["var_names"] = self.default_outputs  # the default spelled out: one key
         parts["random_seed"] = self.seed_key
         parts["backend"] = self.mode_key
         return parts
@@ -119,10 +121,15 @@ class PredictiveRequest:
 
 # -- normalisation ---------------------------------------------------------------------------
 def normalize_predictive_call(
-    kind: str, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    kind: str,
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    model: pm.Model,
 ) -> PredictiveRequest:
     """Bind the call against ``function``'s signature (``TypeError`` if PyMC would reject it).
 
+    ``model``: the model PyMC samples (the trace's identity depends on its variable names).
     Raises :class:`Uncacheable` for valid calls the cache cannot key safely.
     """
     if kind not in PREDICTIVE_KINDS:
@@ -140,8 +147,15 @@ def normalize_predictive_call(
     if kind == PRIOR:
         arguments["draws"] = int(arguments["draws"])
     trace_id, trace_label = (None, "")
+    default_outputs: tuple[str, ...] | None = None
     if kind == POSTERIOR:
-        trace_id, trace_label = trace_identity(arguments["trace"])
+        trace_id, trace_label = trace_identity(arguments["trace"], model)
+        observed = observed_names(arguments["trace"])
+        default_outputs = default_predictive_outputs(model, observed)
+        observed_rvs = set(model.observed_RVs)
+        extra = [name for name in observed if name in model and model[name] not in observed_rvs]
+        if default_outputs is None and extra:  # PyMC 5: its default outputs widen with them
+            trace_id = f"{trace_id}:observed:{','.join(extra)}"
     return PredictiveRequest(
         kind=kind,
         arguments=arguments,
@@ -149,6 +163,7 @@ def normalize_predictive_call(
         mode_key=_mode_key(arguments.get("backend"), arguments.get("compile_kwargs")),
         trace_id=trace_id,
         trace_label=trace_label,
+        default_outputs=default_outputs,
     )
 
 
@@ -180,42 +195,13 @@ def _mode_key(backend: Any, compile_kwargs: Any) -> str | None:
     )
 
 
-# -- the trace's identity --------------------------------------------------------------------
-def trace_identity(trace: Any) -> tuple[str, str]:
-    """``(identity, 8-character label)`` of a posterior predictive's ``trace`` argument."""
-    if is_pymc_result(trace):
-        origin = known_origin(trace)
-        if origin is not None:
-            return origin.run_id, origin.label
-        checksum = tree_checksum(_read_groups(as_tree(trace)))
-        return content_digest(("content", checksum)), checksum[:8]
-    if isinstance(trace, xr.DataTree):
-        raise TypeError(f"this PyMC reads a trace from an {TRACE_TREE_NAME}, not a DataTree")
-    if isinstance(trace, xr.Dataset):
-        checksum = tree_checksum(xr.DataTree(dataset=trace))
-        return content_digest(("content", checksum)), checksum[:8]
-    if isinstance(trace, list) and all(isinstance(point, dict) for point in trace):
-        try:
-            checksum = content_digest(("points", trace))
-        except UnkeyableObject as error:
-            raise Uncacheable(f"the trace holds {error}") from error
-        return checksum, checksum[:8]
-    raise Uncacheable(
-        f"a trace of type {type(trace).__name__} is not cached "
-        f"(pass the {TRACE_TREE_NAME} from pm.sample)"
-    )
-
-
-def _read_groups(tree: xr.DataTree) -> xr.DataTree:
-    """A shallow tree of just the groups ``sample_posterior_predictive`` reads from ``tree``."""
-    source = "posterior" if "posterior" in tree.children else None
-    groups: dict[str, xr.Dataset] = {
-        "/trace": (tree[source] if source else tree).to_dataset(inherit=True)
-    }
-    for group in TRACE_GROUPS[1:]:
-        if group in tree.children:
-            groups[f"/{group}"] = tree[group].to_dataset(inherit=True)
-    return xr.DataTree.from_dict(groups)
+# -- the trace's observed names -------------------------------------------------------------
+def observed_names(trace: Any) -> list[str]:
+    """Names in the trace's ``observed_data`` group, in PyMC's iteration order (none if absent)."""
+    if not is_pymc_result(trace):
+        return []
+    observed = trace.get("observed_data", None)
+    return [] if observed is None else [str(name) for name in observed]
 
 
 # -- the call kind ---------------------------------------------------------------------------
@@ -235,7 +221,9 @@ class PredictiveCall(CallKind):
 
     def normalize(self, call: Call) -> PredictiveRequest:
         try:
-            request = normalize_predictive_call(self.name, call.function, call.args, call.kwargs)
+            request = normalize_predictive_call(
+                self.name, call.function, call.args, call.kwargs, self.model
+            )
         except TypeError as error:  # Uncacheable (valid, but not keyable) passes on as it is
             raise PassThrough from error
         model = request.arguments.get("model")
