@@ -33,6 +33,7 @@ from cloudcache.compat.pymc import (
     ONE_STRING_IS_ONE_NAME,
     PREDICTIVE_RENAMED_ARGUMENTS,
     default_predictive_outputs,
+    default_prior_outputs,
     extend_inferencedata,
     is_inferencedata,
     is_pymc_result,
@@ -62,6 +63,9 @@ COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
 
 #: Arguments naming variables or dims: a single string means a one-item list, as in PyMC.
 NAME_LIST_ARGUMENTS: tuple[str, ...] = ("var_names", "sample_vars", "freeze_vars", "sample_dims")
+
+#: What ``sample_posterior_predictive`` takes for ``sample_dims=None``.
+DEFAULT_SAMPLE_DIMS: tuple[str, ...] = ("chain", "draw")
 
 
 @dataclass(frozen=True)
@@ -95,18 +99,33 @@ class PredictiveRequest:
         return bool(self.arguments.get("extend_inferencedata"))
 
     def key_arguments(self) -> dict[str, Any]:
-        """The arguments that enter the key (cosmetic ones removed, seed in its key form)."""
+        """The arguments that enter the key, spellings PyMC reads alike made one.
+
+        Cosmetic arguments are removed and the seed is in its key form. Names: a prior
+        predictive's ``var_names`` as the sorted set PyMC turns them into; ``freeze_vars`` (a
+        set in PyMC) sorted, empty as ``None``; an omitted ``var_names`` as the default PyMC
+        picks (``default_outputs``); an omitted posterior ``sample_dims`` as PyMC's
+        ``("chain", "draw")``. ``idata_kwargs``: ``None``, ``{}`` and, for a posterior
+        predictive, ``{"coords": {}}`` (PyMC's own filling) are one.
+        """
         parts = {
             name: value
             for name, value in self.arguments.items()
             if name not in COSMETIC_ARGUMENTS and name not in PREDICTIVE_RENAMED_ARGUMENTS
         }
+        prior = self.kind == PRIOR
         for name in NAME_LIST_ARGUMENTS:
             if name in parts:
-                parts[name] = _name_list(parts[name], sort=self.kind == PRIOR)
+                unordered = (prior and name == "var_names") or name == "freeze_vars"
+                parts[name] = _name_list(parts[name], unordered=unordered)
+        if parts.get("freeze_vars") == ():
+            parts["freeze_vars"] = None
+        if not prior and parts.get("sample_dims") is None:
+            parts["sample_dims"] = DEFAULT_SAMPLE_DIMS
         spelled_out = parts.get("var_names") is None and parts.get("sample_vars") is None
         if spelled_out and self.default_outputs is not None:
             parts["var_names"] = self.default_outputs  # the default spelled out: one key
+        parts["idata_kwargs"] = _idata_key(parts.get("idata_kwargs"), posterior=not prior)
         parts["random_seed"] = self.seed_key
         parts["backend"] = self.mode_key
         return parts
@@ -147,7 +166,7 @@ def normalize_predictive_call(
     if kind == PRIOR:
         arguments["draws"] = int(arguments["draws"])
     trace_id, trace_label = (None, "")
-    default_outputs: tuple[str, ...] | None = None
+    default_outputs = default_prior_outputs(model) if kind == PRIOR else None
     if kind == POSTERIOR:
         trace_id, trace_label = trace_identity(arguments["trace"], model)
         observed = observed_names(arguments["trace"])
@@ -167,8 +186,8 @@ def normalize_predictive_call(
     )
 
 
-def _name_list(value: Any, *, sort: bool) -> Any:
-    """``"y"`` -> ``("y",)``; lists and tuples -> tuples (sorted where order cannot matter).
+def _name_list(value: Any, *, unordered: bool) -> Any:
+    """``"y"`` -> ``("y",)``; lists and tuples -> tuples (a sorted set where PyMC makes a set).
 
     PyMC 5 iterates a string it is given for names: there ``"ab"`` names ``a`` and ``b``.
     """
@@ -178,8 +197,23 @@ def _name_list(value: Any, *, sort: bool) -> Any:
         return (value,)
     if isinstance(value, Iterable) and not isinstance(value, Mapping):
         names = tuple(str(item) for item in value)
-        return tuple(sorted(names)) if sort else names
+        return tuple(sorted(set(names))) if unordered else names
     return value
+
+
+def _idata_key(value: Any, *, posterior: bool) -> Any:
+    """``idata_kwargs`` in key form: ``None`` for what PyMC reads as none at all.
+
+    Both functions read ``None`` as ``{}``; ``sample_posterior_predictive`` fills in
+    ``coords={}`` itself when it is missing.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    options = dict(value)
+    coords = options.get("coords")
+    if posterior and isinstance(coords, Mapping) and not coords:
+        del options["coords"]
+    return options or None
 
 
 def _mode_key(backend: Any, compile_kwargs: Any) -> str | None:

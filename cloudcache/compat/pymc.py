@@ -108,6 +108,15 @@ def as_pymc_result(tree: Any) -> Any:
     return tree
 
 
+def default_prior_outputs(model: Any) -> tuple[str, ...]:
+    """What ``sample_prior_predictive`` samples without ``var_names``, as its sorted names.
+
+    Every basic random variable and deterministic (PyMC 5 and 6 alike); a ``var_names`` given
+    is read as a set too, so this is the key form of both.
+    """
+    return tuple(sorted({str(v.name) for v in (*model.basic_RVs, *model.deterministics)}))
+
+
 def default_predictive_outputs(model: Any, observed_names: list[str]) -> tuple[str, ...] | None:
     """The outputs PyMC 6's ``sample_posterior_predictive`` picks with neither ``var_names``
     nor ``sample_vars``, in its order; ``None`` on PyMC 5 (its default is keyed as given).
