@@ -149,6 +149,8 @@ def normalize_sample_call(
     extra = dict(arguments.pop("kwargs", {}) or {})
     _resolve_renamed(arguments, extra)
     arguments["idata_kwargs"] = sample_idata_kwargs(arguments.get("idata_kwargs"))
+    if isinstance(arguments.get("initvals"), dict) and not arguments["initvals"]:  # none at all
+        arguments["initvals"] = None
     arguments["nuts_sampler"] = _requested_sampler(signature, arguments, passed)
 
     draws = int(arguments["draws"])

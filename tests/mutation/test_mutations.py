@@ -287,6 +287,7 @@ for _backend in ("pymc", "numpyro", "nutpie"):
             {"idata_kwargs": {"log_likelihood": False}},
             _backend,
         ),
+        Spelling(f"initvals_none_is_empty_{_backend}", {}, {"initvals": {}}, _backend),
         Spelling(
             f"var_names_order_{_backend}",
             {"var_names": ["alpha", "beta", "mu"]},
