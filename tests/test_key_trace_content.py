@@ -196,3 +196,34 @@ def test_a_posterior_read_in_another_process_hits(writable_hit, tmp_path: Path) 
     )
     hit, key = json.loads(completed.stdout.strip().splitlines()[-1])
     assert not record.hit and hit and key == record.key
+
+
+def data_fed_model() -> pm.Model:
+    """A free random variable and a deterministic that read ``pm.Data``."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=12)
+    with pm.Model() as model:
+        xd = pm.Data("x", x)
+        b = pm.Normal("b", mu=xd.mean(), sigma=1.0)
+        mu = pm.Deterministic("mu", b * xd)
+        pm.Normal("y", mu, 1.0, observed=2.0 * x + rng.normal(size=12))
+    return model
+
+
+def test_the_trace_forms_share_a_key_exactly_when_pymc_gives_the_same_draws() -> None:
+    """A trace with ``constant_data`` and its posterior alone, on a model whose traced variables
+    read data: PyMC 6 gives one answer (it keeps traced random variables, and recomputes the
+    deterministic from the same draws and data); PyMC 5 resamples ``b`` for the posterior alone
+    (no ``constant_data`` says the data is unchanged). The keys must agree exactly when the
+    draws do."""
+    with cc.cloud(data_fed_model(), cache=False, **QUIET):
+        trace = pm.sample(**TINY)
+    answers = {}
+    for form, given in {"tree": trace, "posterior alone": group(trace, "posterior")}.items():
+        with cc.cloud(data_fed_model(), cache=False, **QUIET) as run:
+            result = pm.sample_posterior_predictive(given, random_seed=SEED)
+        answers[form] = (run.last.key, np.asarray(group(result, "posterior_predictive")["y"]))
+    (tree_key, tree_draws), (alone_key, alone_draws) = answers.values()
+    same_draws = np.array_equal(tree_draws, alone_draws)
+    assert (tree_key == alone_key) == same_draws
+    assert same_draws == (not RETURNS_INFERENCEDATA)  # the rule each PyMC follows
