@@ -64,6 +64,24 @@ SPELLINGS = [
         pymc6_only=True,
     ),
     Spelling(
+        "var_names repeats dropped",
+        {"var_names": ["tiny::y", "tiny::twice"]},
+        {"var_names": ["tiny::y", "tiny::twice", "tiny::y"]},
+        pymc6_only=True,
+    ),
+    Spelling(
+        "sample_vars repeats dropped",
+        {"sample_vars": ["tiny::b", "tiny::y"]},
+        {"sample_vars": ["tiny::b", "tiny::y", "tiny::b"]},
+        pymc6_only=True,
+    ),
+    Spelling(
+        "var_names defaults to sample_vars",
+        {"sample_vars": ["tiny::b", "tiny::y"]},
+        {"sample_vars": ["tiny::b", "tiny::y"], "var_names": ["tiny::b", "tiny::y"]},
+        pymc6_only=True,
+    ),
+    Spelling(
         "prior default var_names spelled out",
         {},
         {"var_names": ["tiny::twice", "tiny::y", "tiny::sigma", "tiny::b", "tiny::a"]},

@@ -31,6 +31,7 @@ from cloudcache.calls.request import forward_seed_key
 from cloudcache.calls.trace_content import trace_identity
 from cloudcache.compat.pymc import (
     ONE_STRING_IS_ONE_NAME,
+    PREDICTIVE_NAMES_DEDUPLICATED,
     PREDICTIVE_RENAMED_ARGUMENTS,
     default_predictive_outputs,
     default_prior_outputs,
@@ -105,7 +106,9 @@ class PredictiveRequest:
         predictive's ``var_names`` as the sorted set PyMC turns them into; ``freeze_vars`` (a
         set in PyMC) sorted, empty as ``None``; an omitted ``var_names`` as the default PyMC
         picks (``default_outputs``); an omitted posterior ``sample_dims`` as PyMC's
-        ``("chain", "draw")``. ``idata_kwargs``: ``None``, ``{}`` and, for a posterior
+        ``("chain", "draw")``; on PyMC 6, repeats in a posterior predictive's ``var_names`` and
+        ``sample_vars`` dropped, and an omitted ``var_names`` with ``sample_vars`` given as
+        ``sample_vars``. ``idata_kwargs``: ``None``, ``{}`` and, for a posterior
         predictive, ``{"coords": {}}`` (PyMC's own filling) are one.
         """
         parts = {
@@ -120,6 +123,12 @@ class PredictiveRequest:
                 parts[name] = _name_list(parts[name], unordered=unordered)
         if parts.get("freeze_vars") == ():
             parts["freeze_vars"] = None
+        if not prior and PREDICTIVE_NAMES_DEDUPLICATED:
+            for name in ("var_names", "sample_vars"):
+                if isinstance(parts.get(name), tuple):
+                    parts[name] = tuple(dict.fromkeys(parts[name]))  # the first of repeats
+            if parts.get("var_names") is None and parts.get("sample_vars") is not None:
+                parts["var_names"] = parts["sample_vars"]  # PyMC's default outputs
         if not prior and parts.get("sample_dims") is None:
             parts["sample_dims"] = DEFAULT_SAMPLE_DIMS
         spelled_out = parts.get("var_names") is None and parts.get("sample_vars") is None

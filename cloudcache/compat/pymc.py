@@ -47,6 +47,10 @@ ONE_STRING_IS_ONE_NAME: bool = PYMC_MAJOR >= 6
 #: not named in ``sample_vars``, and recomputes only deterministics.
 TRACE_RVS_FOLLOW_DATA: bool = PYMC_MAJOR < 6
 
+#: Whether ``sample_posterior_predictive`` drops repeated ``var_names``/``sample_vars`` (keeping
+#: the first) and outputs ``sample_vars`` when ``var_names`` is not given (PyMC 6).
+PREDICTIVE_NAMES_DEDUPLICATED: bool = PYMC_MAJOR >= 6
+
 #: The trace type ``sample_posterior_predictive`` reads groups from (and extends in place).
 TRACE_TREE_NAME: str = "InferenceData" if RETURNS_INFERENCEDATA else "DataTree"
 
