@@ -2,12 +2,10 @@
 
 A predictive call inside a ``cloud()`` block is keyed like ``pm.sample``: the model's
 fingerprint, the normalised arguments (cosmetic ones left out, the seed in its key form), the
-pymc/pytensor versions and, for a posterior predictive, the identity of the trace it was given.
-
-The trace's identity is cheap when the trace came from the cache: every tree a ``pm.sample``
-call returned from (or wrote to) the cache is remembered by object identity together with its
-key and run stamp, so it needs no hashing. Any other trace is identified by a checksum of the
-groups PyMC reads (the posterior or root dataset, ``constant_data`` and ``observed_data``).
+pymc/pytensor versions and, for a posterior predictive, a digest of the content PyMC reads from
+the trace it was given (:mod:`cloudcache.calls.trace_content`), never the trace object's
+identity: an edited trace misses, and every form of one trace (copies, a re-opened file, the
+posterior alone) hits one entry.
 
 The stored entry holds only what PyMC returns with ``extend_inferencedata=False``. With
 ``extend_inferencedata=True`` the predictive groups are added to the caller's tree afterwards,
@@ -50,7 +48,7 @@ PREDICTIVE_KINDS: tuple[str, ...] = (PRIOR, POSTERIOR)
 FORWARD_BACKEND = "pymc-forward"
 
 #: Arguments that cannot change the draws, plus the two the cache handles itself
-#: (``trace`` is keyed by identity, ``extend_inferencedata`` only decides where groups go).
+#: (``trace`` is keyed by its content, ``extend_inferencedata`` only decides where groups go).
 COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
     {
         "progressbar",
