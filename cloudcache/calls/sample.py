@@ -11,9 +11,7 @@ import pymc as pm
 from cloudcache.backends.registry import Resolution, pymc_fallback, resolve_backend
 from cloudcache.backends.request import SampleRequest
 from cloudcache.calls.audit import audit_failure
-from cloudcache.calls.origins import remember_origin
 from cloudcache.calls.path import Call, CallKind, Plan
-from cloudcache.calls.records import CallRecord
 from cloudcache.calls.request import normalize_sample_call
 from cloudcache.errors import BackendRefused, PassThrough, Uncacheable
 from cloudcache.executors import Executor
@@ -98,7 +96,3 @@ class SampleCall(CallKind):
 
     def uncached_note(self, reason: str) -> str:
         return f"running uncached with PyMC's sampler: {reason}"
-
-    def deliver(self, request: SampleRequest, tree: Any, record: CallRecord) -> Any:
-        remember_origin(tree, record)  # lets a posterior predictive reuse this key
-        return tree
