@@ -16,7 +16,7 @@ from cloudcache.calls.sample import SampleCall
 from cloudcache.executors import Executor, resolve_executor
 from cloudcache.stores.base import Store
 from cloudcache.stores.resolve import resolve_cache
-from cloudcache.ui.display import calls_table
+from cloudcache.ui.display import calls_table, session_text
 from cloudcache.util.validation import check_scheduler_address, check_timeout
 
 
@@ -138,6 +138,11 @@ class Session:
         finally:
             if self.model is not None:
                 self.model.__exit__(exc_type, exc, traceback)
+
+    def __repr__(self) -> str:  # terminals: the settings, a summary and one line per call
+        cache = self.store.description if self.store is not None else "off"
+        settings = f"cache={cache!r}, backend={self.backend_name!r}, device={self.device!r}"
+        return session_text(settings, self.records)
 
     def _repr_html_(self) -> str:  # Jupyter: a table of the calls and the time saved
         return calls_table(self.records)
