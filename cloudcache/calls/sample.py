@@ -18,6 +18,7 @@ from cloudcache.calls.records import CallRecord
 from cloudcache.calls.request import normalize_sample_call
 from cloudcache.errors import BackendRefused, PassThrough, Uncacheable
 from cloudcache.executors import Executor
+from cloudcache.util.jsonable import seed_spelling
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class SampleCall(CallKind):
                 "draws": request.draws,
                 "tune": request.tune,
                 "chains": request.chains,
+                "random_seed": seed_spelling(request.random_seed),
                 "device": self.device,
                 **({"choice": resolution.choice} if resolution.choice else {}),
             },

@@ -117,7 +117,7 @@ def _detail(
     if component == "data" and isinstance(before, dict) and isinstance(after, dict):
         return _data_detail(before, after)
     if component == "request":
-        changed = _changed_values(_mapping(stored.get("request")), _mapping(new.get("request")))
+        changed = _request_changes(stored, new)
         if changed:
             return "sampler settings: " + ", ".join(changed)
         return "sampler settings changed"
@@ -149,6 +149,30 @@ def _data_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
     if removed:
         parts.append("pm.Data no longer present: " + ", ".join(map(repr, removed)))
     return "data: " + "; ".join(parts)
+
+
+#: Stands for a field a record does not hold (entries written before it was recorded).
+_UNRECORDED = object()
+
+
+def _request_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The sampler arguments that differ, named as the user spelled them.
+
+    The key holds ``random_seed`` in its key form (the per-chain generators' digests); the
+    records keep the user's spelling next to it, so a seed change reads ``random_seed 1 -> 2``.
+    """
+    before = dict(_mapping(stored.get("request")))
+    after = dict(_mapping(new.get("request")))
+    seed_changed = before.pop("random_seed", None) != after.pop("random_seed", None)
+    changed = _changed_values(before, after)
+    if seed_changed:
+        old = stored.get("random_seed", _UNRECORDED)
+        now = new.get("random_seed", _UNRECORDED)
+        if _UNRECORDED in (old, now) or old == now:
+            changed.append("random_seed changed")
+        else:
+            changed.append(f"random_seed {_short(old)} -> {_short(now)}")
+    return sorted(changed)
 
 
 def _changed_values(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
