@@ -154,3 +154,9 @@ def test_changed_seed_is_named_as_the_user_spelled_it(tmp_path) -> None:
     why = CliRunner().invoke(app, ["why", run.last.key[:12], "--cache", str(tmp_path)])
     assert why.exit_code == 0, why.output
     assert "random_seed 1 -> 2" in why.output and "chain-generators" not in why.output
+
+
+def test_changed_prior_names_the_variable_not_its_dependants(cache):
+    text = cache.stderr["prior"].split("it differs in", 1)[1]
+    assert "model graph: definition of 'tiny::a' changed" in text
+    assert "tiny::y" not in text and "tiny::b" not in text  # y only reads a: not named

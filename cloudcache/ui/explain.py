@@ -125,6 +125,8 @@ def _detail(
         return "library versions: " + ", ".join(_changed_values(before, after))
     if component == "backend":
         return f"backend: {before} -> {after}"
+    if component == "graph":
+        return _graph_detail(_mapping(stored.get("variables")), _mapping(new.get("variables")))
     if component == "schema":
         return f"{COMPONENT_MEANINGS['schema']}: {before} -> {after}"
     return f"{COMPONENT_MEANINGS.get(component, component)} changed"
@@ -135,6 +137,28 @@ def _mapping(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         return {}
     return {str(name): item for name, item in value.items()}
+
+
+def _graph_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Which variables' own definitions differ (records from before this was kept: no names)."""
+    if not before or not after:
+        return f"{COMPONENT_MEANINGS['graph']} changed"
+    order = [*after, *(name for name in before if name not in after)]
+    changed = [
+        name for name in order if name in before and name in after and before[name] != after[name]
+    ]
+    added = [name for name in after if name not in before]
+    removed = [name for name in before if name not in after]
+    parts = []
+    if changed:
+        parts.append("definition of " + ", ".join(map(repr, changed)) + " changed")
+    if added:
+        parts.append("new variable " + ", ".join(map(repr, added)))
+    if removed:
+        parts.append("variable no longer present: " + ", ".join(map(repr, removed)))
+    if not parts:  # the variables are alike: the change is elsewhere in the graph
+        return f"{COMPONENT_MEANINGS['graph']} changed"
+    return "model graph: " + "; ".join(parts)
 
 
 def _data_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
