@@ -187,16 +187,23 @@ def _request_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """
     before = dict(_mapping(stored.get("request")))
     after = dict(_mapping(new.get("request")))
-    seed_changed = before.pop("random_seed", None) != after.pop("random_seed", None)
+    old_key, new_key = before.pop("random_seed", None), after.pop("random_seed", None)
     changed = _changed_values(before, after)
-    if seed_changed:
+    if old_key != new_key:
         old = stored.get("random_seed", _UNRECORDED)
         now = new.get("random_seed", _UNRECORDED)
-        if _UNRECORDED in (old, now) or old == now:
+        if _UNRECORDED in (old, now):  # no spelling kept: the key forms, unless they are digests
+            old, now = old_key, new_key
+        if old == now or _tagged(old) or _tagged(now):
             changed.append("random_seed changed")
         else:
             changed.append(f"random_seed {_short(old)} -> {_short(now)}")
     return sorted(changed)
+
+
+def _tagged(value: Any) -> bool:
+    """A seed's internal key form, such as ``["chain-generators", [...]]``: no user spelling."""
+    return isinstance(value, list | tuple) and bool(value) and isinstance(value[0], str)
 
 
 def _changed_values(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
