@@ -28,6 +28,7 @@ from cloudcache.calls.records import CallRecord
 from cloudcache.compat.pymc import as_pymc_result, as_tree
 from cloudcache.errors import BackendRefused, PassThrough, StoreError, Uncacheable, UnkeyableObject
 from cloudcache.fingerprint import CacheKey, compute_key
+from cloudcache.fingerprint.model import model_variable_digests
 from cloudcache.stores.base import Entry, EntryRef, Store
 from cloudcache.ui.announce import announce, announce_hit, announce_miss, logger
 from cloudcache.util.jsonable import jsonable
@@ -281,6 +282,8 @@ class CachePath:
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "sampling_seconds": round(sampling_seconds, 4),
             "components": jsonable(key.components),
+            # each variable's own definition: lets an explanation name what changed
+            "variables": model_variable_digests(self.model),
         }
         if plan.reason:
             metadata["reason"] = plan.reason

@@ -38,6 +38,7 @@ from cloudcache.compat.pymc import (
     is_pymc_result,
 )
 from cloudcache.errors import PassThrough, Uncacheable
+from cloudcache.util.jsonable import seed_spelling
 from cloudcache.util.versions import installed_versions
 
 PRIOR = "sample_prior_predictive"
@@ -278,7 +279,10 @@ class PredictiveCall(CallKind):
             backend_id=FORWARD_BACKEND,
             versions=installed_versions("pymc", "pytensor"),
             extra={"trace": request.trace_id} if request.trace_id is not None else None,
-            details={"trace": request.trace_id},
+            details={
+                "trace": request.trace_id,
+                "random_seed": seed_spelling(request.arguments.get("random_seed")),
+            },
             payload=call.function,
         )
 

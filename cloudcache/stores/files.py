@@ -78,11 +78,22 @@ S3_DEFAULT_CONFIG = {
 class FileStore(Store):
     """Entries as NetCDF files below ``root`` (a path or an fsspec URL).
 
-    ``storage_options`` go to fsspec unchanged (credentials come from the filesystem's own
-    configuration, never from cloudcache). ``lock_timeout``: seconds a process waits for another
-    one sampling the same key on a shared directory before sampling by itself.
-    ``max_entry_bytes``: entries declaring more data than this are damaged (default: only the
-    proportion to the file size is checked, see :mod:`cloudcache.stores.format.inspection`).
+    Args:
+        root: A directory path, or an fsspec URL such as ``"s3://bucket/prefix"``.
+        storage_options: Passed to fsspec unchanged (credentials come from the filesystem's
+            own configuration, never from cloudcache).
+        lock_timeout: Seconds a process waits for another one sampling the same key on a
+            shared directory before sampling by itself.
+        max_entry_bytes: Entries declaring more data than this are damaged (default: only the
+            proportion to the file size is checked, see
+            :mod:`cloudcache.stores.format.inspection`).
+
+    Examples:
+        ```python
+        store = cc.FileStore("s3://team-bucket/cloudcache", {"profile": "team"})
+        with cc.cloud(model, cache=store):
+            idata = pm.sample(1000, random_seed=1)
+        ```
     """
 
     def __init__(

@@ -10,7 +10,14 @@ from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
 
 
 class TieredStore(Store):
-    """Reads from the first store that has the entry (promoting it upwards); writes to all."""
+    """Reads from the first store that has the entry (promoting it upwards); writes to all.
+
+    Args:
+        stores: The stores, fastest first (``cache="disk"`` is memory, then a `FileStore`).
+
+    Raises:
+        ValueError: ``stores`` is empty.
+    """
 
     def __init__(self, stores: Sequence[Store]) -> None:
         if not stores:
