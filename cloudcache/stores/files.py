@@ -28,6 +28,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from cloudcache.errors import CorruptEntry, StoreError
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
+from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
 from cloudcache.stores.deadline import (
     DEFAULT_READ_DEADLINE,
     DEFAULT_WRITE_DEADLINE,
@@ -196,6 +197,14 @@ class FileStore(Store):
         except (OSError, ValueError):
             return None
         return max(t for t in (marked, written) if t is not None)
+
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """``<root>/.resume/<model>/<key>/`` in a local directory (object stores keep none)."""
+        if not self.is_local:
+            return None
+        return CheckpointFolder(
+            Path(self.root) / RESUME_DIR / ref.slug / ref.key[:32], write_atomically
+        )
 
     def entry_refs(self) -> Iterator[EntryRef]:
         """Every regular entry-shaped file below the root whose header names a key (links and

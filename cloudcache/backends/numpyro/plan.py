@@ -181,6 +181,13 @@ class NumpyroPlanner(Backend):
     libraries = LIBRARIES
     samples_discrete = False
 
+    def library_versions(self) -> dict[str, str]:
+        """The libraries' versions and the runner's revision: a new program structure samples
+        other (equally valid) draws, so it must not be served entries of the old one."""
+        from cloudcache.backends.numpyro.chunked_run import RUNNER_REVISION
+
+        return {**super().library_versions(), "cloudcache-numpyro-runner": f"{RUNNER_REVISION}.0"}
+
     def plan(self, request: SampleRequest) -> RunPlan:
         return plan_request(request)
 
