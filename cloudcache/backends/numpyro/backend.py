@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cloudcache.backends.numpyro import checked_programs
 from cloudcache.backends.numpyro.plan import NumpyroPlanner, RunPlan, plan_request
+from cloudcache.backends.numpyro.prepared import PreparedRun
 from cloudcache.backends.numpyro.support import remember_refusal
 from cloudcache.backends.request import SampleRequest
 from cloudcache.compat.pymc import chain_seeds, init_jitter
@@ -54,20 +54,6 @@ def model_label(model: pm.Model) -> str:
     names = [v.name for v in model.free_RVs]
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
     return f"model {model.name!r}" if model.name else f"the model with free variables ({shown})"
-
-
-@dataclass
-class PreparedRun:
-    """Everything needed to launch the compiled sampler once."""
-
-    graph: ModelGraph
-    plan: RunPlan
-    layout: ChainLayout
-    seeds: list[int]
-    init: tuple[np.ndarray, ...]
-    data: list[np.ndarray]
-    executable: Any
-    compile_seconds: float
 
 
 def _initial_points(
@@ -225,20 +211,15 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     the signs of a broken sampler (nothing is returned, so nothing is cached).
     """
     from cloudcache.backends.numpyro.chunked_run import resumed_text, run_chunks
-    from cloudcache.backends.numpyro.progress import progress_bar
     from cloudcache.backends.numpyro.results import build_datatree, convergence_warnings
     from cloudcache.backends.numpyro.run_checks import failure_symptom
-    from cloudcache.backends.numpyro.runner import prng_keys, progress_stride
+    from cloudcache.backends.numpyro.runner import prng_keys
     from cloudcache.errors import SamplerFailure
     from cloudcache.stores.checkpoints import RESUMED_ATTR
 
     plan = run.plan
-    per_chain = plan.tune + plan.draws
-    reported = per_chain // progress_stride(plan) * progress_stride(plan)
-    description = f"Sampling {plan.chains} chains on {run.layout.describe()}"
     start = time.perf_counter()
-    with progress_bar(plan.chains * reported, description, enabled=plan.progressbar):
-        ran = run_chunks(run, prng_keys(run.seeds))
+    ran = run_chunks(run, prng_keys(run.seeds))
     outputs, stats = ran.outputs, ran.stats
     sampling_time = time.perf_counter() - start
     symptom = failure_symptom(stats, plan.draws)

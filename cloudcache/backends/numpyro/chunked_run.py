@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cloudcache.backends.numpyro.plan import RUNNER_REVISION
+from cloudcache.backends.numpyro.progress import progress_bar
+from cloudcache.backends.numpyro.runner import progress_stride
 from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
 from cloudcache.util.versions import installed_versions
 
 if TYPE_CHECKING:
-    from cloudcache.backends.numpyro.backend import PreparedRun
+    from cloudcache.backends.numpyro.prepared import PreparedRun
 
 #: Seconds of sampling between two checkpoints (after the one that follows warm-up).
 CHECKPOINT_SECONDS_ENV = "CLOUDCACHE_CHECKPOINT_SECONDS"
 DEFAULT_CHECKPOINT_SECONDS = 30.0
-
-#: Revision of the runner's program structure; a checkpoint of another revision starts over.
-RUNNER_REVISION = 2
 
 
 def checkpoint_seconds() -> float:
@@ -136,14 +136,14 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
 
     programs, plan = run.executable, run.plan
     total = plan.tune + plan.draws
-    data = tuple(run.data)
+    data = jax.device_put(tuple(run.data), programs.data_sharding)  # once, not once per chunk
     folder = active_folder()
     record = run_record(run) if folder is not None else {}
     saved = folder.load(record) if folder is not None else None
-    draws = Draws()
     if saved is not None and not _complete(saved.draws, saved.iteration - plan.tune):
         folder.warn("its draws do not cover its iterations")
         saved = None
+    draws = Draws()
     if saved is not None and saved.iteration <= total:
         leaves, treedef = jax.tree_util.tree_flatten(programs.state)
         state = jax.tree_util.tree_unflatten(
@@ -155,11 +155,41 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
     else:
         state, start, resumed_at = programs.init(keys, run.init, data), 0, None
     interval = checkpoint_seconds() if folder is not None else float("inf")
+    stride = progress_stride(plan)
+    with progress_bar(
+        plan.chains * (total // stride * stride),
+        f"Sampling {plan.chains} chains on {run.layout.describe()}",
+        enabled=plan.progressbar,
+        completed=plan.chains * (start // stride * stride),
+    ):
+        _run_to_end(run, state, data, start, draws, folder, record, interval)
+    kept = draws.all()
+    positions = tuple(kept[f"value_{n}"] for n in range(len(run.init)))
+    stats = {name[5:]: array for name, array in kept.items() if name.startswith("stat_")}
+    outputs = jax.device_get(programs.outputs(positions, data))
+    return RunOutput(outputs, stats, resumed_at)
+
+
+def _run_to_end(
+    run: PreparedRun,
+    state: Any,
+    data: Any,
+    start: int,
+    draws: Draws,
+    folder: CheckpointFolder | None,
+    record: dict[str, Any],
+    interval: float,
+) -> None:
+    """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints."""
+    import jax
+
+    programs, plan = run.executable, run.plan
+    total = plan.tune + plan.draws
     last_save = time.monotonic()
-    warmup_saved = saved is not None
+    warmup_saved = start >= plan.tune  # a resumed run was saved after its warm-up already
     while start < total:
-        state, (positions, stats) = programs.step(state, data, np.int64(start))
         done = min(programs.chunk, total - start)
+        state, (positions, stats) = programs.step(state, data, np.int64(start), np.int64(done))
         first = max(0, plan.tune - start)  # where the draws begin in this chunk
         if first < done:
             positions, stats = jax.device_get((positions, stats))
@@ -172,11 +202,6 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
             if not _save(folder, state, draws, start, record):
                 folder, interval = None, float("inf")  # no partial checkpoint is ever left
             warmup_saved, last_save = True, time.monotonic()
-    kept = draws.all()
-    positions = tuple(kept[f"value_{n}"] for n in range(len(run.init)))
-    stats = {name[5:]: array for name, array in kept.items() if name.startswith("stat_")}
-    outputs = jax.device_get(programs.outputs(positions, data))
-    return RunOutput(outputs, stats, resumed_at)
 
 
 def _complete(saved: dict[str, np.ndarray], expected: int) -> bool:

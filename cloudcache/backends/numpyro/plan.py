@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 #: Libraries whose versions enter the key of a NumPyro run.
 LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
+#: Revision of the runner's program structure (2: init + one step program per chunk +
+#: outputs). It enters the key: another structure samples other, equally valid, draws.
+RUNNER_REVISION = 2
+
 #: NumPyro NUTS kernel options passed through as given (all hashable scalars).
 KERNEL_OPTIONS: frozenset[str] = frozenset(
     {
@@ -184,8 +188,6 @@ class NumpyroPlanner(Backend):
     def library_versions(self) -> dict[str, str]:
         """The libraries' versions and the runner's revision: a new program structure samples
         other (equally valid) draws, so it must not be served entries of the old one."""
-        from cloudcache.backends.numpyro.chunked_run import RUNNER_REVISION
-
         return {**super().library_versions(), "cloudcache-numpyro-runner": f"{RUNNER_REVISION}.0"}
 
     def plan(self, request: SampleRequest) -> RunPlan:

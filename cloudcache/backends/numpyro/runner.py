@@ -48,7 +48,7 @@ def progress_stride(plan: RunPlan) -> int:
 
 
 #: Iterations per chunk: a run is one init program, then the step program once per chunk.
-MAX_CHUNKS = 50
+MAX_CHUNKS = 10
 MIN_CHUNK = 10
 
 
@@ -67,14 +67,15 @@ def _chain_programs(
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """One chain's ``init``, ``step`` and ``outputs`` functions.
 
-    ``init(key, values, data) -> state``; ``step(state, data, start) -> (state, (positions,
-    stats))`` runs the iterations ``start .. start + chunk`` (those past the run's end leave the
-    state as it is); ``outputs(positions, data)`` evaluates the posterior outputs of every draw.
+    ``init(key, values, data) -> state``; ``step(state, data, start, count) -> (state,
+    (positions, stats))`` runs the iterations ``start .. start + count`` (``count`` at most one
+    chunk, given at run time so the last chunk needs no program of its own) and returns their
+    positions and stats in the first ``count`` rows; ``outputs(positions, data)`` evaluates the
+    posterior outputs of every draw.
     """
     from numpyro.infer import NUTS
 
     kernel_kwargs = plan.kernel_kwargs()
-    total = plan.tune + plan.draws
     length = chunk_length(plan)
     stride = progress_stride(plan)
 
@@ -84,26 +85,15 @@ def _chain_programs(
     def init(key: jax.Array, values: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
         return kernel_for(data).init(key, plan.tune, values, (), {})
 
-    def step(state: Any, data: tuple[jax.Array, ...], start: jax.Array):
+    def step(state: Any, data: tuple[jax.Array, ...], start: jax.Array, count: jax.Array):
         kernel = kernel_for(data)
         # NumPyro's kernel keeps its adaptation schedule in closures made by ``init``: make them
         # (the state it computes is unused, so XLA drops that work); the run's state goes on.
         kernel.init(state.rng_key, plan.tune, state.z, (), {})
 
-        def one(state, offset):
-            iteration = start + offset
-
-            def advance(state):
-                jax.lax.cond(
-                    (iteration + 1) % stride == 0,
-                    lambda: jax.debug.callback(progress.tick, np.int64(stride)),
-                    lambda: None,
-                )
-                return kernel.sample(state, (), {})
-
-            state = jax.lax.cond(iteration < total, advance, lambda state: state, state)
+        def record(state):
             depth = _tree_depth(state.num_steps)
-            stats = {
+            return state.z, {
                 "lp": -state.potential_energy,
                 "energy": state.energy,
                 "diverging": state.diverging,
@@ -113,9 +103,27 @@ def _chain_programs(
                 "acceptance_rate": state.accept_prob,
                 "step_size": state.adapt_state.step_size,
             }
-            return state, (state.z, stats)
 
-        return jax.lax.scan(one, state, jnp.arange(length))
+        buffers = jax.tree_util.tree_map(
+            lambda leaf: jnp.zeros((length, *leaf.shape), leaf.dtype), jax.eval_shape(record, state)
+        )
+
+        def one(offset, carry):
+            state, buffers = carry
+            iteration = start + offset
+            jax.lax.cond(
+                (iteration + 1) % stride == 0,
+                lambda: jax.debug.callback(progress.tick, np.int64(stride)),
+                lambda: None,
+            )
+            state = kernel.sample(state, (), {})
+            buffers = jax.tree_util.tree_map(
+                lambda buffer, value: buffer.at[offset].set(value), buffers, record(state)
+            )
+            return state, buffers
+
+        # ``count`` (at most ``length``) is a run-time number: the last chunk runs the rest.
+        return jax.lax.fori_loop(0, count, one, (state, buffers))
 
     def outputs(positions: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
         return jax.vmap(lambda values: outputs_fn(values, data))(positions)
@@ -185,8 +193,8 @@ def sampler_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: 
 class Programs:
     """The compiled programs of one run structure and the shape of the sampler's state.
 
-    ``init(keys, values, data) -> state``; ``step(state, data, start) -> (state, (positions,
-    stats))`` for one chunk of ``chunk`` iterations; ``outputs(positions, data)``. ``state``
+    ``init(keys, values, data) -> state``; ``step(state, data, start, count) -> (state,
+    (positions, stats))`` for up to ``chunk`` iterations; ``outputs(positions, data)``. ``state``
     (a pytree of ``ShapeDtypeStruct``) rebuilds a checkpointed state from its leaves.
     """
 
@@ -195,6 +203,7 @@ class Programs:
     outputs: Any
     state: Any
     chunk: int
+    data_sharding: Any
 
 
 def compiled_programs(
@@ -212,6 +221,7 @@ def compiled_programs(
         values = tuple(_struct((plan.chains, *s), d, batched) for s, d in signature.values)
         data = tuple(_struct(s, d, replicated) for s, d in signature.data)
         start = _struct((), np.int64, replicated)
+        count = _struct((), np.int64, replicated)
         state = jax.eval_shape(init_fn, keys, values, data)
         state = jax.tree_util.tree_map(lambda leaf: _struct(leaf.shape, leaf.dtype, batched), state)
         positions = tuple(
@@ -219,10 +229,11 @@ def compiled_programs(
         )
         return Programs(
             init=jax.jit(init_fn).lower(keys, values, data).compile(),
-            step=jax.jit(step_fn).lower(state, data, start).compile(),
+            step=jax.jit(step_fn).lower(state, data, start, count).compile(),
             outputs=jax.jit(outputs_fn_all).lower(positions, data).compile(),
             state=state,
             chunk=chunk_length(plan),
+            data_sharding=replicated,
         )
 
     return KERNELS.get_or_compile(sampler_key(graph, signature, plan, layout), compile_it)
