@@ -33,6 +33,7 @@ from cloudcache.errors import CorruptEntry, PlantedLink, StoreError
 from cloudcache.stores import nofollow
 from cloudcache.stores.backoff import check_reachable, location_of, mark_unreachable
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
+from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
 from cloudcache.stores.deadline import (
     DEFAULT_LIST_DEADLINE,
     DEFAULT_READ_DEADLINE,
@@ -254,6 +255,14 @@ class FileStore(Store):
             except (OSError, ValueError, StoreError):
                 return None
         return max(t for t in (marked, written) if t is not None)
+
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """``<root>/.resume/<model>/<key>/`` in a local directory (object stores keep none)."""
+        if not self.is_local:
+            return None
+        return CheckpointFolder(
+            Path(self.root) / RESUME_DIR / ref.slug / ref.key[:32], write_atomically
+        )
 
     def entry_refs(self) -> Iterator[EntryRef]:
         """Every regular entry-shaped file below the root whose header names a key (links and
