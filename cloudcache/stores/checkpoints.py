@@ -20,16 +20,17 @@ import io
 import json
 import logging
 import os
-import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cloudcache.errors import PlantedLink
+from cloudcache.stores import nofollow
 
 #: The hidden folder below a cache root that holds checkpoints.
 RESUME_DIR = ".resume"
@@ -53,12 +54,20 @@ class Checkpoint:
 
 
 class CheckpointFolder:
-    """The checkpoint of one key in one directory cache (``writer`` writes a file atomically)."""
+    """The checkpoint of one key in a directory cache: the folder ``relative`` below ``root``.
 
-    def __init__(self, path: Path, writer: Callable[[Path, bytes], None]) -> None:
-        self.path = path
-        self.writer = writer
+    Every file operation goes through :mod:`cloudcache.stores.nofollow`: nothing is read,
+    written or deleted through a link planted below the root.
+    """
+
+    def __init__(self, root: str, relative: str) -> None:
+        self.root = root
+        self.relative = relative
         self.segments: list[str] = []
+
+    @property
+    def path(self) -> str:
+        return f"{self.root.rstrip('/')}/{self.relative}"
 
     def save(
         self,
@@ -72,21 +81,21 @@ class CheckpointFolder:
         count = _draw_count(segment)
         if count:
             name = f"draws-{first:09d}-{first + count:09d}.npz"
-            self.writer(self.path / name, _archive(dict(segment)))
+            nofollow.write_atomically(self.root, f"{self.relative}/{name}", _archive(segment))
             self.segments.append(name)
         full = {**record, "iteration": int(iteration), "segments": list(self.segments)}
         arrays = {f"leaf_{n}": np.asarray(leaf) for n, leaf in enumerate(state)}
         arrays["record"] = np.array(json.dumps(full, sort_keys=True))
-        self.writer(self.path / "state.npz", _archive(arrays))
+        nofollow.write_atomically(self.root, f"{self.relative}/state.npz", _archive(arrays))
 
     def load(self, expected: Mapping[str, Any]) -> Checkpoint | None:
         """The saved run if its record matches ``expected``; else ``None`` (reason logged)."""
-        state_file = self.path / "state.npz"
-        if not _regular(state_file):
+        info = nofollow.lstat(self.root, f"{self.relative}/state.npz")
+        if info is None or not stat.S_ISREG(info.st_mode):
             return None
         expected = json.loads(json.dumps(dict(expected), sort_keys=True, default=str))
         try:
-            with np.load(state_file, allow_pickle=False) as archive:
+            with self._archive_at("state.npz") as archive:
                 record = json.loads(str(archive["record"][()]))
                 leaves = [np.asarray(archive[f"leaf_{n}"]) for n in range(len(archive.files) - 1)]
             mismatch = [name for name, value in expected.items() if record.get(name) != value]
@@ -95,27 +104,28 @@ class CheckpointFolder:
                 return None
             parts: dict[str, list[np.ndarray]] = {}
             for name in record["segments"]:
-                if not _regular(self.path / name):
-                    raise ValueError(f"segment {name} is missing")
-                with np.load(self.path / name, allow_pickle=False) as archive:
+                with self._archive_at(name) as archive:
                     for field in archive.files:
                         parts.setdefault(field, []).append(np.asarray(archive[field]))
             draws = {field: np.concatenate(arrays, axis=1) for field, arrays in parts.items()}
-            age = max(0.0, time.time() - state_file.stat().st_mtime)
         except Exception as error:  # a torn or foreign file: start over, never crash
             self.warn(f"it cannot be read ({type(error).__name__}: {error})")
             return None
         self.segments = list(record["segments"])
+        age = max(0.0, time.time() - info.st_mtime)
         return Checkpoint(int(record["iteration"]), leaves, draws, record, age)
 
     def clear(self) -> None:
-        """Remove the checkpoint (the finished result is stored); never follows links."""
-        with contextlib.suppress(FileNotFoundError):
-            if self.path.is_symlink() or not self.path.is_dir():
-                return
-            shutil.rmtree(self.path)
-        with contextlib.suppress(OSError):
-            self.path.parent.rmdir()  # the model's folder, when it holds no other checkpoint
+        """Remove the checkpoint (the finished result is stored); never through a link."""
+        try:
+            names = [name for name, _ in nofollow.folder_contents(self.root, self.relative)]
+        except (OSError, PlantedLink):
+            names = []
+        for name in names:
+            with contextlib.suppress(OSError, PlantedLink):
+                nofollow.remove(self.root, f"{self.relative}/{name}")
+        nofollow.remove_empty_folder(self.root, self.relative)
+        nofollow.remove_empty_folder(self.root, self.relative.rsplit("/", 1)[0])  # the model's
         self.segments = []
 
     def warn(self, why: str) -> None:
@@ -123,10 +133,23 @@ class CheckpointFolder:
         _log.warning("cloudcache: ignoring the checkpoint in %s: %s; starting over", self.path, why)
         self.clear()
 
+    @contextlib.contextmanager
+    def _archive_at(self, name: str) -> Iterator[Any]:
+        """The NumPy archive ``name`` of this folder, read without following a link."""
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        with nofollow.opened_folder(self.root, self.relative, create=False) as folder:
+            descriptor = os.open(name, flags, dir_fd=folder)
+            with os.fdopen(descriptor, "rb") as handle:
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    raise ValueError(f"{name} is not a regular file")
+                payload = handle.read()
+        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+            yield archive
 
-def _archive(arrays: dict[str, np.ndarray]) -> bytes:
+
+def _archive(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **dict(arrays))
     return buffer.getvalue()
 
 
@@ -134,13 +157,6 @@ def _draw_count(segment: Mapping[str, np.ndarray]) -> int:
     for array in segment.values():
         return int(np.shape(array)[1]) if np.ndim(array) > 1 else 0
     return 0
-
-
-def _regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except OSError:
-        return False
 
 
 _active: ContextVar[CheckpointFolder | None] = ContextVar("cloudcache_checkpoint", default=None)

@@ -260,9 +260,7 @@ class FileStore(Store):
         """``<root>/.resume/<model>/<key>/`` in a local directory (object stores keep none)."""
         if not self.is_local:
             return None
-        return CheckpointFolder(
-            Path(self.root) / RESUME_DIR / ref.slug / ref.key[:32], write_atomically
-        )
+        return CheckpointFolder(self.root, f"{RESUME_DIR}/{ref.slug}/{ref.key[:32]}")
 
     def entry_refs(self) -> Iterator[EntryRef]:
         """Every regular entry-shaped file below the root whose header names a key (links and
