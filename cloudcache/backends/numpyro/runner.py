@@ -47,19 +47,23 @@ def progress_stride(plan: RunPlan) -> int:
     return max(1, (plan.tune + plan.draws) // 100)
 
 
-#: Iterations per chunk: a run is one init program, then the step program once per chunk.
-MAX_CHUNKS = 10
+#: A run is split into between ``MIN_CHUNKS`` and ``MAX_CHUNKS`` chunks, one more for every
+#: ``ITERATIONS_PER_CHUNK`` chain iterations, each at least ``MIN_CHUNK`` iterations long.
+MIN_CHUNKS = 10
+MAX_CHUNKS = 100
+ITERATIONS_PER_CHUNK = 2000
 MIN_CHUNK = 10
 
 
 def chunk_length(plan: RunPlan) -> int:
     """Iterations per step-program call, fixed by the request (never by time or interruptions).
 
-    About ``MAX_CHUNKS`` chunks per run, at least ``MIN_CHUNK`` iterations each: chunk
-    boundaries are where a run can be checkpointed and resumed.
+    Chunk boundaries are where a run can be checkpointed and resumed; each call of the step
+    program costs about a millisecond, so small runs get few chunks and long runs many.
     """
     total = plan.tune + plan.draws
-    return max(MIN_CHUNK, -(-total // MAX_CHUNKS))
+    chunks = min(MAX_CHUNKS, max(MIN_CHUNKS, total * plan.chains // ITERATIONS_PER_CHUNK))
+    return max(MIN_CHUNK, -(-total // chunks))
 
 
 def _chain_programs(
