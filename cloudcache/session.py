@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from cloudcache.executors import Executor, resolve_executor
 from cloudcache.stores.base import Store
 from cloudcache.stores.resolve import resolve_cache
 from cloudcache.ui.display import calls_table
+from cloudcache.util.forks import ForkSafeLock
 from cloudcache.util.validation import check_scheduler_address, check_timeout
 
 
@@ -31,6 +33,11 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
         valid = ", ".join(map(repr, choices))
         raise ValueError(f"{name} must be one of {valid}; got {value!r}")
     return value
+
+
+def _model_label(model: pm.Model | None) -> str:
+    name = getattr(model, "name", "") if model is not None else ""
+    return repr(name) if name else f"<unnamed pm.Model at {id(model):#x}>"
 
 
 class Session:
@@ -53,7 +60,9 @@ class Session:
     replaces the entry (``last.audit`` says which check failed).
 
     The open session counts ``hits`` and ``misses`` and keeps a :class:`CallRecord` per call;
-    ``last`` is the most recent one.
+    ``last`` is the most recent one. A session may be entered again, nested or from another
+    thread, for the same model: each ``with`` block counts, and PyMC's functions are restored
+    when the last open block in the process closes.
     """
 
     def __init__(
@@ -95,17 +104,56 @@ class Session:
         self.records: list[CallRecord] = []
         self.path: CachePath | None = None
         self.kinds: dict[str, CallKind] = {}
-        self._token: object | None = None
+        self._entering = ForkSafeLock()
 
     # -- context protocol ---------------------------------------------------------------
     def __enter__(self) -> Session:
+        """Open a block. Re-entrant: ``with run:`` inside ``with run:`` (or in another thread)
+        is the same session, for the same model, answering into the same records."""
+        with self._entering:
+            already_open = dispatch.open_blocks(self) > 0
+            model = self._block_model(already_open)
+            if not already_open:
+                self._bind(model)
+            model.__enter__()
+            try:
+                dispatch.open_block(self)
+            except BaseException:
+                model.__exit__(None, None, None)
+                raise
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        block = dispatch.innermost_block(self)
+        if block is None:  # an exit without an open block closes nothing
+            return
+        try:
+            dispatch.close_block(block)
+        finally:
+            # PyMC's model contexts are per thread: only the opening thread can leave its own.
+            if self.model is not None and block.thread == threading.get_ident():
+                self.model.__exit__(exc_type, exc, traceback)
+
+    def _block_model(self, already_open: bool) -> pm.Model:
+        """The model a new block is for; one session answers for one model at a time."""
         model = self._requested_model
         if model is None:
             model = pm.Model.get_context(error_if_none=False)
-            if model is None:
-                raise TypeError(
-                    "cloud() needs a model: pass model=... or open it inside `with pm.Model():`"
-                )
+        if model is None and already_open:
+            model = self.model
+        if model is None:
+            raise TypeError(
+                "cloud() needs a model: pass model=... or open it inside `with pm.Model():`"
+            )
+        if already_open and model is not self.model:
+            raise RuntimeError(
+                f"this cloud() session is already open for model {_model_label(self.model)}; "
+                f"open a new cloud() for model {_model_label(model)}"
+            )
+        return model
+
+    def _bind(self, model: pm.Model) -> None:
+        """Build the cache path and the call kinds of a session's first open block."""
         self.model = model
         self.path = CachePath(
             model,
@@ -122,22 +170,6 @@ class Session:
             "sample": SampleCall(model, self.backend_name, self.device, self.executor),
             **{kind: PredictiveCall(kind, model) for kind in PREDICTIVE_KINDS},
         }
-        self.model.__enter__()
-        try:
-            self._token = dispatch.push_session(self)
-        except BaseException:
-            self.model.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        try:
-            if self._token is not None:
-                dispatch.pop_session(self._token)
-                self._token = None
-        finally:
-            if self.model is not None:
-                self.model.__exit__(exc_type, exc, traceback)
 
     def _repr_html_(self) -> str:  # Jupyter: a table of the calls and the time saved
         return calls_table(self.records)
