@@ -56,6 +56,7 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+
 @dataclass(eq=False)
 class Block:
     """One open ``with`` block of a session, and the thread that opened it."""
