@@ -9,7 +9,6 @@ the tree still holds the very variables it held then.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import xarray as xr
 from cloudcache.calls.records import CallRecord
 from cloudcache.compat.pymc import is_result, result_groups
 from cloudcache.fingerprint.canonical import content_digest
+from cloudcache.util.forks import ForkSafeLock
 from cloudcache.util.jsonable import jsonable
 
 #: Groups of a trace DataTree that ``sample_posterior_predictive`` reads.
@@ -36,7 +36,7 @@ class Origin:
 
 
 _origins: dict[int, Origin] = {}
-_origins_lock = threading.Lock()
+_origins_lock = ForkSafeLock()
 
 
 def remember_origin(tree: Any, record: CallRecord | None) -> None:

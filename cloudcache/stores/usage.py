@@ -23,6 +23,7 @@ from typing import Any
 import fsspec
 
 from cloudcache.stores.locking import LOCK_DIRECTORY
+from cloudcache.util.forks import ForkSafeLock
 
 #: Folder below a store's root that holds the last-used markers.
 USAGE_DIRECTORY = f"{LOCK_DIRECTORY}/.used"
@@ -39,7 +40,7 @@ def marker_path(root: str, relative_path: str) -> str:
 
 #: When this process last touched each marker (by marker path): shared by every store object.
 _touched: dict[str, float] = {}
-_touched_lock = threading.Lock()
+_touched_lock = ForkSafeLock()
 
 
 class UsageRecord:
