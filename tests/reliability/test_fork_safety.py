@@ -27,6 +27,7 @@ import cloudcache as cc
 from cloudcache.backends.numpyro.fork_guard import FORK_REFUSAL
 from cloudcache.calls import dispatch as patch
 from cloudcache.stores.locking import single_flight
+from cloudcache.util.forks import ForkSafeLock
 
 #: These tests fork a multi-threaded process on purpose.
 pytestmark = pytest.mark.filterwarnings(
@@ -215,3 +216,17 @@ def test_a_killed_holder_frees_its_lock_although_its_fork_child_lives(tmp_path: 
         holder.kill()
         if child_pid.value:
             os.kill(child_pid.value, signal.SIGKILL)
+
+
+SHARED_LOCK = ForkSafeLock()
+
+
+def _lock_state_in_a_child() -> tuple[bool, bool]:
+    held = not SHARED_LOCK.acquire(blocking=False)
+    SHARED_LOCK.release()  # the forking thread goes on in the child and releases its own lock
+    return held, SHARED_LOCK.acquire(blocking=False)
+
+
+def test_the_forking_threads_own_lock_stays_held_in_the_child() -> None:
+    with SHARED_LOCK:
+        assert call_in_fork(_lock_state_in_a_child, timeout=60) == (True, True)
