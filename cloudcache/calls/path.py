@@ -23,6 +23,7 @@ import pymc as pm
 import xarray as xr
 
 from cloudcache.backends.running import running_backend
+from cloudcache.calls.names import refuse_uncompilable_names
 from cloudcache.calls.records import CallRecord
 from cloudcache.compat.pymc import as_pymc_result, as_tree
 from cloudcache.errors import BackendRefused, PassThrough, StoreError, Uncacheable, UnkeyableObject
@@ -142,6 +143,7 @@ class CachePath:
         """Answer ``call`` of ``kind``: read -> hit | single flight -> miss -> keep -> record."""
         started = time.perf_counter()
         self._call_warned = False  # one cache warning per call at most
+        refuse_uncompilable_names(self.model)
         try:
             request = kind.normalize(call)
         except PassThrough:

@@ -406,7 +406,7 @@ def verify(
             try:
                 catalog.remove(path)
                 removed.add(path)
-            except OSError as error:
+            except (OSError, StoreError) as error:
                 _err(f"cannot remove {catalog.url(path)}: {error}")
     if as_json:
         rows = [

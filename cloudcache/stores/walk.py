@@ -19,7 +19,8 @@ from typing import Any
 
 import fsspec
 
-from cloudcache.errors import StoreError
+from cloudcache.errors import PlantedLink, StoreError
+from cloudcache.stores import nofollow
 from cloudcache.stores.format.entryfile import file_kind
 from cloudcache.stores.usage import modified_time
 
@@ -80,19 +81,16 @@ def _walk_local(root: str, only: str | None, where: str) -> Iterator[Found]:
             continue
         if only is not None and folder.name != only:
             continue
-        try:
-            items = list(os.scandir(folder.path))
-        except OSError:
+        try:  # opened without following a link: a folder swapped for one is not listed
+            items = nofollow.folder_contents(root, folder.name)
+        except (OSError, PlantedLink):
             continue  # a folder this user may not list holds nothing it could use
-        for item in items:
-            try:
-                info = item.stat(follow_symlinks=False)
-            except OSError:
-                continue  # gone since the listing
+        for name, info in items:
             if stat.S_ISLNK(info.st_mode):
                 continue  # never followed, never touched: not part of the cache
             kind = "a regular file" if stat.S_ISREG(info.st_mode) else file_kind(info.st_mode)
-            yield Found(folder.name, item.name, item.path, info.st_size, info.st_mtime, kind)
+            path = os.path.join(folder.path, name)
+            yield Found(folder.name, name, path, info.st_size, info.st_mtime, kind)
 
 
 def _walk_remote(fs: fsspec.AbstractFileSystem, root: str, only: str | None) -> Iterator[Found]:

@@ -7,7 +7,8 @@ so ``cloudcache ls s3://...`` fails as fast as ``cloud(cache="s3://...")`` on a 
 Only files shaped like cloudcache entries (``<root>/<slug>/<label>-<16 hex>.nc``, see
 :mod:`cloudcache.stores.format.layout`) are ever read, copied or removed. The listing is the
 one walk of :mod:`cloudcache.stores.walk`: symbolic links are never followed, in listing,
-reading or writing (a linked entry or model folder is not listed), and an entry-named file
+reading, writing or removing (a linked entry or model folder is not listed; writes and removals
+go through :mod:`cloudcache.stores.nofollow`), and an entry-named file
 that is not a regular file (a FIFO, socket or device) is listed as damaged and never opened.
 Listing reads
 the root attributes only (no arrays), which keeps ``cloudcache ls`` fast on large caches.
@@ -24,13 +25,13 @@ import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import h5py
 
-from cloudcache.errors import CorruptEntry, StoreError
-from cloudcache.stores.files import FileStore, write_atomically
+from cloudcache.errors import CorruptEntry
+from cloudcache.stores import nofollow
+from cloudcache.stores.files import FileStore
 from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.layout import ENTRY_NAME
 from cloudcache.stores.format.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
@@ -259,33 +260,28 @@ class Catalog:
     def write_bytes(self, relative_path: str, payload: bytes) -> str:
         """Store an entry's bytes at ``relative_path`` (atomically on local disks).
 
-        On a local disk, never through a symbolic link: a linked model folder or entry in
-        the destination raises :class:`StoreError` instead of writing outside the root.
+        On a local disk, never through a symbolic link: a linked model folder in the
+        destination raises :class:`~cloudcache.errors.PlantedLink` (a ``StoreError``) instead
+        of writing outside the root, and a link at the entry's own name is replaced.
         """
         path = f"{self.root}/{relative_path}"
         if self.is_local:
-            self._refuse_links(relative_path)
-            write_atomically(Path(path), payload)
+            nofollow.write_atomically(self.root, relative_path, payload)
         else:
             self.fs.pipe_file(path, payload)
         return path
 
-    def _refuse_links(self, relative_path: str) -> None:
-        current = self.root
-        for part in relative_path.split("/"):
-            current = f"{current}/{part}"
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISLNK(os.lstat(current).st_mode):
-                    raise StoreError(f"{current} is a symbolic link; not writing through it")
-
     def remove(self, path: str) -> None:
-        """Delete one entry or stray file, its last-used marker, and its emptied model folder."""
+        """Delete one entry or stray file, its last-used marker, and its emptied model folder.
+
+        Locally, never through a link: a model folder swapped for a link since the listing
+        raises :class:`~cloudcache.errors.PlantedLink` and nothing is deleted.
+        """
         relative = os.path.relpath(path, self.root) if self.is_local else path[len(self.root) + 1 :]
         self.store.usage.forget(relative)
         if self.is_local:
-            os.unlink(path)  # removes a link itself, never its target
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(path))
+            nofollow.remove(self.root, relative)  # removes a link itself, never its target
+            nofollow.remove_empty_folder(self.root, os.path.dirname(relative))
         else:
             self.fs.rm_file(path)
 
@@ -294,11 +290,8 @@ class Catalog:
         path = f"{self.root}/{relative_path}"
         if not self.is_local:
             return self.fs.isfile(path)
-        folder = os.path.dirname(path)
-        try:
-            return stat.S_ISDIR(os.lstat(folder).st_mode) and stat.S_ISREG(os.lstat(path).st_mode)
-        except OSError:
-            return False
+        info = nofollow.lstat(self.root, relative_path)
+        return info is not None and stat.S_ISREG(info.st_mode)
 
 
 def iso_time(timestamp: float) -> str | None:
