@@ -19,6 +19,7 @@ from typing import Any
 import xarray as xr
 
 from cloudcache.errors import CorruptEntry
+from cloudcache.stores.checkpoints import CheckpointFolder
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,10 @@ class Store:
 
     def last_used(self, ref: EntryRef) -> float | None:
         """When ``ref`` was last written or served as a hit (Unix time), if recorded."""
+        return None
+
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """Where an unfinished run of ``ref`` keeps its checkpoint (default: none is kept)."""
         return None
 
     def entry_refs(self) -> Iterator[EntryRef]:

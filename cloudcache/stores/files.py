@@ -22,7 +22,6 @@ import contextlib
 import copy
 import os
 import stat
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,11 +31,15 @@ from fsspec.implementations.local import LocalFileSystem
 
 from cloudcache.errors import CorruptEntry, PlantedLink, StoreError
 from cloudcache.stores import nofollow
+from cloudcache.stores.backoff import check_reachable, location_of, mark_unreachable
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
+from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
 from cloudcache.stores.deadline import (
+    DEFAULT_LIST_DEADLINE,
     DEFAULT_READ_DEADLINE,
     DEFAULT_WRITE_DEADLINE,
     call_with_deadline,
+    run_with_deadline,
 )
 from cloudcache.stores.format.entryfile import checked_entry_file
 from cloudcache.stores.format.inspection import KEY_ATTR
@@ -72,18 +75,26 @@ S3_DEFAULT_CONFIG = {
     "retries": {"max_attempts": 1, "mode": "standard"},
 }
 
-#: After a store could not be reached, it is skipped (a fast miss) for this many seconds.
-UNREACHABLE_BACKOFF_SECONDS = 30.0
-
 
 class FileStore(Store):
     """Entries as NetCDF files below ``root`` (a path or an fsspec URL).
 
-    ``storage_options`` go to fsspec unchanged (credentials come from the filesystem's own
-    configuration, never from cloudcache). ``lock_timeout``: seconds a process waits for another
-    one sampling the same key on a shared directory before sampling by itself.
-    ``max_entry_bytes``: entries declaring more data than this are damaged (default: only the
-    proportion to the file size is checked, see :mod:`cloudcache.stores.format.inspection`).
+    Args:
+        root: A directory path, or an fsspec URL such as ``"s3://bucket/prefix"``.
+        storage_options: Passed to fsspec unchanged (credentials come from the filesystem's
+            own configuration, never from cloudcache).
+        lock_timeout: Seconds a process waits for another one sampling the same key on a
+            shared directory before sampling by itself.
+        max_entry_bytes: Entries declaring more data than this are damaged (default: only the
+            proportion to the file size is checked, see
+            :mod:`cloudcache.stores.format.inspection`).
+
+    Examples:
+        ```python
+        store = cc.FileStore("s3://team-bucket/cloudcache", {"profile": "team"})
+        with cc.cloud(model, cache=store):
+            idata = pm.sample(1000, random_seed=1)
+        ```
     """
 
     def __init__(
@@ -113,7 +124,9 @@ class FileStore(Store):
         self.lock_timeout = float(lock_timeout)
         self.max_entry_bytes = max_entry_bytes
         self.usage = UsageRecord(self.fs, self.root, self.is_local)
-        self._unreachable_until = 0.0
+        #: The object-store location whose failures every store of the process shares
+        #: (:mod:`cloudcache.stores.backoff`).
+        self.backoff_location = location_of(self.root_url, storage_options or {})
 
     def path_of(self, ref: EntryRef) -> str:
         """Where ``ref``'s entry lives in this store."""
@@ -231,15 +244,40 @@ class FileStore(Store):
             written: float | None = info.st_mtime
         else:
             try:
-                written = modified_time(self.fs.info(self.path_of(ref)))
-            except (OSError, ValueError):
+                info = call_with_deadline(
+                    self.fs,
+                    "info",
+                    self.path_of(ref),
+                    seconds=DEFAULT_LIST_DEADLINE,
+                    what=f"looking up {self.url_of(ref)}",
+                )
+                written = modified_time(info)
+            except (OSError, ValueError, StoreError):
                 return None
         return max(t for t in (marked, written) if t is not None)
 
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """``<root>/.resume/<model>/<key>/`` in a local directory (object stores keep none)."""
+        if not self.is_local:
+            return None
+        return CheckpointFolder(self.root, f"{RESUME_DIR}/{ref.slug}/{ref.key[:32]}")
+
     def entry_refs(self) -> Iterator[EntryRef]:
         """Every regular entry-shaped file below the root whose header names a key (links and
-        special files skipped: :mod:`cloudcache.stores.walk`)."""
-        for found in walk_files(self.fs, self.root, self.is_local, location=self.root_url):
+        special files skipped: :mod:`cloudcache.stores.walk`). An object store's listing has
+        one deadline (:data:`~cloudcache.stores.deadline.DEFAULT_LIST_DEADLINE`), each header
+        read its own (:data:`~cloudcache.stores.deadline.DEFAULT_READ_DEADLINE`)."""
+        if not self.is_local:
+            check_reachable(self.backoff_location, f"listing {self.root_url}")
+        try:
+            found_files = list(
+                walk_files(self.fs, self.root, self.is_local, location=self.root_url)
+            )
+        except StoreError:
+            if not self.is_local:
+                mark_unreachable(self.backoff_location)
+            raise
+        for found in found_files:
             match = ENTRY_NAME.match(found.name)
             if match is None or not found.regular:
                 continue
@@ -249,6 +287,15 @@ class FileStore(Store):
                     yield EntryRef(key, found.slug, match["label"])
 
     def _stored_key(self, path: str) -> str:
+        if self.is_local:
+            return self._read_stored_key(path)
+        return run_with_deadline(
+            lambda: self._read_stored_key(path),
+            DEFAULT_READ_DEADLINE,
+            f"reading the header of {self.fs.unstrip_protocol(path)}",
+        )
+
+    def _read_stored_key(self, path: str) -> str:
         with contextlib.ExitStack() as stack:
             if self.is_local:
                 source: Any = checked_entry_file(path, self.root)[0]
@@ -285,14 +332,10 @@ class FileStore(Store):
         return decode_entry(bytes(payload), ref.key, max_bytes=self.max_entry_bytes)
 
     def _check_reachable(self, ref: EntryRef) -> None:
-        if time.monotonic() < self._unreachable_until:
-            raise StoreError(
-                f"skipping {self.url_of(ref)}: the store failed less than "
-                f"{UNREACHABLE_BACKOFF_SECONDS:g} s ago"
-            )
+        check_reachable(self.backoff_location, self.url_of(ref))
 
     def _mark_unreachable(self) -> None:
-        self._unreachable_until = time.monotonic() + UNREACHABLE_BACKOFF_SECONDS
+        mark_unreachable(self.backoff_location)
 
 
 def without_dask_locks() -> contextlib.AbstractContextManager[Any]:

@@ -23,8 +23,9 @@ from typing import Any
 
 import fsspec
 
-from cloudcache.errors import PlantedLink
+from cloudcache.errors import PlantedLink, StoreError
 from cloudcache.stores import nofollow
+from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, call_with_deadline
 from cloudcache.stores.locking import LOCK_DIRECTORY
 from cloudcache.util.forks import ForkSafeLock
 
@@ -76,8 +77,8 @@ class UsageRecord:
             info = nofollow.lstat(self.root, marker_below_root(relative_path))
             return info.st_mtime if info is not None and stat.S_ISREG(info.st_mode) else None
         try:
-            return modified_time(self.fs.info(marker_path(self.root, relative_path)))
-        except (OSError, ValueError):
+            return modified_time(self._remote("info", marker_path(self.root, relative_path)))
+        except (OSError, ValueError, StoreError):
             return None
 
     def all_last_used(self) -> dict[str, float]:
@@ -89,12 +90,12 @@ class UsageRecord:
                 for relative, info in nofollow.regular_files(self.root, USAGE_DIRECTORY):
                     found[relative.removesuffix(MARKER_SUFFIX)] = info.st_mtime
             else:
-                for path, info in self.fs.find(base, detail=True).items():
+                for path, info in self._remote("find", base, detail=True).items():
                     stamp = modified_time(info)
                     if stamp is not None:
                         relative = path.removeprefix(base.lstrip("/")).lstrip("/")
                         found[relative.removesuffix(MARKER_SUFFIX)] = stamp
-        except (OSError, ValueError):
+        except (OSError, ValueError, StoreError):
             pass
         return found
 
@@ -108,12 +109,23 @@ class UsageRecord:
             except OSError:
                 pass
             return
-        with contextlib.suppress(OSError):
-            self.fs.rm_file(marker_path(self.root, relative_path))
+        with contextlib.suppress(OSError, StoreError):
+            self._remote("rm_file", marker_path(self.root, relative_path))
 
     def _touch_remote(self, path: str) -> None:
         with contextlib.suppress(Exception):
-            self.fs.pipe_file(path, b"")
+            self._remote("pipe_file", path, b"")
+
+    def _remote(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """An object-store call on the markers, within one deadline (never hangs a caller)."""
+        return call_with_deadline(
+            self.fs,
+            method,
+            *args,
+            seconds=DEFAULT_LIST_DEADLINE,
+            what=f"{method} on the last-used markers under {self.root}",
+            **kwargs,
+        )
 
 
 def touch_local(root: str, relative: str) -> None:

@@ -29,8 +29,16 @@ from typing import Any, Literal
 
 import h5py
 
-from cloudcache.errors import CorruptEntry
+from cloudcache.errors import CorruptEntry, StoreError
 from cloudcache.stores import nofollow
+from cloudcache.stores.backoff import check_reachable, mark_unreachable
+from cloudcache.stores.deadline import (
+    DEFAULT_LIST_DEADLINE,
+    DEFAULT_READ_DEADLINE,
+    DEFAULT_WRITE_DEADLINE,
+    call_with_deadline,
+    run_with_deadline,
+)
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.layout import ENTRY_NAME
@@ -148,7 +156,7 @@ class Catalog:
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
     def exists(self) -> bool:
-        return os.path.isdir(self.root) if self.is_local else self.fs.isdir(self.root)
+        return os.path.isdir(self.root) if self.is_local else self._remote("isdir", self.root)
 
     # -- listing ------------------------------------------------------------------------
     def entries(self, *, slug: str | None = None, with_metadata: bool = True) -> list[CatalogEntry]:
@@ -177,6 +185,9 @@ class Catalog:
             return
         try:
             entry.key, entry.metadata = self._root_attributes(entry.path)
+        except StoreError as error:  # too slow or unreachable: not known to be damaged
+            entry.error, entry.status = str(error), "unreadable"
+            return
         except PermissionError as error:
             entry.error, entry.status = (
                 f"not readable by this user ({error.strerror})",
@@ -190,6 +201,15 @@ class Catalog:
             entry.damaged(f"stored key {entry.key[:16]!r} does not match the file name")
 
     def _root_attributes(self, path: str) -> tuple[str, dict[str, Any]]:
+        if self.is_local:
+            return self._read_root_attributes(path)
+        return run_with_deadline(
+            lambda: self._read_root_attributes(path),
+            DEFAULT_READ_DEADLINE,
+            f"reading the header of {self.url(path)}",
+        )
+
+    def _read_root_attributes(self, path: str) -> tuple[str, dict[str, Any]]:
         with contextlib.ExitStack() as stack:
             if self.is_local:
                 source: Any = stack.enter_context(open_regular_file(path))
@@ -205,10 +225,24 @@ class Catalog:
             raise CorruptEntry("metadata record is not a JSON object")
         return key, record
 
+    def _remote(self, method: str, *args: Any, seconds: float = DEFAULT_LIST_DEADLINE) -> Any:
+        """An object-store call within one total deadline (``DeadlineExceeded`` after it)."""
+        return call_with_deadline(
+            self.fs, method, *args, seconds=seconds, what=f"{method} on {self.location}"
+        )
+
     def _walk(self, slug: str | None) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
-        for found in walk_files(
-            self.fs, self.root, self.is_local, slug=slug, location=self.location
-        ):
+        if not self.is_local:  # a store that failed a moment ago is not listed again (backoff)
+            check_reachable(self.store.backoff_location, f"listing {self.location}")
+        try:
+            listed = list(
+                walk_files(self.fs, self.root, self.is_local, slug=slug, location=self.location)
+            )
+        except StoreError:
+            if not self.is_local:
+                mark_unreachable(self.store.backoff_location)
+            raise
+        for found in listed:
             entry, stray = _classify(found)
             if not found.regular:
                 if stray is not None:
@@ -234,7 +268,7 @@ class Catalog:
         if self.is_local:
             with open_regular_file(entry.path) as handle:
                 return handle.read()
-        return bytes(self.fs.cat_file(entry.path))
+        return bytes(self._remote("cat_file", entry.path, seconds=DEFAULT_READ_DEADLINE))
 
     def check(self, entry: CatalogEntry, payload: bytes | None = None) -> EntryVerdict:
         """Load the whole entry and check key and checksum: ok, damaged or unreadable."""
@@ -268,7 +302,7 @@ class Catalog:
         if self.is_local:
             nofollow.write_atomically(self.root, relative_path, payload)
         else:
-            self.fs.pipe_file(path, payload)
+            self._remote("pipe_file", path, payload, seconds=DEFAULT_WRITE_DEADLINE)
         return path
 
     def remove(self, path: str) -> None:
@@ -283,13 +317,13 @@ class Catalog:
             nofollow.remove(self.root, relative)  # removes a link itself, never its target
             nofollow.remove_empty_folder(self.root, os.path.dirname(relative))
         else:
-            self.fs.rm_file(path)
+            self._remote("rm_file", path)
 
     def has(self, relative_path: str) -> bool:
         """Whether a regular entry file exists at ``relative_path`` (links not followed)."""
         path = f"{self.root}/{relative_path}"
         if not self.is_local:
-            return self.fs.isfile(path)
+            return bool(self._remote("isfile", path))
         info = nofollow.lstat(self.root, relative_path)
         return info is not None and stat.S_ISREG(info.st_mode)
 
