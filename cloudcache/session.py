@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from cloudcache.executors import Executor, resolve_executor
 from cloudcache.stores.base import Store
 from cloudcache.stores.resolve import resolve_cache
 from cloudcache.ui.display import calls_table, session_text
+from cloudcache.util.forks import ForkSafeLock
 from cloudcache.util.validation import check_scheduler_address, check_timeout
 
 
@@ -36,6 +38,11 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _model_label(model: pm.Model | None) -> str:
+    name = getattr(model, "name", "") if model is not None else ""
+    return repr(name) if name else f"<unnamed pm.Model at {id(model):#x}>"
+
+
 class Session:
     """``cloud(model, ...)``: answer ``pm.sample`` and the other inference calls from a cache.
 
@@ -46,6 +53,10 @@ class Session:
     ``pm.sample_posterior_predictive`` for ``model`` are answered from the cache when the same
     model, data and arguments were sampled before, and sampled and stored otherwise. Each call
     leaves a `CallRecord` on ``records``; ``last`` is the most recent one.
+
+    A session may be entered again, nested or from another thread, for the same model: each
+    ``with`` block counts, and PyMC's functions are restored when the last open block in
+    the process closes.
 
     Args:
         model: The PyMC model. ``None``: the model of the surrounding ``with pm.Model():``.
@@ -133,17 +144,56 @@ class Session:
         self.records: list[CallRecord] = []
         self.path: CachePath | None = None
         self.kinds: dict[str, CallKind] = {}
-        self._token: object | None = None
+        self._entering = ForkSafeLock()
 
     # -- context protocol ---------------------------------------------------------------
     def __enter__(self) -> Session:
+        """Open a block. Re-entrant: ``with run:`` inside ``with run:`` (or in another thread)
+        is the same session, for the same model, answering into the same records."""
+        with self._entering:
+            already_open = dispatch.open_blocks(self) > 0
+            model = self._block_model(already_open)
+            if not already_open:
+                self._bind(model)
+            model.__enter__()
+            try:
+                dispatch.open_block(self)
+            except BaseException:
+                model.__exit__(None, None, None)
+                raise
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        block = dispatch.innermost_block(self)
+        if block is None:  # an exit without an open block closes nothing
+            return
+        try:
+            dispatch.close_block(block)
+        finally:
+            # PyMC's model contexts are per thread: only the opening thread can leave its own.
+            if self.model is not None and block.thread == threading.get_ident():
+                self.model.__exit__(exc_type, exc, traceback)
+
+    def _block_model(self, already_open: bool) -> pm.Model:
+        """The model a new block is for; one session answers for one model at a time."""
         model = self._requested_model
         if model is None:
             model = pm.Model.get_context(error_if_none=False)
-            if model is None:
-                raise TypeError(
-                    "cloud() needs a model: pass model=... or open it inside `with pm.Model():`"
-                )
+        if model is None and already_open:
+            model = self.model
+        if model is None:
+            raise TypeError(
+                "cloud() needs a model: pass model=... or open it inside `with pm.Model():`"
+            )
+        if already_open and model is not self.model:
+            raise RuntimeError(
+                f"this cloud() session is already open for model {_model_label(self.model)}; "
+                f"open a new cloud() for model {_model_label(model)}"
+            )
+        return model
+
+    def _bind(self, model: pm.Model) -> None:
+        """Build the cache path and the call kinds of a session's first open block."""
         self.model = model
         self.path = CachePath(
             model,
@@ -161,22 +211,6 @@ class Session:
             **{kind: PredictiveCall(kind, model) for kind in PREDICTIVE_KINDS},
             **{kind.name: kind(model) for kind in (SmcCall, FindMapCall, FitCall)},
         }
-        self.model.__enter__()
-        try:
-            self._token = dispatch.push_session(self)
-        except BaseException:
-            self.model.__exit__(None, None, None)
-            raise
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
-        try:
-            if self._token is not None:
-                dispatch.pop_session(self._token)
-                self._token = None
-        finally:
-            if self.model is not None:
-                self.model.__exit__(exc_type, exc, traceback)
 
     def __repr__(self) -> str:  # terminals: the settings, a summary and one line per call
         cache = self.store.description if self.store is not None else "off"

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import math
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from cloudcache.executors.remote_task import (
     tree_from_bytes,
 )
 from cloudcache.ui.announce import announce, format_seconds
+from cloudcache.util.forks import ForkSafeLock, after_fork_in_child
 from cloudcache.util.validation import check_timeout
 
 if TYPE_CHECKING:
@@ -69,7 +69,18 @@ CLEANUP_SECONDS = 5.0
 POLL_INTERVAL = 0.5
 
 _clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
+_clients_lock = ForkSafeLock()
+#: Clients a fork child inherited: never used (their event-loop threads stayed in the parent),
+#: and kept alive so that no destructor waits on those threads.
+_inherited_clients: list[Any] = []
+
+
+def _forget_clients_in_child() -> None:
+    _inherited_clients.extend(_clients.values())
+    _clients.clear()
+
+
+after_fork_in_child(_forget_clients_in_child)
 
 
 def import_distributed() -> Any:

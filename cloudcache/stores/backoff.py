@@ -10,18 +10,18 @@ exists to prevent. A location is the cache URL together with the endpoint it is 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from cloudcache.errors import StoreError
+from cloudcache.util.forks import ForkSafeLock
 
 #: After a location failed, it is skipped for this many seconds.
 UNREACHABLE_BACKOFF_SECONDS = 30.0
 
 _failed_until: dict[str, float] = {}
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
 
 def location_of(root_url: str, storage_options: Mapping[str, Any]) -> str:

@@ -13,12 +13,12 @@ tree it is given (one just read from a slower store, which nobody else holds) wi
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from cloudcache.stores.base import Entry, EntryRef, Store
 from cloudcache.stores.views import freeze, shallow_tree
+from cloudcache.util.forks import ForkSafeLock
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -49,7 +49,7 @@ class MemoryStore(Store):
         self.max_bytes = max_bytes
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     @property
     def nbytes(self) -> int:

@@ -25,18 +25,18 @@ import errno
 import os
 import secrets
 import stat
-import threading
 import warnings
 from collections.abc import Iterator
 
 from cloudcache.errors import PlantedLink, StoreError
+from cloudcache.util.forks import ForkSafeLock
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _FOLDER_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | os.O_CLOEXEC
 
 _reported: set[str] = set()
-_reported_lock = threading.Lock()
+_reported_lock = ForkSafeLock()
 
 
 def parts_below(relative: str) -> list[str]:

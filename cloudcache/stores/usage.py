@@ -27,6 +27,7 @@ from cloudcache.errors import PlantedLink, StoreError
 from cloudcache.stores import nofollow
 from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, call_with_deadline
 from cloudcache.stores.locking import LOCK_DIRECTORY
+from cloudcache.util.forks import ForkSafeLock
 
 #: Folder below a store's root that holds the last-used markers.
 USAGE_DIRECTORY = f"{LOCK_DIRECTORY}/.used"
@@ -48,7 +49,7 @@ def marker_below_root(relative_path: str) -> str:
 
 #: When this process last touched each marker (by marker path): shared by every store object.
 _touched: dict[str, float] = {}
-_touched_lock = threading.Lock()
+_touched_lock = ForkSafeLock()
 
 
 class UsageRecord:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloudcache.backends.base import Backend, refuse_pymc_only_arguments
+from cloudcache.backends.numpyro.fork_guard import refuse_in_fork_child
 from cloudcache.backends.numpyro.support import unconvertible_reason
 from cloudcache.backends.request import SampleRequest
 from cloudcache.errors import BackendRefused
@@ -115,6 +116,7 @@ def _split_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def plan_request(request: SampleRequest) -> RunPlan:
     """Build the runner's plan; raise :class:`BackendRefused` or ``TypeError``/``ValueError``."""
+    refuse_in_fork_child()
     args = request.arguments
     refuse_pymc_only_arguments(args, "numpyro")
     if not args.get("discard_tuned_samples", True):

@@ -9,13 +9,14 @@ ticks are ignored.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-_lock = threading.Lock()
+from cloudcache.util.forks import ForkSafeLock
+
+_lock = ForkSafeLock()
 _active: Any = None  # (rich.progress.Progress, task id) while a bar is shown
 
 
