@@ -13,7 +13,7 @@ from pathlib import Path
 import fsspec
 import pytest
 from cli_entries import sampled_cache
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from cloudcache.cli import app
 from cloudcache.stores.maintenance.catalog import Catalog, CatalogEntry

@@ -14,11 +14,12 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import xarray as xr
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import CorruptEntry
+
+if TYPE_CHECKING:  # the command line lists entries without importing xarray
+    import xarray as xr
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,6 @@ from cloudcache.stores.deadline import (
 from cloudcache.stores.format.entryfile import checked_entry_file, is_within
 from cloudcache.stores.format.inspection import KEY_ATTR
 from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
-from cloudcache.stores.format.netcdf import decode_entry, encode_entry
 from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
 from cloudcache.stores.usage import UsageRecord, modified_time
 from cloudcache.stores.walk import walk_files
@@ -142,6 +141,8 @@ class FileStore(Store):
 
     def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
         """Write ``entry`` whole (never a partial entry); object stores within ``timeout`` s."""
+        from cloudcache.stores.format.netcdf import encode_entry  # xarray: on first read/write
+
         with without_dask_locks():
             payload = encode_entry(entry.tree, ref.key, entry.metadata)
         path = self.path_of(ref)
@@ -225,6 +226,8 @@ class FileStore(Store):
             raise StoreError(f"{folder} is a link out of the cache root; not writing through it")
 
     def _read_local(self, ref: EntryRef) -> tuple[Any, dict[str, Any]]:
+        from cloudcache.stores.format.netcdf import decode_entry  # xarray: on first read/write
+
         path = self.path_of(ref)
         try:
             return decode_entry(path, ref.key, root=self.root, max_bytes=self.max_entry_bytes)
@@ -248,6 +251,8 @@ class FileStore(Store):
         except Exception as error:  # botocore/aiohttp errors are not all OSErrors
             self._mark_unreachable()
             raise StoreError(f"cannot read {self.url_of(ref)}: {_describe(error)}") from error
+        from cloudcache.stores.format.netcdf import decode_entry  # xarray: on first read/write
+
         return decode_entry(bytes(payload), ref.key, max_bytes=self.max_entry_bytes)
 
     def _check_reachable(self, ref: EntryRef) -> None:

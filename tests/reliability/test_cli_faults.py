@@ -30,7 +30,7 @@ import pytest
 from cli_entries import sampled_cache
 from fixtures_s3 import free_port
 from reliability_figures import record_trials
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from cloudcache.cli import app
 from cloudcache.stores.format.netcdf import METADATA_ATTR

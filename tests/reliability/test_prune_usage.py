@@ -13,7 +13,7 @@ from pathlib import Path
 import pymc as pm
 import xarray as xr
 from reliability_workers import sample_kwargs, tiny_model
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import cloudcache as cc
 from cloudcache.cli import app
