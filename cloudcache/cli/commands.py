@@ -14,6 +14,7 @@ commands that load arrays (``verify``, ``sync``, ``why``'s comparison never does
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -68,7 +69,7 @@ class CacheGroup(click.Group):
     cls=CacheGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.version_option(package_name="cloudcache", prog_name="cloudcache")
+@click.version_option(package_name="cloudcache", prog_name="cloudcache", default=False)
 def app() -> None:
     """Inspect and maintain a cloudcache cache: a local directory or an fsspec URL
     (s3://bucket/prefix, gs://..., memory://...).
@@ -86,6 +87,7 @@ def cache_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "-o",
         "options",
         multiple=True,
+        default=None,
         metavar="KEY=VALUE",
         help="fsspec storage option (VALUE may be JSON); repeatable.",
     )(command)
@@ -93,13 +95,20 @@ def cache_options(command: Callable[..., Any]) -> Callable[..., Any]:
         "--cache",
         "-c",
         metavar="DIR|URL",
+        default=None,
         help="Cache directory or fsspec URL. Default: $CLOUDCACHE_DIR, else ./.cloudcache.",
     )(command)
 
 
-json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-dry_run_flag = click.option("--dry-run", "-n", is_flag=True, help="Only say what would happen.")
-model_option = click.option("--model", metavar="NAME", help="Only this model (its folder name).")
+json_flag = click.option(
+    "--json", "as_json", is_flag=True, default=False, help="Print JSON for scripts."
+)
+dry_run_flag = click.option(
+    "--dry-run", "-n", is_flag=True, default=False, help="Only say what would happen."
+)
+model_option = click.option(
+    "--model", metavar="NAME", default=None, help="Only this model (its folder name)."
+)
 
 
 def _echo(message: str, *, err: bool = False) -> None:
@@ -348,7 +357,7 @@ def rm(key_prefixes: tuple[str, ...], cache: str | None, options: tuple[str, ...
 
 @app.command(short_help="Remove every entry (asks first).")
 @cache_options
-@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", "-y", is_flag=True, default=False, help="Do not ask for confirmation.")
 def clear(cache: str | None, options: tuple[str, ...], yes: bool) -> None:
     """Remove every entry, and temp files of interrupted writes, from the cache. Asks
     first unless --yes; files not named like entries are left alone.
@@ -375,15 +384,20 @@ def clear(cache: str | None, options: tuple[str, ...], yes: bool) -> None:
 @click.option(
     "--max-size",
     metavar="SIZE",
+    default=None,
     help="Remove least recently used entries until the total is at most SIZE (5GB, 500MiB).",
 )
 @click.option(
-    "--older-than", metavar="AGE", help="Remove entries not used for AGE (30d, 12h, 90min)."
+    "--older-than",
+    metavar="AGE",
+    default=None,
+    help="Remove entries not used for AGE (30d, 12h, 90min).",
 )
 @click.option(
     "--keep",
     type=click.IntRange(min=0),
     metavar="N",
+    default=None,
     help="Keep at most N entries (the most recently used).",
 )
 @dry_run_flag
@@ -437,7 +451,9 @@ def prune(
 
 @app.command(short_help="Load every entry and check its key and checksums.")
 @cache_options
-@click.option("--fix", is_flag=True, help="Remove damaged entries and stale temp files.")
+@click.option(
+    "--fix", is_flag=True, default=False, help="Remove damaged entries and stale temp files."
+)
 @json_flag
 def verify(cache: str | None, options: tuple[str, ...], fix: bool, as_json: bool) -> None:
     """Load every entry as a hit would and check its stored key and checksums. --fix
@@ -489,6 +505,7 @@ def verify(cache: str | None, options: tuple[str, ...], fix: bool, as_json: bool
     "--source-option",
     "source_options",
     multiple=True,
+    default=None,
     metavar="KEY=VALUE",
     help="fsspec storage option for SOURCE; repeatable.",
 )
@@ -496,6 +513,7 @@ def verify(cache: str | None, options: tuple[str, ...], fix: bool, as_json: bool
     "--destination-option",
     "destination_options",
     multiple=True,
+    default=None,
     metavar="KEY=VALUE",
     help="fsspec storage option for DESTINATION; repeatable.",
 )
@@ -578,6 +596,16 @@ def why(key_prefix: str, cache: str | None, options: tuple[str, ...], as_json: b
     else:
         for line in result.text().splitlines():
             _echo(line)
+
+
+def _clean_help(group: click.Group) -> None:
+    """Docstrings as help without their source indentation (for ``--help`` and the docs)."""
+    for command in [group, *group.commands.values()]:
+        if command.help:
+            command.help = inspect.cleandoc(command.help)
+
+
+_clean_help(app)
 
 
 def main() -> None:

@@ -87,24 +87,28 @@ def _fetch(
     wanted: dict[int, list[int]],
     results: list[Any],
 ) -> None:
-    """Fetch the wanted blocks of every file in one batch; a failed file gets its error."""
-    owners: list[tuple[int, int]] = []
-    paths, starts, ends = [], [], []
+    """Fetch the wanted blocks of every file in one batch (adjacent blocks in one request);
+    a file whose fetch fails gets its error."""
+    runs: list[tuple[int, int, int]] = []  # file, first block, last block
     for i, indices in wanted.items():
-        path, size = files[i]
-        for index in indices:
-            owners.append((i, index))
-            paths.append(path)
-            starts.append(index * BLOCK_BYTES)
-            ends.append(min((index + 1) * BLOCK_BYTES, size))
-    if not paths:
+        for index in sorted(indices):
+            if runs and runs[-1][0] == i and runs[-1][2] == index - 1:
+                runs[-1] = (i, runs[-1][1], index)
+            else:
+                runs.append((i, index, index))
+    if not runs:
         return
+    paths = [files[i][0] for i, _, _ in runs]
+    starts = [first * BLOCK_BYTES for _, first, _ in runs]
+    ends = [min((last + 1) * BLOCK_BYTES, files[i][1]) for i, _, last in runs]
     fetched = fs.cat_ranges(paths, starts, ends, on_error="return")
-    for (i, index), data in zip(owners, fetched, strict=True):
+    for (i, first, last), data in zip(runs, fetched, strict=True):
         if isinstance(data, BaseException):
             results[i] = data
-        else:
-            blocks[i][index] = bytes(data)
+            continue
+        for index in range(first, last + 1):
+            offset = (index - first) * BLOCK_BYTES
+            blocks[i][index] = bytes(data[offset : offset + BLOCK_BYTES])
 
 
 def _first_and_last(size: int) -> list[int]:
