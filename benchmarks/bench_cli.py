@@ -8,9 +8,9 @@ Issue 22.4's targets, measured side by side, alternating which side runs first, 
   same files' two root attributes with ``h5py.File`` (the physical floor of a listing).
 - ``cloudcache verify`` <= 1.3x per entry a script that loads every entry with
   ``xarray.load_datatree(path, engine="netcdf4")``.
-- ``cloudcache ls`` on an S3 bucket (a moto server on loopback) against the same listing read
-  one entry after another through h5py file objects, as the command did before it read
-  object-store entries concurrently.
+- ``cloudcache ls`` on an S3 bucket (a moto server on loopback, in its own process) against
+  the same listing read one entry after another through h5py file objects, as the command
+  did before it read object-store entries concurrently.
 
 One tiny entry (2 chains x 200 draws) is sampled with PyMC and copied, each copy re-stamped
 with its own key (arrays and checksums stay valid), so every listed entry is real.
@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -136,10 +137,18 @@ def s3_figures(entries: list[Path], repeats: int) -> dict[str, object]:
     """``ls`` of a moto S3 bucket holding ``entries``, against the sequential read."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     import fsspec
-    from fixtures_s3 import make_bucket, start_moto
+    from fixtures_s3 import MotoServer, free_port, make_bucket
 
-    server = start_moto()
+    # The server runs in its own process, so it does not share a core's GIL with the client.
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = MotoServer(process, f"http://127.0.0.1:{port}")
     try:
+        wait_for_port(port)
         options = server.storage_options()
         url = f"s3://{make_bucket(server)}/cache"
         fs = fsspec.filesystem("s3", **options)
@@ -160,7 +169,21 @@ def s3_figures(entries: list[Path], repeats: int) -> dict[str, object]:
             "runs": repeats,
         }
     finally:
-        server.stop()
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_for_port(port: int, seconds: float = 60.0) -> None:
+    """Return once something listens on ``127.0.0.1:port``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def main() -> None:

@@ -81,3 +81,14 @@ def sampled_cache() -> SampledCache:
         prefixes[role] = run.last.key[:16]
         stderr[role] = captured.getvalue()
     return SampledCache(root, prefixes, stderr)
+
+
+@functools.cache
+def predictive_cache() -> Path:
+    """A directory with one entry of each call kind: pm.sample, prior and posterior predictive."""
+    root = Path(tempfile.mkdtemp(prefix="cloudcache-cli-kinds-")) / "cache"
+    with cc.cloud(small_model(name="kinds"), cache=str(root), backend="pymc", quiet=True):
+        trace = pm.sample(30, **DRAWS)
+        pm.sample_prior_predictive(25, random_seed=2)
+        pm.sample_posterior_predictive(trace, random_seed=3, progressbar=False)
+    return root

@@ -66,6 +66,7 @@ class CacheGroup(click.Group):
 
 
 @click.group(
+    "cloudcache",
     cls=CacheGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
