@@ -12,6 +12,7 @@ import functools
 import io
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,10 +86,14 @@ def sampled_cache() -> SampledCache:
 
 @functools.cache
 def predictive_cache() -> Path:
-    """A directory with one entry of each call kind: pm.sample, prior and posterior predictive."""
+    """A directory with an entry of four call kinds: pm.sample, prior and posterior
+    predictive, and find_MAP (which has no draws, tune or chains)."""
     root = Path(tempfile.mkdtemp(prefix="cloudcache-cli-kinds-")) / "cache"
     with cc.cloud(small_model(name="kinds"), cache=str(root), backend="pymc", quiet=True):
         trace = pm.sample(30, **DRAWS)
         pm.sample_prior_predictive(25, random_seed=2)
         pm.sample_posterior_predictive(trace, random_seed=3, progressbar=False)
+        with warnings.catch_warnings():  # PyMC 6's notes on find_MAP's future defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            pm.find_MAP(progressbar=False)
     return root

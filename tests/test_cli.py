@@ -385,9 +385,11 @@ def test_predictive_entries_show_their_kind_and_no_tune():
     assert "30/30/1" in lines["sample"]
     assert "prior predictive" in lines["prior"] and "25/-/1" in lines["prior"]
     assert "posterior predictive" in lines["posterior"] and "30/-/1" in lines["posterior"]
+    assert "map_L-BFGS-B" in lines["find_MAP"]  # no draws/tune/chains: the entry's label
     assert "None" not in table.output
     rows = json.loads(invoke("ls", "-c", root, "--json").stdout)
     assert sorted(row["kind"] for row in rows) == [
+        "find_MAP",
         "sample",
         "sample_posterior_predictive",
         "sample_prior_predictive",

@@ -43,6 +43,9 @@ KIND_NAMES = {
     "sample": "sample",
     "sample_prior_predictive": "prior predictive",
     "sample_posterior_predictive": "posterior predictive",
+    "sample_smc": "SMC",
+    "find_MAP": "find_MAP",
+    "fit": "fit",
 }
 
 
@@ -190,9 +193,13 @@ def _kind(meta: dict[str, Any]) -> str:
     return KIND_NAMES.get(kind, printable(kind, 30)) if isinstance(kind, str) else "?"
 
 
-def _shape(meta: dict[str, Any]) -> str:
-    """``draws/tune/chains``; ``-`` where a call has none (a predictive call has no tune)."""
-    return "/".join(_number(meta.get(name)) for name in ("draws", "tune", "chains"))
+def _shape(meta: dict[str, Any], label: str) -> str:
+    """``draws/tune/chains``, ``-`` where a call has none (a predictive call has no tune); the
+    entry's label where it has none of them (``fit_advi_n10000``, ``smc_draws2000_chains4``)."""
+    values = [meta.get(name) for name in ("draws", "tune", "chains")]
+    if all(value is None for value in values):
+        return label
+    return "/".join(_number(value) for value in values)
 
 
 def _saved(meta: dict[str, Any]) -> str:
@@ -224,7 +231,7 @@ def _row(entry: CatalogEntry) -> list[str]:
             cells = [
                 meta.get("model", entry.slug),
                 _kind(meta),
-                _shape(meta),
+                _shape(meta, entry.label),
                 meta.get("backend", "?"),
                 _created(meta),
                 format_size(entry.size),
