@@ -423,6 +423,8 @@ def test_help_is_clean():
         assert "\n      " not in description, description  # no docstring indentation left
     assert invoke("ls", "--help").output.count("Print JSON for scripts.") == 1
     assert run_cli("--version").stdout.startswith("cloudcache, version ")
+    bare = run_cli()
+    assert bare.returncode == 0 and "Commands:" in bare.stdout  # a bare `cloudcache`: the help
 
 
 # -- object stores: headers in concurrent rounds, verify concurrently -------------------

@@ -71,10 +71,12 @@ class CacheGroup(click.Group):
 @click.group(
     "cloudcache",
     cls=CacheGroup,
+    invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="cloudcache", prog_name="cloudcache", default=False)
-def app() -> None:
+@click.pass_context
+def app(context: click.Context) -> None:
     """Inspect and maintain a cloudcache cache: a local directory or an fsspec URL
     (s3://bucket/prefix, gs://..., memory://...).
 
@@ -82,6 +84,8 @@ def app() -> None:
     --option/-o KEY=VALUE (an fsspec storage option). Exit codes: 0 success, 1 problems
     found or nothing matched, 2 usage error.
     """
+    if context.invoked_subcommand is None:  # a bare `cloudcache`: the help, exit code 0
+        click.echo(context.get_help())
 
 
 def cache_options(command: Callable[..., Any]) -> Callable[..., Any]:
