@@ -101,7 +101,10 @@ def _fetch(
     paths = [files[i][0] for i, _, _ in runs]
     starts = [first * BLOCK_BYTES for _, first, _ in runs]
     ends = [min((last + 1) * BLOCK_BYTES, files[i][1]) for i, _, last in runs]
-    fetched = fs.cat_ranges(paths, starts, ends, on_error="return")
+    try:
+        fetched = fs.cat_ranges(paths, starts, ends, on_error="return")
+    except Exception as error:  # the whole batch failed (a store gone mid-listing)
+        fetched = [error] * len(runs)
     for (i, first, last), data in zip(runs, fetched, strict=True):
         if isinstance(data, BaseException):
             results[i] = data
