@@ -243,8 +243,8 @@ class Catalog:
             return EntryVerdict("damaged", str(error))
         except PermissionError as error:
             return EntryVerdict("unreadable", f"not readable by this user ({error.strerror})")
-        except OSError as error:
-            return EntryVerdict("unreadable", f"cannot read ({error})")
+        except Exception as error:  # OSError, or a network client's own error: kept, reported
+            return EntryVerdict("unreadable", f"cannot read ({type(error).__name__}: {error})")
         verdict = check_entry(source, entry.key, root=self.root if self.is_local else None)
         if verdict.status == "missing":
             return EntryVerdict("damaged", f"gone while checked ({verdict.problem})")
