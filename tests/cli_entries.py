@@ -7,6 +7,7 @@ that change one thing each (pm.Data values, draws, a prior, the model), sampled 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import io
@@ -70,6 +71,7 @@ CALLS = {
 def sampled_cache() -> SampledCache:
     """Sample the five calls once into a fresh directory (kept for the whole process)."""
     root = Path(tempfile.mkdtemp(prefix="cloudcache-cli-tests-")) / "cache"
+    atexit.register(shutil.rmtree, root.parent, True)  # nothing left in /tmp
     prefixes, stderr = {}, {}
     for role, (model, draws) in CALLS.items():
         captured = io.StringIO()
@@ -89,6 +91,7 @@ def predictive_cache() -> Path:
     """A directory with an entry of four call kinds: pm.sample, prior and posterior
     predictive, and find_MAP (which has no draws, tune or chains)."""
     root = Path(tempfile.mkdtemp(prefix="cloudcache-cli-kinds-")) / "cache"
+    atexit.register(shutil.rmtree, root.parent, True)
     with cc.cloud(small_model(name="kinds"), cache=str(root), backend="pymc", quiet=True):
         trace = pm.sample(30, **DRAWS)
         pm.sample_prior_predictive(25, random_seed=2)
