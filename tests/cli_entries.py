@@ -94,9 +94,11 @@ def predictive_cache() -> Path:
     atexit.register(shutil.rmtree, root.parent, True)
     with cc.cloud(small_model(name="kinds"), cache=str(root), backend="pymc", quiet=True):
         trace = pm.sample(30, **DRAWS)
-        pm.sample_prior_predictive(25, random_seed=2)
-        pm.sample_posterior_predictive(trace, random_seed=3, progressbar=False)
+        # find_MAP before the predictive calls: on PyMC 5.x, after sample_posterior_predictive
+        # its start-value check fails with AttributeError (PyMC's, with or without the cache).
         with warnings.catch_warnings():  # PyMC 6's notes on find_MAP's future defaults
             warnings.simplefilter("ignore", FutureWarning)
             pm.find_MAP(progressbar=False)
+        pm.sample_prior_predictive(25, random_seed=2)
+        pm.sample_posterior_predictive(trace, random_seed=3, progressbar=False)
     return root
