@@ -493,7 +493,7 @@ def verify(cache: str | None, options: tuple[str, ...], fix: bool, as_json: bool
             try:
                 catalog.remove(path)
                 removed.add(path)
-            except OSError as error:
+            except (OSError, StoreError) as error:
                 _echo(f"cannot remove {catalog.url(path)}: {error}", err=True)
     if as_json:
         rows = [

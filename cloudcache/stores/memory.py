@@ -35,7 +35,11 @@ class _Slot:
 
 
 class MemoryStore(Store):
-    """Keeps recent results in memory, evicting the least recently used beyond ``max_bytes``."""
+    """Keeps recent results in memory, evicting the least recently used beyond ``max_bytes``.
+
+    Args:
+        max_bytes: The most bytes of results kept; the least recently used go first.
+    """
 
     description = "memory"
 

@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 #: Libraries whose versions enter the key of a NumPyro run.
 LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
+#: Revision of the runner's program structure (2: init + one step program per chunk +
+#: outputs). It enters the key: another structure samples other, equally valid, draws.
+RUNNER_REVISION = 2
+
 #: NumPyro NUTS kernel options passed through as given (all hashable scalars).
 KERNEL_OPTIONS: frozenset[str] = frozenset(
     {
@@ -180,6 +184,11 @@ class NumpyroPlanner(Backend):
     name = "numpyro"
     libraries = LIBRARIES
     samples_discrete = False
+
+    def library_versions(self) -> dict[str, str]:
+        """The libraries' versions and the runner's revision: a new program structure samples
+        other (equally valid) draws, so it must not be served entries of the old one."""
+        return {**super().library_versions(), "cloudcache-numpyro-runner": f"{RUNNER_REVISION}.0"}
 
     def plan(self, request: SampleRequest) -> RunPlan:
         return plan_request(request)

@@ -29,8 +29,11 @@ def tick(iterations: Any) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool) -> Iterator[None]:
-    """Show a progress bar of ``total`` iterations while the block runs (if ``enabled``)."""
+def progress_bar(
+    total: int, description: str, *, enabled: bool, completed: int = 0
+) -> Iterator[None]:
+    """Show a progress bar of ``total`` iterations while the block runs (if ``enabled``),
+    starting at ``completed`` (a resumed run)."""
     global _active
     if not enabled:
         yield
@@ -45,7 +48,7 @@ def progress_bar(total: int, description: str, *, enabled: bool) -> Iterator[Non
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, completed=completed)
         with _lock:
             _active = (progress, task)
         try:

@@ -7,7 +7,8 @@ so ``cloudcache ls s3://...`` fails as fast as ``cloud(cache="s3://...")`` on a 
 Only files shaped like cloudcache entries (``<root>/<slug>/<label>-<16 hex>.nc``, see
 :mod:`cloudcache.stores.format.layout`) are ever read, copied or removed. The listing is the
 one walk of :mod:`cloudcache.stores.walk`: symbolic links are never followed, in listing,
-reading or writing (a linked entry or model folder is not listed), and an entry-named file
+reading, writing or removing (a linked entry or model folder is not listed; writes and removals
+go through :mod:`cloudcache.stores.nofollow`), and an entry-named file
 that is not a regular file (a FIFO, socket or device) is listed as damaged and never opened.
 Listing reads the root attributes only (no arrays, no xarray import), which keeps
 ``cloudcache ls`` fast on large caches; ``check`` loads an entry exactly as a hit does.
@@ -15,7 +16,6 @@ Listing reads the root attributes only (no arrays, no xarray import), which keep
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -24,11 +24,18 @@ import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from cloudcache.errors import CorruptEntry, StoreError
-from cloudcache.stores.files import FileStore, write_atomically
+from cloudcache.stores import nofollow
+from cloudcache.stores.backoff import check_reachable, mark_unreachable
+from cloudcache.stores.deadline import (
+    DEFAULT_LIST_DEADLINE,
+    DEFAULT_READ_DEADLINE,
+    DEFAULT_WRITE_DEADLINE,
+    call_with_deadline,
+)
+from cloudcache.stores.files import FileStore
 from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.layout import ENTRY_NAME
 from cloudcache.stores.maintenance.headers import read_local_header, read_remote_headers
@@ -146,7 +153,7 @@ class Catalog:
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
     def exists(self) -> bool:
-        return os.path.isdir(self.root) if self.is_local else self.fs.isdir(self.root)
+        return os.path.isdir(self.root) if self.is_local else self._remote("isdir", self.root)
 
     # -- listing ------------------------------------------------------------------------
     def entries(self, *, slug: str | None = None, with_metadata: bool = True) -> list[CatalogEntry]:
@@ -181,6 +188,9 @@ class Catalog:
             if isinstance(header, BaseException):
                 raise header
             entry.key, entry.metadata = _parse_header(*header)
+        except StoreError as error:  # too slow or unreachable: not known to be damaged
+            entry.error, entry.status = str(error), "unreadable"
+            return
         except PermissionError as error:
             entry.error, entry.status = (
                 f"not readable by this user ({error.strerror})",
@@ -193,10 +203,24 @@ class Catalog:
         if not entry.key.startswith(entry.prefix):
             entry.damaged(f"stored key {entry.key[:16]!r} does not match the file name")
 
+    def _remote(self, method: str, *args: Any, seconds: float = DEFAULT_LIST_DEADLINE) -> Any:
+        """An object-store call within one total deadline (``DeadlineExceeded`` after it)."""
+        return call_with_deadline(
+            self.fs, method, *args, seconds=seconds, what=f"{method} on {self.location}"
+        )
+
     def _walk(self, slug: str | None) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
-        for found in walk_files(
-            self.fs, self.root, self.is_local, slug=slug, location=self.location
-        ):
+        if not self.is_local:  # a store that failed a moment ago is not listed again (backoff)
+            check_reachable(self.store.backoff_location, f"listing {self.location}")
+        try:
+            listed = list(
+                walk_files(self.fs, self.root, self.is_local, slug=slug, location=self.location)
+            )
+        except StoreError:
+            if not self.is_local:
+                mark_unreachable(self.store.backoff_location)
+            raise
+        for found in listed:
             entry, stray = _classify(found)
             if not found.regular:
                 if stray is not None:
@@ -222,7 +246,7 @@ class Catalog:
         if self.is_local:
             with open_regular_file(entry.path) as handle:
                 return handle.read()
-        return bytes(self.fs.cat_file(entry.path))
+        return bytes(self._remote("cat_file", entry.path, seconds=DEFAULT_READ_DEADLINE))
 
     def check(self, entry: CatalogEntry, payload: bytes | None = None) -> EntryVerdict:
         """Load the whole entry and check key and checksums, as a hit does: ok, damaged or
@@ -265,46 +289,38 @@ class Catalog:
     def write_bytes(self, relative_path: str, payload: bytes) -> str:
         """Store an entry's bytes at ``relative_path`` (atomically on local disks).
 
-        On a local disk, never through a symbolic link: a linked model folder or entry in
-        the destination raises :class:`StoreError` instead of writing outside the root.
+        On a local disk, never through a symbolic link: a linked model folder in the
+        destination raises :class:`~cloudcache.errors.PlantedLink` (a ``StoreError``) instead
+        of writing outside the root, and a link at the entry's own name is replaced.
         """
         path = f"{self.root}/{relative_path}"
         if self.is_local:
-            self._refuse_links(relative_path)
-            write_atomically(Path(path), payload)
+            nofollow.write_atomically(self.root, relative_path, payload)
         else:
-            self.fs.pipe_file(path, payload)
+            self._remote("pipe_file", path, payload, seconds=DEFAULT_WRITE_DEADLINE)
         return path
 
-    def _refuse_links(self, relative_path: str) -> None:
-        current = self.root
-        for part in relative_path.split("/"):
-            current = f"{current}/{part}"
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISLNK(os.lstat(current).st_mode):
-                    raise StoreError(f"{current} is a symbolic link; not writing through it")
-
     def remove(self, path: str) -> None:
-        """Delete one entry or stray file, its last-used marker, and its emptied model folder."""
+        """Delete one entry or stray file, its last-used marker, and its emptied model folder.
+
+        Locally, never through a link: a model folder swapped for a link since the listing
+        raises :class:`~cloudcache.errors.PlantedLink` and nothing is deleted.
+        """
         relative = os.path.relpath(path, self.root) if self.is_local else path[len(self.root) + 1 :]
         self.store.usage.forget(relative)
         if self.is_local:
-            os.unlink(path)  # removes a link itself, never its target
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(path))
+            nofollow.remove(self.root, relative)  # removes a link itself, never its target
+            nofollow.remove_empty_folder(self.root, os.path.dirname(relative))
         else:
-            self.fs.rm_file(path)
+            self._remote("rm_file", path)
 
     def has(self, relative_path: str) -> bool:
         """Whether a regular entry file exists at ``relative_path`` (links not followed)."""
         path = f"{self.root}/{relative_path}"
         if not self.is_local:
-            return self.fs.isfile(path)
-        folder = os.path.dirname(path)
-        try:
-            return stat.S_ISDIR(os.lstat(folder).st_mode) and stat.S_ISREG(os.lstat(path).st_mode)
-        except OSError:
-            return False
+            return bool(self._remote("isfile", path))
+        info = nofollow.lstat(self.root, relative_path)
+        return info is not None and stat.S_ISREG(info.st_mode)
 
 
 def iso_time(timestamp: float) -> str | None:

@@ -24,6 +24,7 @@ import fsspec
 import h5py
 
 from cloudcache.errors import CorruptEntry
+from cloudcache.stores.deadline import DEFAULT_READ_DEADLINE, call_with_deadline, run_with_deadline
 from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.inspection import KEY_ATTR, METADATA_ATTR
 
@@ -31,6 +32,8 @@ from cloudcache.stores.format.inspection import KEY_ATTR, METADATA_ATTR
 BLOCK_BYTES = 1 << 16
 #: Rounds of concurrent block fetches before a header is read block by block.
 MAX_ROUNDS = 6
+#: Each round gets the deadline of one entry's read plus this much per request in it.
+SECONDS_PER_REQUEST = 0.01
 _PROC_FD = "/proc/self/fd"
 
 
@@ -73,8 +76,11 @@ def read_remote_headers(
     for i, result in enumerate(results):
         if result is None:  # an unusual layout: read it through a plain file object
             try:
-                with fs.open(files[i][0], "rb") as handle:
-                    results[i] = _read_file_object(handle)
+                results[i] = run_with_deadline(
+                    lambda path=files[i][0]: _read_opened(fs, path),
+                    DEFAULT_READ_DEADLINE,
+                    f"reading the header of {path_text(fs, files[i][0])}",
+                )
             except Exception as error:
                 results[i] = error
     return [result if result is not None else CorruptEntry("not read") for result in results]
@@ -101,9 +107,18 @@ def _fetch(
     paths = [files[i][0] for i, _, _ in runs]
     starts = [first * BLOCK_BYTES for _, first, _ in runs]
     ends = [min((last + 1) * BLOCK_BYTES, files[i][1]) for i, _, last in runs]
-    try:
-        fetched = fs.cat_ranges(paths, starts, ends, on_error="return")
-    except Exception as error:  # the whole batch failed (a store gone mid-listing)
+    try:  # one total deadline per round: a stalled store fails the round, never hangs it
+        fetched = call_with_deadline(
+            fs,
+            "cat_ranges",
+            paths,
+            starts,
+            ends,
+            on_error="return",
+            seconds=DEFAULT_READ_DEADLINE + SECONDS_PER_REQUEST * len(paths),
+            what=f"reading {len(paths)} entry headers",
+        )
+    except Exception as error:  # the whole batch failed (a store gone or too slow)
         fetched = [error] * len(runs)
     for (i, first, last), data in zip(runs, fetched, strict=True):
         if isinstance(data, BaseException):
@@ -170,6 +185,16 @@ def _read_file(name: str) -> tuple[str, str]:
         return _text(attrs.get(KEY_ATTR)), _text(attrs.get(METADATA_ATTR))
     finally:
         file_id.close()  # strong close: every object of the file with it
+
+
+def _read_opened(fs: fsspec.AbstractFileSystem, path: str) -> tuple[str, str]:
+    with fs.open(path, "rb") as handle:
+        return _read_file_object(handle)
+
+
+def path_text(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """``path`` with its protocol, as a user would type it."""
+    return str(fs.unstrip_protocol(path))
 
 
 def _read_file_object(source: Any) -> tuple[str, str]:
