@@ -71,7 +71,8 @@ class CacheGroup(click.Group):
 @click.group(
     "cloudcache",
     cls=CacheGroup,
-    invoke_without_command=True,
+    invoke_without_command=True,  # a bare `cloudcache` prints the help (exit code 0)
+    subcommand_metavar="COMMAND [ARGS]...",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="cloudcache", prog_name="cloudcache", default=False)
