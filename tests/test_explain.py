@@ -9,7 +9,7 @@ import json
 import pymc as pm
 import pytest
 from cli_entries import CALLS, DRAWS, sampled_cache
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import cloudcache as cc
 from cloudcache.cli import app

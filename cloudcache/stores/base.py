@@ -14,12 +14,13 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import xarray as xr
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import CorruptEntry
 from cloudcache.stores.checkpoints import CheckpointFolder
+
+if TYPE_CHECKING:  # the command line lists entries without importing xarray
+    import xarray as xr
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,6 @@ from cloudcache.stores.deadline import (
 from cloudcache.stores.format.entryfile import checked_entry_file
 from cloudcache.stores.format.inspection import KEY_ATTR
 from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
-from cloudcache.stores.format.names import refuse_unstorable_names
-from cloudcache.stores.format.netcdf import decode_entry, encode_entry
 from cloudcache.stores.locking import (
     DEFAULT_LOCK_TIMEOUT,
     LOCK_DIRECTORY,
@@ -170,6 +168,10 @@ class FileStore(Store):
         A tree holding a name NetCDF cannot store faithfully (a NUL byte, an empty dimension
         name) raises :class:`StoreError` naming it, before anything is written.
         """
+        # xarray: imported on the first read or write, never by the command line's listings
+        from cloudcache.stores.format.names import refuse_unstorable_names
+        from cloudcache.stores.format.netcdf import encode_entry
+
         refuse_unstorable_names(entry.tree)
         with without_dask_locks():
             payload = encode_entry(entry.tree, ref.key, entry.metadata)
@@ -306,6 +308,8 @@ class FileStore(Store):
         return value.decode() if isinstance(value, bytes) else str(value)
 
     def _read_local(self, ref: EntryRef) -> tuple[Any, dict[str, Any]]:
+        from cloudcache.stores.format.netcdf import decode_entry  # xarray: on first read/write
+
         path = self.path_of(ref)
         try:
             return decode_entry(path, ref.key, root=self.root, max_bytes=self.max_entry_bytes)
@@ -329,6 +333,8 @@ class FileStore(Store):
         except Exception as error:  # botocore/aiohttp errors are not all OSErrors
             self._mark_unreachable()
             raise StoreError(f"cannot read {self.url_of(ref)}: {_describe(error)}") from error
+        from cloudcache.stores.format.netcdf import decode_entry  # xarray: on first read/write
+
         return decode_entry(bytes(payload), ref.key, max_bytes=self.max_entry_bytes)
 
     def _check_reachable(self, ref: EntryRef) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pymc as pm
 import pytest
+from click.testing import CliRunner
 from reliability_figures import record_trials
 from reliability_workers import sample_kwargs
-from typer.testing import CliRunner
 
 import cloudcache as cc
 from cloudcache.cli import app

@@ -10,13 +10,12 @@ one walk of :mod:`cloudcache.stores.walk`: symbolic links are never followed, in
 reading, writing or removing (a linked entry or model folder is not listed; writes and removals
 go through :mod:`cloudcache.stores.nofollow`), and an entry-named file
 that is not a regular file (a FIFO, socket or device) is listed as damaged and never opened.
-Listing reads
-the root attributes only (no arrays), which keeps ``cloudcache ls`` fast on large caches.
+Listing reads the root attributes only (no arrays, no xarray import), which keeps
+``cloudcache ls`` fast on large caches; ``check`` loads an entry exactly as a hit does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -27,8 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import h5py
-
 from cloudcache.errors import CorruptEntry, StoreError
 from cloudcache.stores import nofollow
 from cloudcache.stores.backoff import check_reachable, mark_unreachable
@@ -37,18 +34,17 @@ from cloudcache.stores.deadline import (
     DEFAULT_READ_DEADLINE,
     DEFAULT_WRITE_DEADLINE,
     call_with_deadline,
-    run_with_deadline,
 )
 from cloudcache.stores.files import FileStore
 from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.layout import ENTRY_NAME
-from cloudcache.stores.format.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
+from cloudcache.stores.maintenance.headers import read_local_header, read_remote_headers
 from cloudcache.stores.tiered import TieredStore
 from cloudcache.stores.walk import Found, walk_files
 
 #: Temp files left by a writer killed between write and rename: ``.<entry name>.<random>.tmp``.
 TEMP_NAME = re.compile(r"^\.(?P<entry>[A-Za-z0-9_.-]+-[0-9a-f]{16}\.nc)\.[^/]*\.tmp$")
-#: Remote metadata reads run in parallel (each is a few small range requests).
+#: Object-store entries are fetched and checked this many at a time (``verify``, ``sync``).
 REMOTE_READERS = 8
 
 #: What a check found: fine, damaged (safe to delete and resample), or not readable by this
@@ -87,6 +83,7 @@ class CatalogEntry:
             "prefix": self.prefix,
             "model": meta.get("model", self.slug),
             "label": self.label,
+            "kind": meta.get("kind"),
             "draws": meta.get("draws"),
             "tune": meta.get("tune"),
             "chains": meta.get("chains"),
@@ -172,19 +169,25 @@ class Catalog:
         return [stray for _, stray in self._walk(None) if stray is not None]
 
     def read_metadata(self, entries: list[CatalogEntry]) -> None:
-        """Fill ``metadata``/``key`` (or ``error``) of each entry from its root attributes."""
-        if self.is_local or len(entries) < 2:
-            for entry in entries:
-                self._fill_metadata(entry)
-            return
-        with ThreadPoolExecutor(REMOTE_READERS) as pool:
-            list(pool.map(self._fill_metadata, entries))
+        """Fill ``metadata``/``key`` (or ``error``) of each entry from its root attributes.
 
-    def _fill_metadata(self, entry: CatalogEntry) -> None:
-        if entry.status != "ok":
+        Object-store entries are read together, in rounds of concurrent block fetches
+        (:mod:`cloudcache.stores.maintenance.headers`).
+        """
+        todo = [entry for entry in entries if entry.status == "ok"]
+        if self.is_local:
+            for entry in todo:
+                self._fill_metadata(entry, _local_header(entry.path))
             return
+        headers = read_remote_headers(self.fs, [(entry.path, entry.size) for entry in todo])
+        for entry, header in zip(todo, headers, strict=True):
+            self._fill_metadata(entry, header)
+
+    def _fill_metadata(self, entry: CatalogEntry, header: tuple[str, str] | BaseException) -> None:
         try:
-            entry.key, entry.metadata = self._root_attributes(entry.path)
+            if isinstance(header, BaseException):
+                raise header
+            entry.key, entry.metadata = _parse_header(*header)
         except StoreError as error:  # too slow or unreachable: not known to be damaged
             entry.error, entry.status = str(error), "unreadable"
             return
@@ -199,31 +202,6 @@ class Catalog:
             return
         if not entry.key.startswith(entry.prefix):
             entry.damaged(f"stored key {entry.key[:16]!r} does not match the file name")
-
-    def _root_attributes(self, path: str) -> tuple[str, dict[str, Any]]:
-        if self.is_local:
-            return self._read_root_attributes(path)
-        return run_with_deadline(
-            lambda: self._read_root_attributes(path),
-            DEFAULT_READ_DEADLINE,
-            f"reading the header of {self.url(path)}",
-        )
-
-    def _read_root_attributes(self, path: str) -> tuple[str, dict[str, Any]]:
-        with contextlib.ExitStack() as stack:
-            if self.is_local:
-                source: Any = stack.enter_context(open_regular_file(path))
-            else:
-                source = stack.enter_context(self.fs.open(path, "rb"))
-            handle = stack.enter_context(h5py.File(source, "r"))
-            key = _text(handle.attrs.get(KEY_ATTR))
-            raw = _text(handle.attrs.get(METADATA_ATTR))
-        if not key or not raw:
-            raise CorruptEntry("no cloudcache key or metadata in the root attributes")
-        record = json.loads(raw)
-        if not isinstance(record, dict):
-            raise CorruptEntry("metadata record is not a JSON object")
-        return key, record
 
     def _remote(self, method: str, *args: Any, seconds: float = DEFAULT_LIST_DEADLINE) -> Any:
         """An object-store call within one total deadline (``DeadlineExceeded`` after it)."""
@@ -271,21 +249,38 @@ class Catalog:
         return bytes(self._remote("cat_file", entry.path, seconds=DEFAULT_READ_DEADLINE))
 
     def check(self, entry: CatalogEntry, payload: bytes | None = None) -> EntryVerdict:
-        """Load the whole entry and check key and checksum: ok, damaged or unreadable."""
+        """Load the whole entry and check key and checksums, as a hit does: ok, damaged or
+        unreadable. A local entry is read from its file, an object-store entry from its bytes
+        (``payload`` when given)."""
+        from cloudcache.stores.format.netcdf import check_entry  # xarray: only to check
+
         if not entry.key and not entry.error:
-            self._fill_metadata(entry)
+            self.read_metadata([entry])
         if entry.status != "ok" or entry.error:
             return EntryVerdict(entry.status if entry.status != "ok" else "damaged", entry.error)
         try:
-            source = payload if payload is not None else self.read_bytes(entry)
-            decode_entry(source, entry.key)
+            if payload is None and self.is_local:
+                source: bytes | str = entry.path
+            else:
+                source = payload if payload is not None else self.read_bytes(entry)
         except CorruptEntry as error:
             return EntryVerdict("damaged", str(error))
         except PermissionError as error:
             return EntryVerdict("unreadable", f"not readable by this user ({error.strerror})")
-        except OSError as error:
-            return EntryVerdict("unreadable", f"cannot read ({error})")
-        return EntryVerdict("ok")
+        except Exception as error:  # OSError, or a network client's own error: kept, reported
+            return EntryVerdict("unreadable", f"cannot read ({type(error).__name__}: {error})")
+        verdict = check_entry(source, entry.key, root=self.root if self.is_local else None)
+        if verdict.status == "missing":
+            return EntryVerdict("damaged", f"gone while checked ({verdict.problem})")
+        return EntryVerdict(verdict.status, verdict.problem)
+
+    def check_all(self, entries: list[CatalogEntry]) -> list[EntryVerdict]:
+        """:meth:`check` every entry; object-store entries are fetched and checked concurrently."""
+        if self.is_local or len(entries) < 2:
+            return [self.check(entry) for entry in entries]
+        self.read_metadata([entry for entry in entries if not entry.key and not entry.error])
+        with ThreadPoolExecutor(REMOTE_READERS) as pool:
+            return list(pool.map(self.check, entries))
 
     def verify(self, entry: CatalogEntry, payload: bytes | None = None) -> str:
         """The problem :meth:`check` finds, or ``""``."""
@@ -348,13 +343,17 @@ def _classify(found: Found) -> tuple[CatalogEntry | None, StrayFile | None]:
     return None, None
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "item"):
-        value = value.item()
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-    return str(value)
+def _local_header(path: str) -> tuple[str, str] | BaseException:
+    try:
+        return read_local_header(path)
+    except Exception as error:  # reported on the entry by _fill_metadata
+        return error
+
+
+def _parse_header(key: str, raw: str) -> tuple[str, dict[str, Any]]:
+    if not key or not raw:
+        raise CorruptEntry("no cloudcache key or metadata in the root attributes")
+    record = json.loads(raw)
+    if not isinstance(record, dict):
+        raise CorruptEntry("metadata record is not a JSON object")
+    return key, record
