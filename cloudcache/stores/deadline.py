@@ -97,6 +97,15 @@ class Deadline:
             raise _late(self.what, self.seconds)
         return remaining
 
+    def call(self, fs: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``fs.<method>(...)`` within what is left; a miss names the whole deadline."""
+        try:
+            return call_with_deadline(
+                fs, method, *args, seconds=self.left(), what=self.what, **kwargs
+            )
+        except DeadlineExceeded as error:
+            raise _late(self.what, self.seconds) from error
+
 
 def _late(what: str, seconds: float) -> DeadlineExceeded:
     return DeadlineExceeded(

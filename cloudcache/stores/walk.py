@@ -22,7 +22,7 @@ import fsspec
 
 from cloudcache.errors import PlantedLink, StoreError
 from cloudcache.stores import nofollow
-from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, Deadline, call_with_deadline
+from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, Deadline
 from cloudcache.stores.format.entryfile import file_kind
 from cloudcache.stores.usage import modified_time
 
@@ -103,9 +103,7 @@ def _walk_remote(
     fs: fsspec.AbstractFileSystem, root: str, only: str | None, deadline: Deadline
 ) -> Iterator[Found]:
     def listing(path: str) -> list[dict[str, Any]]:
-        return call_with_deadline(
-            fs, "ls", path, detail=True, seconds=deadline.left(), what=deadline.what
-        )
+        return deadline.call(fs, "ls", path, detail=True)
 
     for folder in listing(root):
         name = folder["name"].rstrip("/").rsplit("/", 1)[-1]
