@@ -18,7 +18,7 @@ import copy
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from cloudcache.stores.deadline import (
 from cloudcache.stores.format.entryfile import checked_entry_file, is_within
 from cloudcache.stores.format.inspection import KEY_ATTR
 from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
-from cloudcache.stores.format.netcdf import decode_entry, encode_entry
+from cloudcache.stores.format.netcdf import decode_entry, encode_entry, write_entry
 from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
 from cloudcache.stores.usage import UsageRecord, modified_time
 from cloudcache.stores.walk import walk_files
@@ -141,17 +141,25 @@ class FileStore(Store):
         return Lookup(Entry(tree, metadata, self.url_of(ref)))
 
     def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
-        """Write ``entry`` whole (never a partial entry); object stores within ``timeout`` s."""
-        with without_dask_locks():
-            payload = encode_entry(entry.tree, ref.key, entry.metadata)
+        """Write ``entry`` whole (never a partial entry); object stores within ``timeout`` s.
+
+        A local entry streams to a temporary file beside its place (no copy of the bytes in
+        memory); an object store gets the bytes in one PUT.
+        """
         path = self.path_of(ref)
         if self.is_local:
             try:
                 self._check_inside_root(path)
-                write_atomically(Path(path), payload)
+                with without_dask_locks():
+                    write_atomically(
+                        Path(path),
+                        lambda temp: write_entry(entry.tree, ref.key, entry.metadata, temp),
+                    )
             except Exception as error:
                 raise StoreError(f"cannot write {self.url_of(ref)}: {error}") from error
         else:
+            with without_dask_locks():
+                payload = encode_entry(entry.tree, ref.key, entry.metadata)
             self._check_reachable(ref)
             try:
                 call_with_deadline(
@@ -261,8 +269,12 @@ class FileStore(Store):
         self._unreachable_until = time.monotonic() + UNREACHABLE_BACKOFF_SECONDS
 
 
-def write_atomically(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temp file beside ``path``, fsync it, then rename it into place."""
+def write_atomically(path: Path, payload: bytes | Callable[[str], None]) -> None:
+    """Write to a temp file beside ``path``, fsync it, then rename it into place.
+
+    ``payload`` is the bytes, or a function that writes the file at the path it is given
+    (replacing the empty temporary file there).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temp_name = tempfile.mkstemp(
         prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
@@ -270,8 +282,11 @@ def write_atomically(path: Path, payload: bytes) -> None:
     try:
         os.fchmod(descriptor, 0o666 & ~current_umask())  # mkstemp creates 0600: share as asked
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
+            if isinstance(payload, bytes | bytearray | memoryview):
+                handle.write(payload)
+                handle.flush()
+            else:
+                payload(temp_name)  # truncates and refills the same file (mode kept)
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
     except BaseException:

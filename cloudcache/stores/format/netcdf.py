@@ -6,6 +6,13 @@ including a checksum of every array's content and one of every group's attribute
 record itself), so a read can prove the file is whole and belongs to the key it was asked for.
 No pickle anywhere: reading an entry never runs code, and anything unexpected in a file (odd
 attributes, hostile JSON, foreign files) is reported as :class:`CorruptEntry`, never a crash.
+
+Entries are written and read with the netCDF4 C library (``ENGINE``), several times faster than
+h5netcdf, which opens each variable with many HDF5 look-ups. h5netcdf remains the general
+engine: it writes a tree netCDF4 refuses (complex numbers), and it reads any entry whose header
+holds a type outside NetCDF-4's own (see :mod:`cloudcache.stores.format.inspection`), such as
+entries of earlier versions that hold complex attributes. Either engine reads what the other
+wrote.
 """
 
 from __future__ import annotations
@@ -13,8 +20,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import h5py
 import numpy as np
@@ -23,9 +33,19 @@ import xarray as xr
 from cloudcache.errors import CorruptEntry, EntryUnreadable
 from cloudcache.fingerprint.digest import Digest
 from cloudcache.stores.format.entryfile import checked_entry_file
-from cloudcache.stores.format.inspection import KEY_ATTR, METADATA_ATTR, check_header, parse_record
+from cloudcache.stores.format.inspection import (
+    FAST_ENGINE,
+    GENERAL_ENGINE,
+    KEY_ATTR,
+    METADATA_ATTR,
+    check_header,
+    parse_record,
+)
 
-ENGINE = "h5netcdf"
+_T = TypeVar("_T")
+
+#: The engine that writes entries (``GENERAL_ENGINE`` when it refuses a tree's types).
+ENGINE = FAST_ENGINE
 
 
 def tree_checksum(tree: xr.DataTree) -> str:
@@ -39,6 +59,8 @@ def tree_checksum(tree: xr.DataTree) -> str:
             digest.token("var", name)
             digest.token("dims", ",".join(map(str, variable.dims)))
             values = np.asarray(variable.values)
+            if values.dtype.kind in "Mm":  # dates and durations: their 64-bit counts
+                values = values.view(np.int64)
             if values.dtype.kind in "OUS":
                 digest.token("text", "\x1f".join(map(str, values.ravel().tolist())))
             else:
@@ -50,7 +72,7 @@ def attrs_checksum(tree: xr.DataTree, record: dict[str, Any]) -> str:
     """XXH3-128 over every group's attributes and the metadata record (minus this checksum).
 
     Attribute values are compared in the form they take after a NetCDF round trip (arrays as
-    lists, bytes as text), so a clean file always verifies.
+    lists, a one-item list as its item, bytes as text), so a clean file always verifies.
     """
     digest = Digest()
     for node in sorted(tree.subtree, key=lambda n: n.path):
@@ -69,6 +91,10 @@ def _attr_text(value: Any) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     items = np.asarray(value).tolist()
+    if isinstance(items, list) and len(items) == 1:
+        items = items[0]  # NetCDF gives a one-item list back as its item
+    if isinstance(items, bytes):
+        items = items.decode("utf-8", "replace")
     if isinstance(items, list):
         items = [i.decode("utf-8", "replace") if isinstance(i, bytes) else i for i in items]
     return repr(items)
@@ -101,8 +127,8 @@ def _missing(item: Any) -> bool:
     return item is None or (isinstance(item, float) and math.isnan(item))
 
 
-def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
-    """Serialise ``tree`` with key and metadata (plus checksums) into NetCDF4 bytes."""
+def stamped_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> xr.DataTree:
+    """``tree`` as an entry: a shallow copy whose root attributes carry key and record."""
     tree = storable(tree)
     record = json.loads(
         json.dumps(dict(metadata, key=key, checksum=tree_checksum(tree)), default=str)
@@ -114,8 +140,41 @@ def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes
         KEY_ATTR: key,
         METADATA_ATTR: json.dumps(record, sort_keys=True, default=str),
     }
-    payload = stamped.to_netcdf(engine=ENGINE)
-    return bytes(payload)
+    return stamped
+
+
+def write_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any], path: str) -> None:
+    """Write ``tree`` as an entry to the local file ``path``, array by array (no bytes in
+    memory first). ``path`` is replaced; the caller makes the write atomic."""
+    stamped = stamped_entry(tree, key, metadata)
+    _with_either_engine(lambda engine: stamped.to_netcdf(path, engine=engine))
+
+
+def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
+    """Serialise ``tree`` with key and metadata (plus checksums) into NetCDF4 bytes.
+
+    Written to a temporary file and read back: netCDF4's in-memory files are padded with
+    zeros to 64 KiB steps, which would hide a truncated copy behind its own padding.
+    """
+    with tempfile.TemporaryDirectory(prefix="cloudcache-") as folder:
+        path = os.path.join(folder, "entry.nc")
+        write_entry(tree, key, metadata, path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def _with_either_engine(write: Callable[[str], _T]) -> _T:
+    """``write(ENGINE)``; if netCDF4 refuses the tree's types, ``write(GENERAL_ENGINE)``.
+
+    netCDF4 refuses what NetCDF-4 cannot hold (complex or boolean attributes, complex or
+    half-precision arrays, arrays as attributes: ``TypeError``, ``ValueError``; names that
+    start with a dot or hold control characters: ``RuntimeError``); h5netcdf writes many of
+    these as plain HDF5, as every entry was written before.
+    """
+    try:
+        return write(ENGINE)
+    except (TypeError, ValueError, RuntimeError):
+        return write(GENERAL_ENGINE)
 
 
 def decode_entry(
@@ -142,9 +201,8 @@ def decode_entry(
         opened_source, size = checked_entry_file(source, root)
     try:
         with h5py.File(_handle(opened_source), "r") as header:
-            check_header(header, expected_key, size, max_bytes)
-        with xr.open_datatree(_handle(opened_source), engine=ENGINE) as opened:
-            tree = opened.load()
+            engine = check_header(header, expected_key, size, max_bytes).engine
+        tree = _load(opened_source, engine)
     except CorruptEntry:
         raise
     except Exception as error:  # h5py/h5netcdf raise many types for damaged files
@@ -197,6 +255,13 @@ def check_entry(
 
 def _handle(source: bytes | str) -> Any:
     return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _load(source: bytes | str, engine: str) -> xr.DataTree:
+    """Every group and array of the (checked) entry, loaded with ``engine``."""
+    opened_source = source if engine == FAST_ENGINE else _handle(source)
+    with xr.open_datatree(opened_source, engine=engine) as opened:
+        return opened.load()
 
 
 def _verify_checksums(tree: xr.DataTree, metadata: dict[str, Any]) -> None:
