@@ -187,3 +187,28 @@ def test_a_local_write_streams_to_a_temporary_file_and_keeps_the_umask(tmp_path:
     with pytest.raises(OSError, match="disk full"):
         write_atomically(tmp_path / "other.nc", broken)
     assert [p.name for p in tmp_path.iterdir()] == ["entry.nc"]
+
+
+def test_a_read_gives_exactly_what_xarray_gives(tmp_path: Path, sampled_tree: xr.DataTree) -> None:
+    """The fast reader (netCDF4, decoded by xarray) against ``xarray.load_datatree``."""
+    tree = sampled_tree.copy(deep=False)
+    tree["posterior"]["when"] = xr.DataArray(
+        np.array(["2026-01-01", "NaT"], dtype="datetime64[ns]"), dims="w"
+    )
+    tree["posterior"]["flag"] = xr.DataArray(np.array([True, False]), dims="f")
+    tree["posterior"]["count"] = xr.DataArray(np.array([1, 2], dtype=np.int16), dims="f")
+    tree["posterior"]["label"] = xr.DataArray(np.array(["a", "bc"]), dims="f")
+    tree["posterior"]["scalar"] = xr.DataArray(2.5, attrs={"units": "m"})
+    tree["posterior"]["word"] = xr.DataArray("only")
+    tree["posterior"]["none"] = xr.DataArray(np.array([], dtype=str), dims="z")
+    path = tmp_path / "entry.nc"
+    write_entry(tree, KEY, {}, str(path))
+    read, _ = decode_entry(str(path), KEY)
+    plain = xr.load_datatree(path, engine="netcdf4")
+    plain.attrs = {k: v for k, v in plain.attrs.items() if not k.startswith("cloudcache_")}
+    xr.testing.assert_identical(read, plain)
+    for node in plain.subtree:
+        for name, variable in node.dataset.variables.items():
+            assert read[node.path].dataset.variables[name].dtype == variable.dtype, name
+    from_bytes, _ = decode_entry(path.read_bytes(), KEY)
+    xr.testing.assert_identical(from_bytes, read)
