@@ -52,9 +52,9 @@ def group():
         attrs={{"created": "today"}},
     )
 xr.DataTree.from_dict({{"posterior": group(), "sample_stats": group()}}).to_netcdf(
-    {warm!r}, engine="h5netcdf"
+    {warm!r}, engine="netcdf4"
 )
-xr.load_datatree({warm!r}, engine="h5netcdf")
+xr.load_datatree({warm!r}, engine="netcdf4")
 
 model = radon_model(keep_mu={keep_mu})
 started = time.perf_counter()
@@ -70,7 +70,7 @@ def hit():
 
 def floor(path):
     started, cpu = time.perf_counter(), time.process_time()
-    xr.load_datatree(path, engine="h5netcdf")
+    xr.load_datatree(path, engine="netcdf4")
     return time.perf_counter() - started, time.process_time() - cpu
 
 if {hit_first}:
