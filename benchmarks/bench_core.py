@@ -5,11 +5,11 @@ Usage: python benchmarks/bench_core.py [--repeats N] [--processes N]
 
 The fair floor for a disk hit is a plain ``xarray.load_datatree(path, engine="netcdf4")`` (the
 fastest reader) of the same file in the same fresh process, *after* the NetCDF library has
-paid its first-open cost: each fresh process first writes and reads an unrelated small tree (two groups), then times the cached ``pm.sample`` call
-(the whole ``with cloud(...)`` block, default backend) and ``load_datatree`` of the entry's file,
-alternating which goes first from one process to the next. Wall-clock ratios are the target;
-the same ratios in CPU time (``process_time``) are printed too, as they hold up better when
-other jobs share the machine.
+paid its first-open cost: each fresh process first writes and reads an unrelated small tree
+(two groups), then times the cached ``pm.sample`` call (the whole ``with cloud(...)`` block,
+default backend) and ``load_datatree`` of the entry's file, alternating which goes first from
+one process to the next. Wall-clock ratios are the target; the same ratios in CPU time
+(``process_time``) are printed too, as they hold up better when other jobs share the machine.
 The one-off import of the session modules on first use of ``cc.cloud`` is reported apart.
 """
 
