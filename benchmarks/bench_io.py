@@ -13,10 +13,13 @@ variables, plus sample stats), side by side in fresh processes:
   first) over its resident memory before the read, one read per process, as a fraction of
   the file.
 - **write**: ``FileStore.put`` (checksums, netCDF4 streaming to a temporary file, fsync,
-  rename) against ``tree.to_netcdf(path, engine="netcdf4")``, alternating; and the rise of
-  the peak resident memory of one ``put`` per process, as a fraction of the entry.
+  rename) against ``tree.to_netcdf(path, engine="netcdf4")`` (no fsync), one write per fresh
+  process after ``os.sync()`` (a write right after another waits on the other's dirty pages),
+  alternating; and the rise of each write's peak resident memory, as a fraction of the entry.
 - **memory tier**: a memory hit back to back (``TieredStore.lookup``, memory in front of a
-  directory), and the resident memory a miss's ``put`` adds beyond the tree itself.
+  directory), and the memory a miss's ``put`` adds beyond the tree itself once every array
+  of both trees has been read (proportional set size, which counts a page shared by two
+  mappings once; after ``malloc_trim``).
 
 Ratios are the robust figures when other jobs share the machine; the load average is printed.
 """
@@ -112,7 +115,7 @@ else:
 WRITE = (
     PRELUDE
     + """
-folder, megabytes, first, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+folder, megabytes, first = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 warm(folder)
 tree = tree_of(megabytes)
 store = FileStore(os.path.join(folder, "written"))
@@ -120,38 +123,47 @@ def put():
     store.put(REF, Entry(tree, {"kind": "sample"}))
 def floor():
     tree.to_netcdf(os.path.join(folder, "plain.nc"), engine="netcdf4")
-if mode == "memory":
-    action = put if first == "put" else floor
-    reset_peak()
-    before = resident()
-    action()
-    print(json.dumps({"op": first, "peak_rise": peak() - before, "tree": int(tree.nbytes)}))
-else:
-    order = [put, floor] if first == "put" else [floor, put]
-    print(json.dumps({action.__name__: timed(action) for action in order}))
+action = put if first == "put" else floor
+os.sync()  # no other write's dirty pages left for this one to wait on
+reset_peak()
+before = resident()
+seconds = timed(action)
+print(json.dumps({"op": first, "seconds": seconds, "peak_rise": peak() - before}))
 """
 )
 
 MEMORY_TIER = (
     PRELUDE
     + """
-import statistics
+import ctypes, statistics
 folder, megabytes = sys.argv[1], float(sys.argv[2])
 warm(folder)
 tree = tree_of(megabytes)
+
+def proportional():
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap pages back to the system first
+    with open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+
+def touch(tree):
+    return sum(float(v.values.sum()) for n in tree.subtree for v in n.dataset.data_vars.values())
+
 memory = MemoryStore(4 * 1024**3)
 tiers = TieredStore([memory, FileStore(os.path.join(folder, "tiered"))])
-before = resident()
+touch(tree)
+before = proportional()
 tiers.put(REF, Entry(tree, {}))
-kept = resident() - before
 times = []
 for _ in range(30):
     started = time.perf_counter()
     found = tiers.lookup(REF)
     times.append(time.perf_counter() - started)
     assert found.entry is not None and found.entry.location == "memory"
-print(json.dumps({"memory_hit_ms": 1000 * statistics.median(times), "miss_keeps_bytes": kept,
-                  "tree": int(tree.nbytes)}))
+assert touch(found.entry.tree) == touch(tree)  # every page of both trees read
+print(json.dumps({"memory_hit_ms": 1000 * statistics.median(times),
+                  "miss_keeps_bytes": proportional() - before, "tree": int(tree.nbytes)}))
 """
 )
 
@@ -175,6 +187,30 @@ def ratios(runs: list[dict], ours: str, floor: str) -> dict:
         "ratio_wall_all": [round(x, 3) for x in wall],
         "ratio_cpu": round(statistics.median(cpu), 3),
         "ratio_cpu_all": [round(x, 3) for x in cpu],
+    }
+
+
+def _median(runs: list[dict], op: str, field: str, index: int | None = None) -> float:
+    values = [r[field] if index is None else r[field][index] for r in runs if r["op"] == op]
+    return statistics.median(values)
+
+
+def write_ratios(runs: list[dict]) -> dict:
+    """Medians of one-write processes; pairs of neighbouring processes give the spread."""
+    pairs = [
+        (a, b) if a["op"] == "put" else (b, a) for a, b in zip(runs[::2], runs[1::2], strict=True)
+    ]
+    return {
+        "put_ms": round(1000 * _median(runs, "put", "seconds", 0), 1),
+        "floor_ms": round(1000 * _median(runs, "floor", "seconds", 0), 1),
+        "ratio_wall": round(
+            _median(runs, "put", "seconds", 0) / _median(runs, "floor", "seconds", 0), 3
+        ),
+        "ratio_wall_pairs": [round(p["seconds"][0] / f["seconds"][0], 3) for p, f in pairs],
+        "ratio_cpu": round(
+            _median(runs, "put", "seconds", 1) / _median(runs, "floor", "seconds", 1), 3
+        ),
+        "ratio_cpu_pairs": [round(p["seconds"][1] / f["seconds"][1], 3) for p, f in pairs],
     }
 
 
@@ -205,25 +241,19 @@ def size_case(megabytes: float, processes: int) -> dict:
             )
             for op in ("hit", "floor")
         }
-        writes = [
-            run(WRITE, folder, megabytes, ("put", "floor")[i % 2], "time") for i in range(processes)
+        writes = [  # one write per process: a second write would wait on the first's pages
+            run(WRITE, folder, megabytes, ("put", "floor")[i % 2])
+            for i in range(2 * max(1, processes // 2))
         ]
-        write_peaks = {
-            op: statistics.median(
-                run(WRITE, folder, megabytes, op, "memory")["peak_rise"]
-                for _ in range(max(1, processes // 2))
-            )
-            for op in ("put", "floor")
-        }
         memory = run(MEMORY_TIER, folder, megabytes)
     return {
         "entry_mb": round(size / 1e6, 1),
         "disk_hit": ratios(reads, "hit", "floor"),
         "hit_peak_rise_over_entry": round(read_peaks["hit"] / size, 3),
         "floor_peak_rise_over_entry": round(read_peaks["floor"] / size, 3),
-        "write": ratios(writes, "put", "floor"),
-        "put_peak_rise_over_entry": round(write_peaks["put"] / size, 3),
-        "floor_write_peak_rise_over_entry": round(write_peaks["floor"] / size, 3),
+        "write": write_ratios(writes),
+        "put_peak_rise_over_entry": round(_median(writes, "put", "peak_rise") / size, 3),
+        "floor_write_peak_rise_over_entry": round(_median(writes, "floor", "peak_rise") / size, 3),
         "memory_hit_ms": round(memory["memory_hit_ms"], 3),
         "memory_tier_keeps_over_entry": round(memory["miss_keeps_bytes"] / memory["tree"], 3),
     }
