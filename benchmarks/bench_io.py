@@ -119,11 +119,11 @@ WRITE = (
 folder, megabytes, first = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 warm(folder)
 tree = tree_of(megabytes)
-store = FileStore(os.path.join(folder, "written"))
+store = FileStore(os.path.join(folder, f"written-{os.getpid()}"))  # a new entry, as a miss writes
 def put():
     store.put(REF, Entry(tree, {"kind": "sample"}))
 def floor():
-    tree.to_netcdf(os.path.join(folder, "plain.nc"), engine="netcdf4")
+    tree.to_netcdf(os.path.join(folder, f"plain-{os.getpid()}.nc"), engine="netcdf4")
 result = {}
 for action in [put, floor] if first == "put" else [floor, put]:
     os.sync()  # no earlier write's dirty pages left for this one to wait on
