@@ -9,10 +9,13 @@ import pymc as pm
 
 from cloudcache.backends.registry import BACKEND_NAMES, DEVICE_NAMES
 from cloudcache.calls import dispatch
+from cloudcache.calls.find_map import FindMapCall
+from cloudcache.calls.fit import FitCall
 from cloudcache.calls.path import CachePath, Call, CallKind
 from cloudcache.calls.predictive import PREDICTIVE_KINDS, PredictiveCall
 from cloudcache.calls.records import CallRecord
 from cloudcache.calls.sample import SampleCall
+from cloudcache.calls.smc import SmcCall
 from cloudcache.executors import Executor, resolve_executor
 from cloudcache.stores.base import Store
 from cloudcache.stores.resolve import resolve_cache
@@ -34,7 +37,10 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 class Session:
-    """``cloud(model, ...)``: answer every ``pm.sample`` (and predictive call) from a cache.
+    """``cloud(model, ...)``: answer ``pm.sample`` and the other inference calls from a cache.
+
+    Cached: ``pm.sample``, ``sample_prior_predictive``, ``sample_posterior_predictive``,
+    ``sample_smc``, ``find_MAP`` and ``fit`` (docs/inference-calls.md).
 
     ``cache``: True (in-process memory), False (no caching), ``"disk"`` (memory in front of
     ``./.cloudcache`` or ``$CLOUDCACHE_DIR``), a directory path, an fsspec URL, or a Store.
@@ -121,6 +127,7 @@ class Session:
         self.kinds = {
             "sample": SampleCall(model, self.backend_name, self.device, self.executor),
             **{kind: PredictiveCall(kind, model) for kind in PREDICTIVE_KINDS},
+            **{kind.name: kind(model) for kind in (SmcCall, FindMapCall, FitCall)},
         }
         self.model.__enter__()
         try:

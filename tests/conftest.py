@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 # One persistent JAX compilation cache for the whole test run (and its subprocesses), set before
-# anything imports jax.
-_JAX_CACHE = Path(tempfile.gettempdir()) / "cloudcache-test-jax-cache"
+# anything imports jax; one per Python, as `./dev test` runs PyMC 5 and PyMC 6 side by side.
+_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+_JAX_CACHE = Path(tempfile.gettempdir()) / f"cloudcache-test-jax-cache-py{_PYTHON}"
 os.environ.setdefault("CLOUDCACHE_JAX_CACHE_DIR", str(_JAX_CACHE))
 os.environ.setdefault("PYTENSOR_FLAGS", "")
 
@@ -61,6 +63,7 @@ PYMC5_TESTS = frozenset(
         "test_compat.py",
         "test_process_settings.py",
         "test_import_graph.py",
+        "test_inference_calls.py",
     }
 )
 

@@ -49,6 +49,21 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
         ("pymc.sampling", "sample_posterior_predictive"),
         ("pymc.sampling.forward", "sample_posterior_predictive"),
     ),
+    "sample_smc": (
+        ("pymc", "sample_smc"),
+        ("pymc.smc", "sample_smc"),
+        ("pymc.smc.sampling", "sample_smc"),
+    ),
+    "find_MAP": (
+        ("pymc", "find_MAP"),
+        ("pymc.tuning", "find_MAP"),
+        ("pymc.tuning.starting", "find_MAP"),
+    ),
+    "fit": (
+        ("pymc", "fit"),
+        ("pymc.variational", "fit"),
+        ("pymc.variational.inference", "fit"),
+    ),
 }
 
 _active_sessions: ContextVar[tuple[DispatchTarget, ...]] = ContextVar(

@@ -108,6 +108,10 @@ class CallKind:
         """Metadata fields only known once the result exists."""
         return {}
 
+    def result(self, tree: Any) -> Any:
+        """The stored (or just computed) ``tree`` as this kind's function returns its result."""
+        return as_pymc_result(tree)
+
     def deliver(self, request: Any, tree: Any, record: CallRecord) -> Any:
         """What the caller gets for ``tree`` (hit or miss) described by ``record``."""
         return tree
@@ -203,7 +207,7 @@ class CachePath:
             saved_seconds=saved,
             quiet=self.quiet,
         )
-        return kind.deliver(plan.request, as_pymc_result(tree), record)
+        return kind.deliver(plan.request, kind.result(tree), record)
 
     def miss(
         self,
@@ -242,7 +246,7 @@ class CachePath:
         if self.store is not None and isinstance(tree, xr.DataTree):
             location = self.write(ref, Entry(tree, metadata))
         record = self.record(kind, key, location, metadata, started, hit=False, audit=failed_audit)
-        return kind.deliver(plan.request, as_pymc_result(tree), record)
+        return kind.deliver(plan.request, kind.result(tree), record)
 
     def uncached(
         self, kind: CallKind, call: Call, request: Any, reason: str, started: float

@@ -54,7 +54,7 @@ def _seed_key(random_seed: Any, chains: int) -> Any:
         spawned = get_random_generator(random_seed, copy=True).spawn(chains)
     except ValueError as error:
         raise TypeError(f"random_seed cannot seed PyMC's generators: {error}") from error
-    return ("chain-generators", tuple(_generator_state(rng) for rng in spawned))
+    return ("chain-generators", tuple(generator_state(rng) for rng in spawned))
 
 
 def forward_seed_key(random_seed: Any) -> Any:
@@ -78,7 +78,7 @@ def forward_seed_key(random_seed: Any) -> Any:
     return ("forward-seed", seed)
 
 
-def _generator_state(rng: np.random.Generator) -> str:
+def generator_state(rng: np.random.Generator) -> str:
     """Digest of one generator's full bit-generator state (process-stable)."""
     state = rng.bit_generator.state
     return xxhash.xxh3_128_hexdigest(repr(sorted(_flatten(state))).encode())

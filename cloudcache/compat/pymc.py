@@ -8,7 +8,8 @@ PyMC's functions return, just before the caller gets it. Both share the arrays (
 
 The private PyMC functions cloudcache relies on are called only here, each behind a named
 function that ``tests/test_compat.py`` checks against the installed PyMC: the default number of
-cores (:func:`default_cores`), the forward samplers' seed (:func:`forward_seed`), the jittered
+cores (:func:`default_cores`), the forward samplers' and SMC's seeds (:func:`forward_seed`,
+:func:`seeds_per_chain`), the jittered
 start points (:func:`init_jitter`) and the per-class log density registries
 (:func:`class_registries`).
 """
@@ -132,6 +133,17 @@ def chain_seeds(random_seed: Any, chains: int) -> list[int]:
     return [int(rng.integers(2**30)) for rng in rngs]
 
 
+def seeds_per_chain(random_seed: Any, chains: int) -> list[int]:
+    """The per-chain integer seeds PyMC's ``_get_seeds_per_chain`` derives (``sample_smc``).
+
+    Called on a copy, so the caller's generator is not advanced. Raises what PyMC raises
+    (``ValueError``/``TypeError``) for a seed it cannot use.
+    """
+    from pymc.util import _get_seeds_per_chain
+
+    return [int(seed) for seed in _get_seeds_per_chain(copy.deepcopy(random_seed), chains)]
+
+
 def forward_seed(random_seed: Any) -> int:
     """The one seed PyMC's forward samplers (and PyMC 5's nutpie path) derive from ``random_seed``.
 
@@ -139,9 +151,7 @@ def forward_seed(random_seed: Any) -> int:
     state; it is called here on a copy, so the caller's generator is not advanced. Raises what
     PyMC raises (``ValueError``/``TypeError``) for a seed it cannot use.
     """
-    from pymc.util import _get_seeds_per_chain
-
-    return int(_get_seeds_per_chain(copy.deepcopy(random_seed), 1)[0])
+    return seeds_per_chain(random_seed, 1)[0]
 
 
 def init_jitter(

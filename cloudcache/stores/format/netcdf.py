@@ -97,6 +97,8 @@ def _attr_text(value: Any) -> str:
         items = items.decode("utf-8", "replace")
     if isinstance(items, list):
         items = [i.decode("utf-8", "replace") if isinstance(i, bytes) else i for i in items]
+        if len(items) == 1:
+            items = items[0]  # NetCDF gives a one-item list back as its item
     return repr(items)
 
 
