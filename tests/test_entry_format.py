@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import threading
 from pathlib import Path
 
 import h5netcdf
@@ -212,3 +213,35 @@ def test_a_read_gives_exactly_what_xarray_gives(tmp_path: Path, sampled_tree: xr
             assert read[node.path].dataset.variables[name].dtype == variable.dtype, name
     from_bytes, _ = decode_entry(path.read_bytes(), KEY)
     xr.testing.assert_identical(from_bytes, read)
+
+
+def test_threads_write_and_read_entries_at_once(tmp_path: Path) -> None:
+    """netCDF4 is not thread-safe: without the module's lock this crashed the process."""
+    tree = posterior_tree()
+    write_entry(tree, KEY, {}, str(tmp_path / "read.nc"))
+    failures: list[BaseException] = []
+
+    def write(index: int) -> None:
+        try:
+            for round_ in range(8):
+                write_entry(tree, KEY, {}, str(tmp_path / f"w{index}-{round_}.nc"))
+                encode_entry(tree, KEY, {})
+        except BaseException as error:  # reported by the main thread
+            failures.append(error)
+
+    def read() -> None:
+        try:
+            for _ in range(16):
+                assert tree_checksum(decode_entry(str(tmp_path / "read.nc"), KEY)[0]) == (
+                    tree_checksum(tree)
+                )
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -30,6 +31,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
+from cloudcache.compat.xarray import netcdf4_lock
 from cloudcache.errors import CorruptEntry, EntryUnreadable
 from cloudcache.fingerprint.digest import Digest
 from cloudcache.stores.format.entryfile import checked_entry_file
@@ -43,6 +45,11 @@ from cloudcache.stores.format.inspection import (
 )
 
 _T = TypeVar("_T")
+
+#: Held around every whole netCDF4 write and read of this module. The C library is not
+#: thread-safe, and xarray's own lock guards each array written but not the creation of
+#: variables: two threads writing entries at once crashed the process.
+_NETCDF4_FILES = threading.Lock()
 
 #: The engine that writes entries (``GENERAL_ENGINE`` when it refuses a tree's types).
 ENGINE = FAST_ENGINE
@@ -180,7 +187,8 @@ def _with_either_engine(write: Callable[[str], _T]) -> _T:
     these as plain HDF5, as every entry was written before.
     """
     try:
-        return write(ENGINE)
+        with _NETCDF4_FILES:
+            return write(ENGINE)
     except (TypeError, ValueError, RuntimeError):
         return write(GENERAL_ENGINE)
 
@@ -282,10 +290,15 @@ def _load_with_netcdf4(source: bytes | str) -> xr.DataTree:
     """
     import netCDF4
 
+    with _NETCDF4_FILES, netcdf4_lock():  # ours (whole files), then xarray's (each call)
+        return _read_groups(netCDF4.Dataset, source)
+
+
+def _read_groups(dataset: Any, source: bytes | str) -> xr.DataTree:
     if isinstance(source, bytes):
-        opened = netCDF4.Dataset("entry.nc", mode="r", memory=source)
+        opened = dataset("entry.nc", mode="r", memory=source)
     else:
-        opened = netCDF4.Dataset(source, mode="r")
+        opened = dataset(source, mode="r")
     with opened as root:
         root.set_auto_maskandscale(False)
         root.set_auto_chartostring(False)
