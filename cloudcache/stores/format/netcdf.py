@@ -98,10 +98,6 @@ def _attr_text(value: Any) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     items = np.asarray(value).tolist()
-    if isinstance(items, list) and len(items) == 1:
-        items = items[0]  # NetCDF gives a one-item list back as its item
-    if isinstance(items, bytes):
-        items = items.decode("utf-8", "replace")
     if isinstance(items, list):
         items = [i.decode("utf-8", "replace") if isinstance(i, bytes) else i for i in items]
         if len(items) == 1:
