@@ -6,13 +6,15 @@ family                     meaning
 control flow               :class:`PassThrough`, :class:`Uncacheable`: how a call kind tells
                            the cache path to let PyMC answer, or to run a call uncached;
                            they never reach the caller
+names                      :class:`UncompilableName`: a variable name no sampler compiles
 keys                       :class:`UnkeyableObject`: a value the key cannot fingerprint (the
                            call runs uncached and says why)
 backends                   :class:`BackendRefused`: a backend cannot sample a call (PyMC's
                            own sampler does instead); :class:`SamplerFailure`: a finished run
                            looks broken (nothing is cached)
 stores                     :class:`StoreError` (I/O, permissions, network, deadlines, with
-                           :class:`EntryUnreadable` and :class:`DeadlineExceeded`) and
+                           :class:`EntryUnreadable`, :class:`DeadlineExceeded` and
+                           :class:`PlantedLink`) and
                            :class:`CorruptEntry` (a damaged entry: a miss, replaced later)
 remote runs                :class:`RemoteExecutionError` and its subclasses: a Dask run was
                            refused or failed on the cluster's side (nothing is cached)
@@ -53,6 +55,10 @@ class UnkeyableObject(CloudcacheError, TypeError):
 
 
 # -- backends ----------------------------------------------------------------------------------
+class UncompilableName(CloudcacheError, ValueError):
+    """A model's variable name no sampler can compile (a NUL byte): the call is refused."""
+
+
 class BackendRefused(CloudcacheError):
     """A backend cannot sample this call; the message says why in one line.
 
@@ -77,6 +83,11 @@ class EntryUnreadable(StoreError):
 
 class DeadlineExceeded(StoreError):
     """An object-store call did not finish within its deadline (it may still be running)."""
+
+
+class PlantedLink(StoreError):
+    """A symbolic link (or other non-folder) where a local store would create, touch, rename or
+    delete something below its root: never followed, reported and left alone."""
 
 
 class CorruptEntry(CloudcacheError, ValueError):

@@ -30,7 +30,6 @@ default 1000), `CLOUDCACHE_NOTEBOOK_BACKEND` (`numpyro` or `pymc`, default `nump
     (
         "code",
         """\
-import json
 import os
 import subprocess
 import sys
@@ -223,21 +222,22 @@ this kernel's Python.""",
     (
         "code",
         """\
-listing = subprocess.run(
-    [sys.executable, "-m", "cloudcache", "ls", "--cache", CACHE_DIR],
-    capture_output=True,
-    text=True,
-    check=True,
-    env={**os.environ, "COLUMNS": "160"},
-).stdout
-print(listing)
-shown = subprocess.run(
-    [sys.executable, "-m", "cloudcache", "show", steps["centred"].key[:16], "--cache", CACHE_DIR],
-    capture_output=True,
-    text=True,
-    check=True,
-).stdout
-print(shown[:600])""",
+def cloudcache_cli(*arguments):
+    # `cloudcache ARGUMENTS` with this kernel's Python: prints the command and its output
+    print("$ cloudcache " + " ".join(arguments))
+    completed = subprocess.run(
+        [sys.executable, "-m", "cloudcache", *arguments],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "140"},
+    )
+    print(completed.stdout)
+    return completed.stdout
+
+
+listing = cloudcache_cli("ls", "--cache", CACHE_DIR)
+shown = cloudcache_cli("show", steps["centred"].key[:16], "--cache", CACHE_DIR)""",
     ),
     (
         "markdown",
@@ -250,16 +250,6 @@ Every call of this walkthrough: a hit saved the sampling time of the run that st
         "code",
         """\
 HTML(calls_table(steps.values()))""",
-    ),
-    (
-        "code",
-        """\
-summary = {
-    name: {"hit": record.hit, "key": record.key, "location": record.location}
-    for name, record in steps.items()
-}
-summary["cli_lists"] = [name for name, record in steps.items() if record.key[:16] in listing]
-print("CLOUDCACHE_WALKTHROUGH_SUMMARY " + json.dumps(summary))""",
     ),
 ]
 

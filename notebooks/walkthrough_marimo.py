@@ -16,7 +16,6 @@ app = marimo.App(width="medium")
 
 @app.cell
 def _():
-    import json
     import os
     import subprocess
     import sys
@@ -42,7 +41,6 @@ def _():
         calls_table,
         cc,
         eight_schools_model,
-        json,
         mo,
         np,
         os,
@@ -259,24 +257,28 @@ def _(mo):
 
 
 @app.cell
-def _(CACHE_DIR, centred, os, predictive, subprocess, sys):
-    _ls = subprocess.run(
-        [sys.executable, "-m", "cloudcache", "ls", "--cache", CACHE_DIR],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "COLUMNS": "160"},
+def _(CACHE_DIR, centred, mo, os, subprocess, sys):
+    def cloudcache_cli(*arguments):
+        """Run `cloudcache ARGUMENTS` with this notebook's Python; its output as text."""
+        completed = subprocess.run(
+            [sys.executable, "-m", "cloudcache", *arguments],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "COLUMNS": "140", "NO_COLOR": "1"},
+        )
+        return completed.stdout
+
+    cli_listing = cloudcache_cli("ls", "--cache", CACHE_DIR)
+    _shown = cloudcache_cli("show", centred.key[:16], "--cache", CACHE_DIR)
+    mo.vstack(
+        [
+            mo.md(f"`cloudcache ls --cache {CACHE_DIR}`"),
+            mo.plain_text(cli_listing),
+            mo.md(f"`cloudcache show {centred.key[:16]} --cache {CACHE_DIR}`"),
+            mo.plain_text(_shown),
+        ]
     )
-    _show = subprocess.run(
-        [sys.executable, "-m", "cloudcache", "show", centred.key[:16], "--cache", CACHE_DIR],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    cli_listing = _ls.stdout
-    print(cli_listing)
-    print(_show.stdout[:600])
-    assert len(predictive) == 3
     return (cli_listing,)
 
 
@@ -311,35 +313,15 @@ def _(
 def _(
     back_to_noncentred,
     centred,
-    cli_listing,
     first,
     from_disk,
-    json,
     mo,
     overwritten,
     predictive,
     rerun,
 ):
-    _steps = {
-        "first": first,
-        "rerun": rerun,
-        "from_disk": from_disk,
-        "overwrite": overwritten,
-        "centred": centred,
-        "back_to_noncentred": back_to_noncentred,
-        "prior": predictive[0],
-        "ppc": predictive[1],
-        "ppc_again": predictive[2],
-    }
-    summary = {
-        name: {"hit": record.hit, "key": record.key, "location": record.location}
-        for name, record in _steps.items()
-    }
-    summary["cli_lists"] = [
-        name for name, record in _steps.items() if record.key[:16] in cli_listing
-    ]
-    print("CLOUDCACHE_WALKTHROUGH_SUMMARY " + json.dumps(summary))
-    _hits = sum(record.hit for record in _steps.values())
+    _steps = [first, rerun, from_disk, overwritten, centred, back_to_noncentred, *predictive]
+    _hits = sum(record.hit for record in _steps)
     mo.md(f"**Walkthrough complete**: {len(_steps)} calls, {_hits} answered from the cache.")
     return
 

@@ -7,11 +7,13 @@ that change one thing each (pm.Data values, draws, a prior, the model), sampled 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import io
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +71,7 @@ CALLS = {
 def sampled_cache() -> SampledCache:
     """Sample the five calls once into a fresh directory (kept for the whole process)."""
     root = Path(tempfile.mkdtemp(prefix="cloudcache-cli-tests-")) / "cache"
+    atexit.register(shutil.rmtree, root.parent, True)  # nothing left in /tmp
     prefixes, stderr = {}, {}
     for role, (model, draws) in CALLS.items():
         captured = io.StringIO()
@@ -81,3 +84,21 @@ def sampled_cache() -> SampledCache:
         prefixes[role] = run.last.key[:16]
         stderr[role] = captured.getvalue()
     return SampledCache(root, prefixes, stderr)
+
+
+@functools.cache
+def predictive_cache() -> Path:
+    """A directory with an entry of four call kinds: pm.sample, prior and posterior
+    predictive, and find_MAP (which has no draws, tune or chains)."""
+    root = Path(tempfile.mkdtemp(prefix="cloudcache-cli-kinds-")) / "cache"
+    atexit.register(shutil.rmtree, root.parent, True)
+    with cc.cloud(small_model(name="kinds"), cache=str(root), backend="pymc", quiet=True):
+        trace = pm.sample(30, **DRAWS)
+        # find_MAP before the predictive calls: on PyMC 5.x, after sample_posterior_predictive
+        # its start-value check fails with AttributeError (PyMC's, with or without the cache).
+        with warnings.catch_warnings():  # PyMC 6's notes on find_MAP's future defaults
+            warnings.simplefilter("ignore", FutureWarning)
+            pm.find_MAP(progressbar=False)
+        pm.sample_prior_predictive(25, random_seed=2)
+        pm.sample_posterior_predictive(trace, random_seed=3, progressbar=False)
+    return root

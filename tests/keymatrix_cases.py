@@ -195,6 +195,13 @@ CASES: dict[str, tuple[Callable[[], pm.Model], Callable[[], Any], str]] = {
     "hit_target_accept_numpy": (build, call(target_accept=np.float64(0.8)), "pymc"),
     "hit_n_init_without_advi": (build, call(n_init=5000), "pymc"),
     "hit_nuts_sampler_names_backend": (build, call(nuts_sampler="pymc"), "pymc"),
+    "hit_idata_kwargs_empty": (build, call(idata_kwargs={}), "pymc"),
+    "hit_idata_kwargs_log_likelihood_false": (
+        build,
+        call(idata_kwargs={"log_likelihood": False}),
+        "pymc",
+    ),
+    "hit_initvals_empty": (build, call(initvals={}), "pymc"),
     # -- must miss -----------------------------------------------------------------------
     "miss_observed_data": (lambda: build(y=lambda v: v + 3.0), base_sample, "pymc"),
     "miss_numpy_covariate": (lambda: build(w=lambda v: v * 2.0), base_sample, "pymc"),

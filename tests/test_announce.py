@@ -92,7 +92,7 @@ def test_real_session_announces_the_miss():
     cache = sampled_cache()
     base = cache.stderr["base"]
     assert f"cloudcache: miss {cache.prefixes['base']} - sampling tiny" in base
-    assert "with pymc on auto" in base
+    assert "with pymc on cpu" in base
 
 
 def test_jupyter_kernel_gets_an_html_badge_not_a_stderr_line():

@@ -158,6 +158,54 @@ def test_walkthrough_app_renders_cards_and_plots_in_chromium(
             box = plots.first.bounding_box()
             assert box is not None and box["width"] > 100 and box["height"] > 100, box
             assert plots.first.evaluate("image => image.naturalWidth > 0"), "the plot is empty"
+            shown = page.locator("body").inner_text()
+            # the command line section shows the CLI's output in the app, whole
+            assert "cloudcache ls --cache" in shown and "cloudcache show" in shown
+            assert "draws/tune/chains" in shown and '"kind": "sample"' in shown
+            for noise in ("CLOUDCACHE_WALKTHROUGH_SUMMARY", "TqdmWarning", "IProgress"):
+                assert noise not in shown, noise
         finally:
             browser.close()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.mark.timeout(600)
+def test_api_reference_reads_cleanly_in_chromium(tmp_path: Path) -> None:
+    """The API reference as a reader sees it: cloud() first, tables, no Sphinx roles."""
+    pytest.importorskip("mkdocs")
+    site = tmp_path / "site"
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    completed = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env={**os.environ, "PATH": path, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    profile = tmp_path / "chromium-profile"
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = browser.new_page()
+            for name in ("session", "stores", "backends", "errors", "cli"):
+                page.goto((site / "api" / name / "index.html").as_uri())
+                text = page.locator("article").inner_text()
+                for role in (":class:", ":meth:", ":func:", ":data:", ":attr:", ":mod:"):
+                    assert role not in text, (name, role)
+            page.goto((site / "api" / "session" / "index.html").as_uri())
+            headings = page.locator("article h2").all_inner_texts()
+            assert headings[0].startswith("cloud(model=None"), headings
+            table = page.locator("article table").first
+            assert table.is_visible()
+            rows = table.locator("tbody tr").all_inner_texts()
+            assert [row.split()[0] for row in rows][:3] == ["model", "cache", "overwrite"], rows
+            screenshot = tmp_path / "api-session.png"
+            page.screenshot(path=screenshot, full_page=True)
+            print(f"screenshot of the API reference: {screenshot}")
+        finally:
+            browser.close()
+    shutil.rmtree(site, ignore_errors=True)

@@ -10,16 +10,22 @@ import time
 import uuid
 from pathlib import Path
 
+import fixtures_s3
 import fsspec
 import pytest
-from cli_entries import sampled_cache
-from typer.testing import CliRunner
+from cli_entries import predictive_cache, sampled_cache
+from click.testing import CliRunner
 
 from cloudcache.cli import app
+from cloudcache.stores.maintenance import headers
 from cloudcache.stores.maintenance.catalog import Catalog, CatalogEntry
 from cloudcache.stores.maintenance.pruning import select_for_pruning
 
 DAY = 86400.0
+#: Libraries a command that reads only metadata must not import (they cost seconds).
+HEAVY = ("xarray", "pandas", "pymc", "pytensor", "scipy", "typer", "rich", "netCDF4", "h5netcdf")
+
+s3_server = fixtures_s3.s3_server
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +290,195 @@ def test_subprocess_exit_codes(copy):
     assert usage.wait(timeout=120) == 2
     out, _ = broken.communicate(timeout=120)
     assert broken.returncode == 1 and "BROKEN" in out
+
+
+# -- start-up: no heavy imports for metadata commands -------------------------------------
+def imported_modules(*arguments: str, returncode: int = 0) -> set[str]:
+    """Top-level modules a fresh ``python -m cloudcache ...`` imports (``-X importtime``)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "cloudcache", *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == returncode, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in lines[1:]}
+
+
+def test_help_imports_only_click():
+    modules = imported_modules("--help")
+    assert "click" in modules
+    assert not modules & {*HEAVY, "h5py", "numpy", "fsspec"}, modules & {*HEAVY, "h5py"}
+
+
+@pytest.mark.parametrize(
+    ("command", "returncode"),
+    [(["ls"], 0), (["ls", "--json"], 0), (["show", "BASE"], 0), (["rm", "0000"], 1)],
+)
+def test_metadata_commands_import_no_array_library(cache, copy, command, returncode):
+    arguments = [a.replace("BASE", cache.prefixes["base"]) for a in command]
+    modules = imported_modules(*arguments, "-c", copy, returncode=returncode)
+    assert "h5py" in modules
+    assert not modules & set(HEAVY), modules & set(HEAVY)
+
+
+# -- English, missing caches, predictive entries, help ----------------------------------
+def test_missing_cache_folder_is_an_error(tmp_path):
+    missing = tmp_path / "nonexistent"
+    for command in (
+        ["ls"],
+        ["ls", "--json"],
+        ["verify"],
+        ["prune", "--keep", "1"],
+        ["clear", "-y"],
+    ):
+        result = invoke(*command, "--cache", missing)
+        assert result.exit_code == 1, (command, result.output)
+        assert f"no cache at {missing}: it does not exist" in result.output
+    (tmp_path / "a-file").write_text("not a cache")
+    result = invoke("ls", "-c", tmp_path / "a-file")
+    assert result.exit_code == 1 and "is not a directory" in result.output
+    done = run_cli("ls", "--cache", missing)
+    assert done.returncode == 1 and "no cache at" in done.stderr and "Traceback" not in done.stderr
+    assert not missing.exists()  # nothing was created by looking
+
+
+def test_empty_existing_cache_lists_nothing_with_exit_0(tmp_path):
+    result = invoke("ls", "-c", tmp_path)
+    assert result.exit_code == 0 and "no entries" in result.output
+    assert json.loads(invoke("ls", "-c", tmp_path, "--json").stdout) == []
+
+
+def test_counts_read_as_english(cache, copy):
+    keep = cache.prefixes["base"]
+    for path in entry_files(copy):
+        if keep not in path.name:
+            path.unlink()
+    listing = invoke("ls", "-c", copy)
+    assert listing.exit_code == 0 and ": 1 entry," in listing.output
+    checked = invoke("verify", "-c", copy)
+    assert "checked 1 entry in" in checked.output and "no problems" in checked.output
+    entry_files(copy)[0].write_bytes(b"not a netcdf file")
+    broken = invoke("verify", "-c", copy)
+    assert broken.exit_code == 1 and "checked 1 entry in" in broken.output
+    assert ": 1 problem" in broken.output and "1 problems" not in broken.output
+    pruned = invoke("prune", "-c", copy, "--keep", "0", "--dry-run")
+    assert "(1 entry)" in pruned.output
+    cleared = invoke("clear", "-c", copy, "--yes")
+    assert cleared.exit_code == 0 and "removed 1 entry (" in cleared.output
+    for result in (listing, checked, broken, pruned, cleared):
+        assert "1 entries" not in result.output
+
+
+def test_counts_of_several_entries(cache):
+    result = invoke("ls", "-c", cache.root)
+    assert ": 5 entries," in result.output
+    assert "checked 5 entries in" in invoke("verify", "-c", cache.root).output
+
+
+def test_predictive_entries_show_their_kind_and_no_tune():
+    root = predictive_cache()
+    table = invoke("ls", "-c", root)
+    assert table.exit_code == 0, table.output
+    lines = {line.split()[1]: line for line in table.output.splitlines()[3:] if line.strip()}
+    assert "30/30/1" in lines["sample"]
+    assert "prior predictive" in lines["prior"] and "25/-/1" in lines["prior"]
+    assert "posterior predictive" in lines["posterior"] and "30/-/1" in lines["posterior"]
+    assert "map_L-BFGS-B" in lines["find_MAP"]  # no draws/tune/chains: the entry's label
+    assert "None" not in table.output
+    rows = json.loads(invoke("ls", "-c", root, "--json").stdout)
+    assert sorted(row["kind"] for row in rows) == [
+        "find_MAP",
+        "sample",
+        "sample_posterior_predictive",
+        "sample_prior_predictive",
+    ]
+    assert invoke("verify", "-c", root).exit_code == 0
+
+
+def test_ls_table_columns_line_up(cache):
+    lines = [line for line in invoke("ls", "-c", cache.root).output.splitlines() if line]
+    header, rule, rows = lines[1], lines[2], lines[3:]
+    assert header.split()[:2] == ["model", "kind"] and set(rule) <= {"-", " "}
+    key_column = header.index("key")
+    for row in rows:
+        assert row[key_column:].strip() in cache.prefixes.values()
+
+
+def test_help_is_clean():
+    top = run_cli("--help")
+    assert top.returncode == 0
+    commands = ("ls", "show", "rm", "clear", "prune", "verify", "sync", "why")
+    listed = top.stdout.split("Commands:", 1)[1]
+    for command in commands:
+        line = next(line for line in listed.splitlines() if line.strip().startswith(command + " "))
+        assert not line.rstrip().endswith("..."), line  # descriptions never cut
+    for command in commands:
+        text = invoke(command, "--help").output
+        assert text.startswith(f"Usage: cloudcache {command} [OPTIONS]")
+        for artefact in ("<bool>", "UNSET", "Sentinel", "[default: None]"):
+            assert artefact not in text, (command, artefact)
+        description = text.split("Options:", 1)[0]
+        assert "\n      " not in description, description  # no docstring indentation left
+    assert invoke("ls", "--help").output.count("Print JSON for scripts.") == 1
+    assert run_cli("--version").stdout.startswith("cloudcache, version ")
+    bare = run_cli()
+    assert bare.returncode == 0 and "Commands:" in bare.stdout  # a bare `cloudcache`: the help
+
+
+# -- object stores: headers in concurrent rounds, verify concurrently -------------------
+def test_remote_headers_match_local_reads_at_any_block_size(cache, monkeypatch):
+    bucket = f"memory://heads-{uuid.uuid4().hex[:8]}"
+    assert invoke("sync", cache.root, bucket).exit_code == 0
+    fs, _ = fsspec.core.url_to_fs(bucket)
+    local = {path.name: headers.read_local_header(str(path)) for path in entry_files(cache.root)}
+    remote_files = [(path, fs.size(path)) for path in sorted(fs.find(bucket))]
+    damaged = remote_files[0][0].replace(".nc", "").rsplit("-", 1)
+    truncated = f"{damaged[0]}-{'d' * 16}.nc"
+    fs.pipe_file(truncated, fs.cat_file(remote_files[0][0])[:3000])
+    remote_files.append((truncated, 3000))
+    for block in (1 << 16, 4096, 512):  # small blocks: several rounds of fetches
+        monkeypatch.setattr(headers, "BLOCK_BYTES", block)
+        found = headers.read_remote_headers(fs, remote_files)
+        assert [found[i] for i in range(len(local))] == [
+            local[path.rsplit("/", 1)[1]] for path, _ in remote_files[:-1]
+        ]
+        assert isinstance(found[-1], Exception)  # the truncated copy, reported, not raised
+
+
+def test_verify_on_an_object_store_checks_every_entry(cache):
+    bucket = f"memory://verify-{uuid.uuid4().hex[:8]}/cache"
+    assert invoke("sync", cache.root, bucket).exit_code == 0
+    fs, _ = fsspec.core.url_to_fs(bucket)
+    victim = next(p for p in fs.find(bucket) if cache.prefixes["draws"] in p)
+    payload = bytearray(fs.cat_file(victim))
+    payload[-3000] ^= 0xFF  # one flipped byte inside the arrays: only the checksum sees it
+    fs.pipe_file(victim, bytes(payload))
+    report = json.loads(invoke("verify", "-c", bucket, "--json").stdout)
+    assert report["checked"] == 5
+    assert [Path(row["path"]).name for row in report["problems"]] == [Path(victim).name]
+    fixed = invoke("verify", "-c", bucket, "--fix")
+    assert fixed.exit_code == 0, fixed.output
+    assert invoke("verify", "-c", bucket).exit_code == 0
+    assert len(json.loads(invoke("ls", "-c", bucket, "--json").stdout)) == 4
+
+
+def test_ls_on_s3_reads_every_entry(cache, s3_server):
+    url = f"s3://{fixtures_s3.make_bucket(s3_server)}/cache"
+    pairs = [
+        f"{name}={value if isinstance(value, str) else json.dumps(value)}"
+        for name, value in s3_server.storage_options().items()
+    ]
+    to_s3 = [word for pair in pairs for word in ("--destination-option", pair)]
+    sync = invoke("sync", cache.root, url, *to_s3)
+    assert sync.exit_code == 0, sync.output
+    options = [word for pair in pairs for word in ("-o", pair)]
+    done = run_cli("ls", "--json", "-c", url, *options)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert {row["prefix"] for row in rows} == set(cache.prefixes.values())
+    assert all(row["key"].startswith(row["prefix"]) and row["error"] is None for row in rows)
+    assert {row["model"] for row in rows} == {"tiny", "other"}
+    table = run_cli("ls", "-c", url, *options)
+    assert table.returncode == 0 and ": 5 entries," in table.stdout

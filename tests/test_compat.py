@@ -168,6 +168,29 @@ def test_backends_initialized_turns_true_once_jax_starts() -> None:
     assert out.stdout.split() == ["False", "True"], out.stderr
 
 
+def test_started_before_fork_is_true_only_in_a_child_of_a_started_jax() -> None:
+    code = (
+        "import os, jax\n"
+        "from cloudcache.compat.jax import started_before_fork\n"
+        "def child():\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        os._exit(10 + started_before_fork())\n"
+        "    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) - 10\n"
+        "before = child()\n"
+        "jax.devices()\n"
+        "print(before, child(), int(started_before_fork()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert out.stdout.split() == ["0", "1", "0"], out.stderr
+
+
 def test_reset_compilation_cache_reopens_the_cache_in_the_configured_directory(
     tmp_path: Any,
 ) -> None:

@@ -91,6 +91,52 @@ def test_version_mismatch_is_refused_before_submitting(client, tmp_path):
     assert not any(client.processing().values())
 
 
+@pytest.fixture
+def worker_with_other_version(client, tmp_path):
+    """Make the real worker report another installed version of one library (a fake
+    ``<name>-0.0.1.dist-info`` first on its ``sys.path``), as after an upgrade on one side."""
+
+    def install(directory: str, name: str) -> None:
+        from cloudcache.util import versions
+
+        os.makedirs(os.path.join(directory, f"{name}-0.0.1.dist-info"), exist_ok=True)
+        sys.path.insert(0, directory)
+        versions.dist_info_versions.cache_clear()
+        versions.installed_version.cache_clear()
+
+    def remove(directory: str) -> None:
+        from cloudcache.util import versions
+
+        while directory in sys.path:
+            sys.path.remove(directory)
+        versions.dist_info_versions.cache_clear()
+        versions.installed_version.cache_clear()
+
+    directory = str(tmp_path / "fake" / "site-packages")
+    yield lambda name: client.run(install, directory, name)
+    client.run(remove, directory)
+
+
+@pytest.mark.parametrize(("backend", "library"), [("nutpie", "numba"), ("numpyro", "jaxlib")])
+def test_every_library_of_the_key_is_checked_on_the_worker(
+    client, tmp_path, worker_with_other_version, backend, library
+):
+    """Issue 20.5: a nutpie key names numba, a NumPyro key jaxlib: a worker with another
+    version of either is refused before anything is sent (nothing stored under our versions)."""
+    pytest.importorskip(backend)
+    worker_with_other_version(library)
+    cache = tmp_path / "cache"
+    with (
+        pytest.raises(WorkerVersionMismatch, match=rf"{library} 0\.0\.1 \(caller has "),
+        cc.cloud(
+            tiny_model(), cache=cache, backend=backend, executor=client, timeout=60, quiet=True
+        ),
+    ):
+        pm.sample(**TINY)
+    assert entries(cache) == []
+    assert not any(client.processing().values())
+
+
 def test_missing_gpu_resource_is_refused_at_once(client, tmp_path):
     started = time.monotonic()
     with (

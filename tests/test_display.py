@@ -101,10 +101,31 @@ def test_session_table_of_a_real_session_counts_hits_and_time_saved(tmp_path: Pa
     assert table == run._mime_()[1] and run._mime_()[0] == "text/html"
     states = re.findall(r'<tr class="cloudcache-row" data-state="(\w+)"', table)
     assert states == ["miss", "hit"]
-    assert "2 calls, 1 hits" in table
+    assert "2 calls, 1 hit, 1 miss" in table
     assert f"saved {format_seconds(run.records[1].sampling_seconds)} of sampling" in table
     assert run.records[0].location.endswith(".nc")
     assert short_location(run.records[0].location) in table
+
+
+def test_session_repr_is_a_readable_summary_for_terminals(tmp_path: Path) -> None:
+    with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", quiet=True) as run:
+        assert repr(run).startswith("cloudcache session (cache=")
+        assert repr(run).endswith("no calls yet")
+        pm.sample(**TINY)
+        pm.sample(**TINY)
+    lines = repr(run).splitlines()
+    assert str(run) == repr(run)
+    assert "object at 0x" not in repr(run)
+    assert str(tmp_path) in lines[0] and "backend='pymc', device='auto'" in lines[0]
+    assert lines[0].endswith(
+        "2 calls, 1 hit, 1 miss, saved "
+        + format_seconds(run.records[1].sampling_seconds)
+        + " of sampling"
+    )
+    prefix = run.records[0].key[:16]
+    assert lines[1].startswith(f"  1. sample miss {prefix} ")
+    assert lines[2].startswith(f"  2. sample hit {prefix} memory (took ")
+    assert lines[2].endswith(", pymc)")
 
 
 def test_empty_session_says_so() -> None:

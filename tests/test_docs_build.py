@@ -65,8 +65,33 @@ def check_api_reference(site: Path) -> None:
     for command in ("cloudcache ls", "cloudcache verify", "--cache"):
         assert command in cli, command
     assert 'data-md-color-scheme="slate"' in session  # the dark-mode toggle
+    check_docstrings_render_cleanly(site)
     for page in site.rglob("*.html"):
         text = page.read_text()
         external = re.findall(r'<(?:link|script)[^>]+(?:href|src)="(https?://[^"]+)"', text)
         assert not external, f"{page} loads {external}"
         assert "fonts.googleapis" not in text, page
+
+
+def visible_text(page: str) -> str:
+    """The text a reader sees: tags removed."""
+    return re.sub(r"<[^>]+>", "", page)
+
+
+def check_docstrings_render_cleanly(site: Path) -> None:
+    """Google-style sections as tables, no Sphinx roles, wrapped signatures, cloud() first."""
+    for page in sorted((site / "api").rglob("index.html")):
+        text = visible_text(page.read_text())
+        roles = re.findall(r":(?:class|meth|func|data|attr|mod|exc):", text)
+        assert not roles, f"{page} shows Sphinx roles literally"
+        assert "Args:" not in text, f"{page}: an Args: section not parsed"
+    session = (site / "api" / "session" / "index.html").read_text()
+    text = visible_text(session)
+    assert text.index("cloud(model=None") < text.index("CallRecord(", text.index("cloud(model"))
+    parameters = session[session.index('id="cloudcache.session.Session"') :]
+    table = parameters[: parameters.index("</table>")]
+    for name in ("model", "cache", "backend", "device", "executor", "explain", "audit"):
+        assert f"<code>{name}</code>" in table, name
+    assert "Examples:" in text and "print(run)" in text
+    signature = re.search(r"Session\(\s*\n\s+model", text)
+    assert signature, "Session's signature is not wrapped one parameter per line"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cloudcache.stores.files import current_umask, write_atomically
+from cloudcache.stores import nofollow
 from cloudcache.stores.format.inspection import check_header
 from cloudcache.stores.format.netcdf import (
     decode_entry,
@@ -175,19 +176,28 @@ def test_format_details_round_trip(tmp_path: Path) -> None:
 
 
 def test_a_local_write_streams_to_a_temporary_file_and_keeps_the_umask(tmp_path: Path) -> None:
-    target = tmp_path / "entry.nc"
-    write_atomically(target, lambda temp: write_entry(posterior_tree(), KEY, {}, temp))
+    written_to: list[str] = []
+
+    def write(target: str) -> None:
+        written_to.append(target)
+        write_entry(posterior_tree(), KEY, {}, target)
+
+    nofollow.write_atomically(str(tmp_path), "model/entry.nc", write)
+    target = tmp_path / "model" / "entry.nc"
     assert decode_entry(str(target), KEY)[1]["key"] == KEY
-    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~current_umask()
-    assert [p.name for p in tmp_path.iterdir()] == ["entry.nc"]
+    assert written_to[0].startswith("/proc/self/fd/")  # the temp file itself, by descriptor
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["entry.nc"]
 
     def broken(temp: str) -> None:
         Path(temp).write_bytes(b"partial")
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        write_atomically(tmp_path / "other.nc", broken)
-    assert [p.name for p in tmp_path.iterdir()] == ["entry.nc"]
+        nofollow.write_atomically(str(tmp_path), "model/other.nc", broken)
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["entry.nc"]
 
 
 def test_a_read_gives_exactly_what_xarray_gives(tmp_path: Path, sampled_tree: xr.DataTree) -> None:

@@ -9,7 +9,7 @@ import json
 import pymc as pm
 import pytest
 from cli_entries import CALLS, DRAWS, sampled_cache
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import cloudcache as cc
 from cloudcache.cli import app
@@ -135,3 +135,28 @@ def test_explain_works_for_a_predictive_miss(tmp_path) -> None:
     text = captured.getvalue()
     assert "no stored entry of model 'tiny'" in text
     assert "draws 20 -> 25" in text
+
+
+def test_changed_seed_is_named_as_the_user_spelled_it(tmp_path) -> None:
+    model, draws = CALLS["base"]
+    with cc.cloud(model, cache=str(tmp_path), backend="pymc", quiet=True):
+        pm.sample(draws, **DRAWS)
+    captured = io.StringIO()
+    with (
+        contextlib.redirect_stderr(captured),
+        cc.cloud(model, cache=str(tmp_path), backend="pymc", explain=True) as run,
+    ):
+        pm.sample(draws, **{**DRAWS, "random_seed": 2})
+    text = captured.getvalue().split("it differs in", 1)[1]
+    assert "sampler settings: random_seed 1 -> 2" in text
+    assert "chain-generators" not in text
+    assert run.last is not None
+    why = CliRunner().invoke(app, ["why", run.last.key[:12], "--cache", str(tmp_path)])
+    assert why.exit_code == 0, why.output
+    assert "random_seed 1 -> 2" in why.output and "chain-generators" not in why.output
+
+
+def test_changed_prior_names_the_variable_not_its_dependants(cache):
+    text = cache.stderr["prior"].split("it differs in", 1)[1]
+    assert "model graph: definition of 'tiny::a' changed" in text
+    assert "tiny::y" not in text and "tiny::b" not in text  # y only reads a: not named

@@ -42,6 +42,48 @@ def notebook_env(cache_dir: Path, backend: str) -> dict[str, str]:
     }
 
 
+#: What the tests read of a finished walkthrough (users never see it): every step's record and
+#: which of them ``cloudcache ls`` listed. Run after the notebook's own cells, in its namespace
+#: (``steps``/``listing`` in the Jupyter one; the marimo one's definitions are bound first).
+SUMMARY_CODE = """
+import json as _json
+summary = {
+    name: {"hit": record.hit, "key": record.key, "location": record.location}
+    for name, record in steps.items()
+}
+summary["cli_lists"] = [name for name, record in steps.items() if record.key[:16] in listing]
+print("CLOUDCACHE_WALKTHROUGH_SUMMARY " + _json.dumps(summary))
+"""
+
+#: Runs the marimo walkthrough as ``python walkthrough_marimo.py`` does (``app.run()``), then
+#: prints the summary from the definitions it returns.
+MARIMO_RUNNER = (
+    """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("walkthrough", sys.argv[1])
+notebook = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(notebook)
+_, defs = notebook.app.run()
+predictive = defs["predictive"]
+steps = {
+    "first": defs["first"], "rerun": defs["rerun"], "from_disk": defs["from_disk"],
+    "overwrite": defs["overwritten"], "centred": defs["centred"],
+    "back_to_noncentred": defs["back_to_noncentred"],
+    "prior": predictive[0], "ppc": predictive[1], "ppc_again": predictive[2],
+}
+listing = defs["cli_listing"]
+"""
+    + SUMMARY_CODE
+)
+
+
+def test_walkthroughs_hold_no_test_scaffolding() -> None:
+    for name in ("walkthrough_marimo.py", "walkthrough.ipynb", "make_walkthrough_ipynb.py"):
+        text = (NOTEBOOKS / name).read_text(encoding="utf-8")
+        assert SUMMARY_MARKER.strip() not in text, name
+        assert "[:600]" not in text, name  # output is shown whole, never cut mid-word
+
+
 def parse_summary(text: str) -> dict[str, Any]:
     lines = [line for line in text.splitlines() if line.startswith(SUMMARY_MARKER)]
     assert lines, f"the notebook printed no summary line; output ends with:\n{text[-2000:]}"
@@ -64,7 +106,7 @@ def test_marimo_walkthrough_runs_as_a_script(tmp_path: Path) -> None:
     pytest.importorskip("marimo")
     cache_dir = tmp_path / "cache"
     completed = subprocess.run(
-        [sys.executable, str(NOTEBOOKS / "walkthrough_marimo.py")],
+        [sys.executable, "-c", MARIMO_RUNNER, str(NOTEBOOKS / "walkthrough_marimo.py")],
         cwd=tmp_path,
         env=notebook_env(cache_dir, "numpyro"),
         capture_output=True,
@@ -107,6 +149,8 @@ def test_jupyter_walkthrough_executes_every_cell(
     for name, value in notebook_env(cache_dir, "pymc").items():
         monkeypatch.setenv(name, value)  # the kernel inherits this process's environment
     notebook = nbformat.read(NOTEBOOKS / "walkthrough.ipynb", as_version=4)
+    users_cells = len(notebook.cells)
+    notebook.cells.append(nbformat.v4.new_code_cell(SUMMARY_CODE))
     specs = KernelSpecManager(kernel_dirs=[str(kernel_spec_dir)])
     manager = KernelManager(kernel_name="python3", kernel_spec_manager=specs)
     client = nbclient.NotebookClient(
@@ -125,6 +169,19 @@ def test_jupyter_walkthrough_executes_every_cell(
         if output.get("output_type") == "stream" and output.get("name") == "stdout"
     )
     check_walkthrough(parse_summary(printed), cache_dir)
+    shown = [
+        output
+        for cell in notebook.cells[:users_cells]
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+    ]
+    streams = "".join(output.get("text", "") for output in shown)
+    assert "TqdmWarning" not in streams and "IProgress" not in streams
+    assert "$ cloudcache ls --cache" in streams and "$ cloudcache show" in streams
+    assert "CLOUDCACHE_WALKTHROUGH_SUMMARY" not in streams
+    shown_json = streams.split("$ cloudcache show", 1)[1].split("\n", 1)[1]
+    metadata = json.loads(shown_json[: shown_json.rindex("}") + 1])  # whole, not cut
+    assert metadata["kind"] == "sample"
     rich = [
         output.get("data", {})
         for cell in notebook.cells

@@ -19,9 +19,8 @@ from pymc_results import RETURNS_INFERENCEDATA, copy_result, group, group_names
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.calls.origins import remember_origin
-from cloudcache.calls.predictive import trace_identity
 from cloudcache.calls.records import CallRecord
+from cloudcache.calls.trace_content import trace_identity
 
 QUIET = {"backend": "pymc", "quiet": True}
 
@@ -131,13 +130,13 @@ def test_bad_call_is_reported_by_pymc() -> None:
 
 
 # -- posterior predictive --------------------------------------------------------------------
-def test_posterior_repeat_hits_and_reuses_the_trace_key(cached_posterior) -> None:
-    trace, _, sample_key = cached_posterior
+def test_posterior_repeat_hits_and_labels_the_trace_by_content(cached_posterior) -> None:
+    trace, _, _ = cached_posterior
     store = cc.MemoryStore()
     first, miss = posterior(trace, store)
     second, hit = posterior(trace, store)
     assert (miss.kind, miss.hit, hit.hit) == ("sample_posterior_predictive", False, True)
-    assert miss.metadata["label"] == f"ppc_{sample_key[:8]}"  # identified by the stored key
+    assert miss.metadata["label"] == f"ppc_{trace_identity(trace, tiny_model())[1]}"
     xr.testing.assert_identical(
         group(first, "posterior_predictive"), group(second, "posterior_predictive")
     )
@@ -187,39 +186,28 @@ def test_posterior_changed_trace_content_misses(cached_posterior) -> None:
     _, base = posterior(trace, store)
     copied = copy_result(trace, deep=True)
     _, same_content = posterior(copied, store)
-    _, again = posterior(copy_result(copied, deep=True), store)
     altered = copy_result(trace, deep=True)
     altered["posterior"]["tiny::b"] = altered["posterior"]["tiny::b"] + 1.0
     _, changed = posterior(altered, store)
-    assert not same_content.hit and again.hit  # content hashed: equal copies share an entry
-    assert not changed.hit and changed.key not in {base.key, same_content.key}
+    assert same_content.hit and same_content.key == base.key  # content hashed: one entry
+    assert not changed.hit and changed.key != base.key
 
 
-def test_replacing_a_variable_of_a_cached_trace_is_noticed(cached_posterior) -> None:
+def test_replacing_a_variable_of_a_trace_changes_its_identity(cached_posterior) -> None:
     trace, _, _ = cached_posterior
     tree = copy_result(trace, deep=True)
-    remember_origin(tree, CallRecord("sample", True, "ab" * 16, "memory", 0.0, "pymc"))
-    remembered, _ = trace_identity(tree)
+    before, _ = trace_identity(tree, tiny_model())
     tree["posterior"]["tiny::a"] = tree["posterior"]["tiny::a"] * 2.0
-    replaced, _ = trace_identity(tree)
-    assert replaced != remembered and replaced == trace_identity(copy_result(tree, deep=True))[0]
+    replaced, _ = trace_identity(tree, tiny_model())
+    copied, _ = trace_identity(copy_result(tree, deep=True), tiny_model())
+    assert replaced != before and replaced == copied
 
 
-def test_overwritten_sample_gives_its_trace_a_new_identity(cached_posterior) -> None:
-    trace, _, _ = cached_posterior
-    first, second = copy_result(trace), copy_result(trace)
-    record = CallRecord("sample", False, "cd" * 16, "memory", 0.0, "pymc")
-    remember_origin(first, record)
-    stamped = CallRecord("sample", False, "cd" * 16, "memory", 0.0, "pymc", metadata={"created": 1})
-    remember_origin(second, stamped)
-    assert trace_identity(first)[0] != trace_identity(second)[0]
-    assert trace_identity(first)[1] == trace_identity(second)[1] == "cd" * 4
-
-
-def test_uncached_trace_is_hashed_not_trusted() -> None:
+def test_uncached_trace_is_hashed_by_content() -> None:
     with cc.cloud(tiny_model(), cache=False, **QUIET):
         fresh = pm.sample(**TINY)
-    assert trace_identity(fresh) == trace_identity(copy_result(fresh, deep=True))
+    model = tiny_model()
+    assert trace_identity(fresh, model) == trace_identity(copy_result(fresh, deep=True), model)
 
 
 def test_extend_on_hit_matches_pymc(cached_posterior) -> None:
@@ -272,10 +260,10 @@ def test_node_and_dataset_traces_are_hashed_by_content(cached_posterior) -> None
     givens = [trace["posterior"], group(trace, "posterior")]  # a node and a Dataset
     if RETURNS_INFERENCEDATA:
         givens = givens[1:]  # PyMC 5: a group is a Dataset already
+    records = []
     for given in givens:
-        _, first = posterior(given, store)
-        _, second = posterior(given.copy(deep=True), store)
-        assert not first.hit and second.hit
+        records += [posterior(given, store)[1], posterior(given.copy(deep=True), store)[1]]
+    assert [r.hit for r in records] == [False] + [True] * (len(records) - 1)  # one trace
     _, record = posterior(trace["posterior"], store, return_inferencedata=False)
     assert record.location == "uncached" and "return_inferencedata" in record.reason
 

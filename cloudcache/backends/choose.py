@@ -81,6 +81,17 @@ def gpu_present() -> bool:
     return has_plugin and Path("/dev/nvidiactl").exists()
 
 
+def sampling_device(backend_id: str, device: str) -> str:
+    """The device a miss of ``backend_id`` runs on in this process: ``"gpu"`` or ``"cpu"``.
+
+    JAX samplers (NumPyro, PyMC's JAX samplers) resolve ``"auto"`` to a GPU when one is present;
+    nutpie and PyMC's own sampler always run on the CPU.
+    """
+    if backend_id == "numpyro" or backend_id.startswith("pymc:"):
+        return "gpu" if device == "gpu" or (device == "auto" and gpu_present()) else "cpu"
+    return "cpu"
+
+
 @functools.cache
 def nutpie_installed() -> bool:
     """Whether nutpie can be imported here (checked once per process, without importing it)."""

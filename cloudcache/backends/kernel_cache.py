@@ -7,12 +7,13 @@ a worker) from the same code finds the artefact compiled earlier in the process.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
+
+from cloudcache.util.forks import ForkSafeLock
 
 #: Constant arrays with at least this many elements become data the compiled artefact takes at
 #: call time (observed arrays, covariates), so new values of the same shape reuse it.
@@ -31,7 +32,7 @@ class KernelCache:
     compile_seconds: float = 0.0
     hits: int = 0
     _entries: OrderedDict[Hashable, Any] = field(default_factory=OrderedDict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: ForkSafeLock = field(default_factory=ForkSafeLock, repr=False)
 
     def get_or_compile(self, key: Hashable, compile_fn: Callable[[], Any]) -> Any:
         """Return the executable for ``key``, compiling it with ``compile_fn`` on a miss."""

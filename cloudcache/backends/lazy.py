@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import warnings
 from typing import Any
 
 from cloudcache.backends.base import Backend
@@ -16,8 +17,15 @@ from cloudcache.backends.base import Backend
 
 @functools.cache
 def load_backend(module: str, attribute: str) -> Backend:
-    """One instance per process of the backend class ``module.attribute``."""
-    return getattr(importlib.import_module(module), attribute)()
+    """One instance per process of the backend class ``module.attribute``.
+
+    NumPyro and nutpie import ``tqdm.auto``, which in a Jupyter kernel without ipywidgets warns
+    "IProgress not found" once per process; cloudcache never shows their notebook progress
+    bars, so that warning is noise of ours and is silenced for the import.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        return getattr(importlib.import_module(module), attribute)()
 
 
 class LazyBackend(Backend):

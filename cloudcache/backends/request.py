@@ -75,7 +75,8 @@ class SampleRequest:
 
         Cosmetic arguments are removed, the seed is in its key form, numpy scalars become Python
         numbers, ``nuts_sampler`` is left to the backend id (the key holds the backend that
-        really samples) and ``n_init`` is dropped when ``init`` runs no ADVI (PyMC ignores it).
+        really samples), ``n_init`` is dropped when ``init`` runs no ADVI (PyMC ignores it) and
+        ``var_names`` is sorted (which variables are kept, not their order, changes the result).
         """
         parts = {
             name: value
@@ -84,6 +85,8 @@ class SampleRequest:
         }
         if not _uses_advi(parts.get("init")):
             parts.pop("n_init", None)
+        if type(parts.get("var_names")) in (list, tuple):  # the order changes no draw
+            parts["var_names"] = sorted(map(str, parts["var_names"]))
         parts["random_seed"] = self.seed_key
         parts["nuts"] = dict(sorted(self.nuts_options.items()))
         return python_scalars(parts)

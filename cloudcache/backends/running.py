@@ -11,11 +11,13 @@ called inside one (a backend calling ``pm.sample``) is PyMC's own business, neve
 
 from __future__ import annotations
 
-import threading
 from contextvars import ContextVar, Token
 
+from cloudcache.util.forks import ForkSafeLock
+
 _inside: ContextVar[bool] = ContextVar("cloudcache_inside_backend", default=False)
-_sampling_lock = threading.RLock()
+#: A fork child never inherits it held by a thread that stayed in the parent.
+_sampling_lock = ForkSafeLock(reentrant=True)
 
 
 def inside_backend() -> bool:

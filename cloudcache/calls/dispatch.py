@@ -1,9 +1,12 @@
-"""One dispatcher installed on ``pymc.sample`` and its aliases, reference-counted and thread-safe.
+"""One dispatcher installed on ``pymc.sample`` and its aliases, counted by open block, thread-safe.
 
 While at least one ``cloud()`` block is open anywhere in the process, the public names point at
 a dispatcher. The dispatcher looks for an active session in the *calling* context (a
 ``ContextVar``, so other threads and other models pass straight through to PyMC) and hands the
-call to it. When the last block closes, the original functions are put back.
+call to it. Every ``with`` block counts once, so one session entered twice (nested, or in two
+threads) is two blocks; when the last block in the process closes, the original functions are
+put back. A fork child keeps only the blocks of the thread that forked (the others' threads do
+not exist there).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import importlib
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cloudcache.backends.running import inside_backend
+from cloudcache.util.forks import ForkSafeLock, after_fork_in_child
 
 
 class DispatchTarget(Protocol):
@@ -66,11 +71,21 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
-_active_sessions: ContextVar[tuple[DispatchTarget, ...]] = ContextVar(
-    "cloudcache_sessions", default=()
-)
-_lock = threading.RLock()
-_install_count = 0
+
+@dataclass(eq=False)
+class Block:
+    """One open ``with`` block of a session, and the thread that opened it."""
+
+    session: DispatchTarget
+    thread: int = field(default_factory=threading.get_ident)
+    open: bool = True
+
+
+#: The blocks open in the calling context, innermost last (closed ones are skipped and pruned).
+_context_blocks: ContextVar[tuple[Block, ...]] = ContextVar("cloudcache_blocks", default=())
+_lock = ForkSafeLock(reentrant=True)
+#: Every open block in the process, oldest first: the patch is installed while it is not empty.
+_open_blocks: list[Block] = []
 _originals: dict[tuple[str, str], Callable[..., Any]] = {}
 _dispatchers: dict[str, Callable[..., Any]] = {}
 
@@ -86,65 +101,96 @@ def original(kind: str) -> Callable[..., Any]:
 
 
 def active_sessions() -> tuple[DispatchTarget, ...]:
-    """Sessions open in the calling context, innermost last."""
-    return _active_sessions.get()
+    """Sessions with a block open in the calling context, innermost last (a session entered
+    twice is listed twice)."""
+    return tuple(block.session for block in _context_blocks.get() if block.open)
 
 
-def push_session(session: DispatchTarget) -> object:
-    """Make ``session`` active in this context and install the patch; returns a token."""
-    _active_sessions.set((*_active_sessions.get(), session))
-    install()
-    return session
+def open_block(session: DispatchTarget) -> Block:
+    """Open a block of ``session`` in the calling context; the first open block installs."""
+    block = Block(session)
+    with _lock:
+        if not _open_blocks:
+            _install()
+        _open_blocks.append(block)
+    _context_blocks.set((*_context_blocks.get(), block))
+    return block
 
 
-def pop_session(token: object) -> None:
-    """Undo :func:`push_session` (also after an exception) and uninstall when last.
+def innermost_block(session: DispatchTarget) -> Block | None:
+    """The block of ``session`` a ``with`` exit closes: the innermost open one of the calling
+    context, else (a block entered in another context) its newest open one; ``None``: none."""
+    for block in reversed(_context_blocks.get()):
+        if block.session is session and block.open:
+            return block
+    with _lock:
+        for block in reversed(_open_blocks):
+            if block.session is session:
+                return block
+    return None
 
-    The session is removed by identity, so blocks closed out of order (outer before inner) or
-    in another thread never drop a different session or leave this one behind.
+
+def open_blocks(session: DispatchTarget) -> int:
+    """How many blocks of ``session`` are open in the process (every thread and context)."""
+    with _lock:
+        return sum(block.session is session for block in _open_blocks)
+
+
+def close_block(block: Block) -> None:
+    """Close ``block`` (also after an exception); the last open block in the process restores
+    PyMC's functions.
+
+    Blocks are counted, not sessions: a session entered twice (nested, or in two threads) keeps
+    the patch until both of its blocks are closed, whatever the order they close in.
     """
     try:
-        _active_sessions.set(tuple(s for s in _active_sessions.get() if s is not token))
+        with _lock:
+            if block.open:
+                block.open = False
+                _open_blocks.remove(block)
+                if not _open_blocks:
+                    _uninstall()
     finally:
-        uninstall()
-
-
-def install() -> None:
-    """Point every target at its dispatcher (reference-counted)."""
-    global _install_count
-    with _lock:
-        if _install_count == 0:
-            for kind, targets in PATCH_TARGETS.items():
-                for module_name, attribute in targets:
-                    module = importlib.import_module(module_name)
-                    _originals[(module_name, attribute)] = getattr(module, attribute)
-                dispatcher = _make_dispatcher(kind, _originals[targets[-1]])
-                _dispatchers[kind] = dispatcher
-                for module_name, attribute in targets:
-                    setattr(importlib.import_module(module_name), attribute, dispatcher)
-        _install_count += 1
-
-
-def uninstall() -> None:
-    """Drop one reference; the last one restores PyMC's original functions."""
-    global _install_count
-    with _lock:
-        if _install_count == 0:
-            return
-        _install_count -= 1
-        if _install_count == 0:
-            for (module_name, attribute), function in _originals.items():
-                module = importlib.import_module(module_name)
-                if getattr(module, attribute) is _dispatchers.get(_kind_of(module_name, attribute)):
-                    setattr(module, attribute, function)
-            _originals.clear()
-            _dispatchers.clear()
+        _context_blocks.set(tuple(b for b in _context_blocks.get() if b.open))
 
 
 def is_installed() -> bool:
-    """Whether any cloud() block holds the patch."""
+    """Whether any cloud() block in the process holds the patch."""
     with _lock:
-        return _install_count > 0
+        return bool(_open_blocks)
+
+
+def _install() -> None:
+    for kind, targets in PATCH_TARGETS.items():
+        for module_name, attribute in targets:
+            module = importlib.import_module(module_name)
+            _originals[(module_name, attribute)] = getattr(module, attribute)
+        dispatcher = _make_dispatcher(kind, _originals[targets[-1]])
+        _dispatchers[kind] = dispatcher
+        for module_name, attribute in targets:
+            setattr(importlib.import_module(module_name), attribute, dispatcher)
+
+
+def _uninstall() -> None:
+    for (module_name, attribute), function in _originals.items():
+        module = importlib.import_module(module_name)
+        if getattr(module, attribute) is _dispatchers.get(_kind_of(module_name, attribute)):
+            setattr(module, attribute, function)
+    _originals.clear()
+    _dispatchers.clear()
+
+
+def _close_other_threads_blocks() -> None:
+    """In a fork child: only the forking thread exists, so only its blocks can ever close."""
+    here = threading.get_ident()
+    for block in [block for block in _open_blocks if block.thread != here]:
+        block.open = False
+        _open_blocks.remove(block)
+    if not _open_blocks and _originals:
+        _uninstall()
+
+
+after_fork_in_child(_close_other_threads_blocks)
 
 
 def _kind_of(module_name: str, attribute: str) -> str:
@@ -158,9 +204,9 @@ def _make_dispatcher(kind: str, function: Callable[..., Any]) -> Callable[..., A
     @functools.wraps(function)
     def dispatcher(*args: Any, **kwargs: Any) -> Any:
         if not inside_backend():
-            for session in reversed(_active_sessions.get()):
-                if session.accepts(kwargs.get("model")):
-                    return session.handle(kind, function, args, kwargs)
+            for block in reversed(_context_blocks.get()):
+                if block.open and block.session.accepts(kwargs.get("model")):
+                    return block.session.handle(kind, function, args, kwargs)
         return function(*args, **kwargs)
 
     dispatcher.__cloudcache_dispatcher__ = True  # type: ignore[attr-defined]

@@ -23,11 +23,14 @@ import pymc as pm
 import xarray as xr
 
 from cloudcache.backends.running import running_backend
+from cloudcache.calls.names import refuse_uncompilable_names
 from cloudcache.calls.records import CallRecord
 from cloudcache.compat.pymc import as_pymc_result, as_tree
 from cloudcache.errors import BackendRefused, PassThrough, StoreError, Uncacheable, UnkeyableObject
 from cloudcache.fingerprint import CacheKey, compute_key
+from cloudcache.fingerprint.model import model_variable_digests
 from cloudcache.stores.base import Entry, EntryRef, Store
+from cloudcache.stores.checkpoints import RESUMED_ATTR, checkpointing
 from cloudcache.ui.announce import announce, announce_hit, announce_miss, logger
 from cloudcache.util.jsonable import jsonable
 from cloudcache.util.versions import installed_version
@@ -142,6 +145,7 @@ class CachePath:
         """Answer ``call`` of ``kind``: read -> hit | single flight -> miss -> keep -> record."""
         started = time.perf_counter()
         self._call_warned = False  # one cache warning per call at most
+        refuse_uncompilable_names(self.model)
         try:
             request = kind.normalize(call)
         except PassThrough:
@@ -238,13 +242,22 @@ class CachePath:
             described = {**self.metadata(kind, plan, key, 0.0), "key": key.hex}
             explain_miss(self.store, described, overwrite=self.overwrite, quiet=self.quiet)
         run_started = time.perf_counter()
-        with running_backend():
+        folder = self.store.checkpoint_folder(ref) if self.store is not None else None
+        if folder is not None and self.overwrite:
+            folder.clear()  # overwrite=True samples from the start
+        with running_backend(), checkpointing(folder):
             tree = as_tree(kind.run(plan, self.quiet))
         metadata = self.metadata(kind, plan, key, time.perf_counter() - run_started)
         metadata.update(kind.result_details(tree))
+        resumed = tree.attrs.pop(RESUMED_ATTR, None) if isinstance(tree, xr.DataTree) else None
+        if resumed:
+            metadata["resumed"] = str(resumed)
+            announce(str(resumed), quiet=self.quiet)
         location = "uncached"
         if self.store is not None and isinstance(tree, xr.DataTree):
             location = self.write(ref, Entry(tree, metadata))
+        if folder is not None and location != "uncached":
+            folder.clear()  # the finished result is stored: the checkpoint has served
         record = self.record(kind, key, location, metadata, started, hit=False, audit=failed_audit)
         return kind.deliver(plan.request, kind.result(tree), record)
 
@@ -279,6 +292,8 @@ class CachePath:
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "sampling_seconds": round(sampling_seconds, 4),
             "components": jsonable(key.components),
+            # each variable's own definition: lets an explanation name what changed
+            "variables": model_variable_digests(self.model),
         }
         if plan.reason:
             metadata["reason"] = plan.reason

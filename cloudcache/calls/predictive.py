@@ -2,12 +2,10 @@
 
 A predictive call inside a ``cloud()`` block is keyed like ``pm.sample``: the model's
 fingerprint, the normalised arguments (cosmetic ones left out, the seed in its key form), the
-pymc/pytensor versions and, for a posterior predictive, the identity of the trace it was given.
-
-The trace's identity is cheap when the trace came from the cache: every tree a ``pm.sample``
-call returned from (or wrote to) the cache is remembered by object identity together with its
-key and run stamp, so it needs no hashing. Any other trace is identified by a checksum of the
-groups PyMC reads (the posterior or root dataset, ``constant_data`` and ``observed_data``).
+pymc/pytensor versions and, for a posterior predictive, a digest of the content PyMC reads from
+the trace it was given (:mod:`cloudcache.calls.trace_content`), never the trace object's
+identity: an edited trace misses, and every form of one trace (copies, a re-opened file, the
+posterior alone) hits one entry.
 
 The stored entry holds only what PyMC returns with ``extend_inferencedata=False``. With
 ``extend_inferencedata=True`` the predictive groups are added to the caller's tree afterwards,
@@ -25,22 +23,22 @@ from typing import Any
 import pymc as pm
 import xarray as xr
 
-from cloudcache.calls.origins import TRACE_GROUPS, known_origin
 from cloudcache.calls.path import Call, CallKind, Plan, user_stacklevel
 from cloudcache.calls.records import CallRecord
 from cloudcache.calls.request import forward_seed_key
+from cloudcache.calls.trace_content import trace_identity
 from cloudcache.compat.pymc import (
     ONE_STRING_IS_ONE_NAME,
+    PREDICTIVE_NAMES_DEDUPLICATED,
     PREDICTIVE_RENAMED_ARGUMENTS,
-    TRACE_TREE_NAME,
-    as_tree,
+    default_predictive_outputs,
+    default_prior_outputs,
     extend_inferencedata,
     is_inferencedata,
     is_pymc_result,
 )
-from cloudcache.errors import PassThrough, Uncacheable, UnkeyableObject
-from cloudcache.fingerprint.canonical import content_digest
-from cloudcache.stores.format.netcdf import tree_checksum
+from cloudcache.errors import PassThrough, Uncacheable
+from cloudcache.util.jsonable import seed_spelling
 from cloudcache.util.versions import installed_versions
 
 PRIOR = "sample_prior_predictive"
@@ -51,7 +49,7 @@ PREDICTIVE_KINDS: tuple[str, ...] = (PRIOR, POSTERIOR)
 FORWARD_BACKEND = "pymc-forward"
 
 #: Arguments that cannot change the draws, plus the two the cache handles itself
-#: (``trace`` is keyed by identity, ``extend_inferencedata`` only decides where groups go).
+#: (``trace`` is keyed by its content, ``extend_inferencedata`` only decides where groups go).
 COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
     {
         "progressbar",
@@ -66,6 +64,9 @@ COSMETIC_ARGUMENTS: frozenset[str] = frozenset(
 #: Arguments naming variables or dims: a single string means a one-item list, as in PyMC.
 NAME_LIST_ARGUMENTS: tuple[str, ...] = ("var_names", "sample_vars", "freeze_vars", "sample_dims")
 
+#: What ``sample_posterior_predictive`` takes for ``sample_dims=None``.
+DEFAULT_SAMPLE_DIMS: tuple[str, ...] = ("chain", "draw")
+
 
 @dataclass(frozen=True)
 class PredictiveRequest:
@@ -73,7 +74,8 @@ class PredictiveRequest:
 
     ``arguments``: every argument by name, ready to hand back to PyMC. ``trace_id``: the
     trace's identity (``None`` for a prior predictive). ``trace_label``: 8 hex characters of
-    it, used in file names.
+    it, used in file names. ``default_outputs``: the names a posterior predictive samples when
+    neither ``var_names`` nor ``sample_vars`` is given (PyMC 6), keyed as ``var_names``.
     """
 
     kind: str
@@ -82,6 +84,7 @@ class PredictiveRequest:
     mode_key: str | None
     trace_id: str | None = None
     trace_label: str = ""
+    default_outputs: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -96,15 +99,41 @@ class PredictiveRequest:
         return bool(self.arguments.get("extend_inferencedata"))
 
     def key_arguments(self) -> dict[str, Any]:
-        """The arguments that enter the key (cosmetic ones removed, seed in its key form)."""
+        """The arguments that enter the key, spellings PyMC reads alike made one.
+
+        Cosmetic arguments are removed and the seed is in its key form. Names: a prior
+        predictive's ``var_names`` as the sorted set PyMC turns them into; ``freeze_vars`` (a
+        set in PyMC) sorted, empty as ``None``; an omitted ``var_names`` as the default PyMC
+        picks (``default_outputs``); an omitted posterior ``sample_dims`` as PyMC's
+        ``("chain", "draw")``; on PyMC 6, repeats in a posterior predictive's ``var_names`` and
+        ``sample_vars`` dropped, and an omitted ``var_names`` with ``sample_vars`` given as
+        ``sample_vars``. ``idata_kwargs``: ``None``, ``{}`` and, for a posterior
+        predictive, ``{"coords": {}}`` (PyMC's own filling) are one.
+        """
         parts = {
             name: value
             for name, value in self.arguments.items()
             if name not in COSMETIC_ARGUMENTS and name not in PREDICTIVE_RENAMED_ARGUMENTS
         }
+        prior = self.kind == PRIOR
         for name in NAME_LIST_ARGUMENTS:
             if name in parts:
-                parts[name] = _name_list(parts[name], sort=self.kind == PRIOR)
+                unordered = (prior and name == "var_names") or name == "freeze_vars"
+                parts[name] = _name_list(parts[name], unordered=unordered)
+        if parts.get("freeze_vars") == ():
+            parts["freeze_vars"] = None
+        if not prior and PREDICTIVE_NAMES_DEDUPLICATED:
+            for name in ("var_names", "sample_vars"):
+                if isinstance(parts.get(name), tuple):
+                    parts[name] = tuple(dict.fromkeys(parts[name]))  # the first of repeats
+            if parts.get("var_names") is None and parts.get("sample_vars") is not None:
+                parts["var_names"] = parts["sample_vars"]  # PyMC's default outputs
+        if not prior and parts.get("sample_dims") is None:
+            parts["sample_dims"] = DEFAULT_SAMPLE_DIMS
+        spelled_out = parts.get("var_names") is None and parts.get("sample_vars") is None
+        if spelled_out and self.default_outputs is not None:
+            parts["var_names"] = self.default_outputs  # the default spelled out: one key
+        parts["idata_kwargs"] = _idata_key(parts.get("idata_kwargs"), posterior=not prior)
         parts["random_seed"] = self.seed_key
         parts["backend"] = self.mode_key
         return parts
@@ -119,10 +148,15 @@ class PredictiveRequest:
 
 # -- normalisation ---------------------------------------------------------------------------
 def normalize_predictive_call(
-    kind: str, function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    kind: str,
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    model: pm.Model,
 ) -> PredictiveRequest:
     """Bind the call against ``function``'s signature (``TypeError`` if PyMC would reject it).
 
+    ``model``: the model PyMC samples (the trace's identity depends on its variable names).
     Raises :class:`Uncacheable` for valid calls the cache cannot key safely.
     """
     if kind not in PREDICTIVE_KINDS:
@@ -140,8 +174,15 @@ def normalize_predictive_call(
     if kind == PRIOR:
         arguments["draws"] = int(arguments["draws"])
     trace_id, trace_label = (None, "")
+    default_outputs = default_prior_outputs(model) if kind == PRIOR else None
     if kind == POSTERIOR:
-        trace_id, trace_label = trace_identity(arguments["trace"])
+        trace_id, trace_label = trace_identity(arguments["trace"], model)
+        observed = observed_names(arguments["trace"])
+        default_outputs = default_predictive_outputs(model, observed)
+        observed_rvs = set(model.observed_RVs)
+        extra = [name for name in observed if name in model and model[name] not in observed_rvs]
+        if default_outputs is None and extra:  # PyMC 5: its default outputs widen with them
+            trace_id = f"{trace_id}:observed:{','.join(extra)}"
     return PredictiveRequest(
         kind=kind,
         arguments=arguments,
@@ -149,11 +190,12 @@ def normalize_predictive_call(
         mode_key=_mode_key(arguments.get("backend"), arguments.get("compile_kwargs")),
         trace_id=trace_id,
         trace_label=trace_label,
+        default_outputs=default_outputs,
     )
 
 
-def _name_list(value: Any, *, sort: bool) -> Any:
-    """``"y"`` -> ``("y",)``; lists and tuples -> tuples (sorted where order cannot matter).
+def _name_list(value: Any, *, unordered: bool) -> Any:
+    """``"y"`` -> ``("y",)``; lists and tuples -> tuples (a sorted set where PyMC makes a set).
 
     PyMC 5 iterates a string it is given for names: there ``"ab"`` names ``a`` and ``b``.
     """
@@ -163,8 +205,23 @@ def _name_list(value: Any, *, sort: bool) -> Any:
         return (value,)
     if isinstance(value, Iterable) and not isinstance(value, Mapping):
         names = tuple(str(item) for item in value)
-        return tuple(sorted(names)) if sort else names
+        return tuple(sorted(set(names))) if unordered else names
     return value
+
+
+def _idata_key(value: Any, *, posterior: bool) -> Any:
+    """``idata_kwargs`` in key form: ``None`` for what PyMC reads as none at all.
+
+    Both functions read ``None`` as ``{}``; ``sample_posterior_predictive`` fills in
+    ``coords={}`` itself when it is missing.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    options = dict(value)
+    coords = options.get("coords")
+    if posterior and isinstance(coords, Mapping) and not coords:
+        del options["coords"]
+    return options or None
 
 
 def _mode_key(backend: Any, compile_kwargs: Any) -> str | None:
@@ -180,42 +237,13 @@ def _mode_key(backend: Any, compile_kwargs: Any) -> str | None:
     )
 
 
-# -- the trace's identity --------------------------------------------------------------------
-def trace_identity(trace: Any) -> tuple[str, str]:
-    """``(identity, 8-character label)`` of a posterior predictive's ``trace`` argument."""
-    if is_pymc_result(trace):
-        origin = known_origin(trace)
-        if origin is not None:
-            return origin.run_id, origin.label
-        checksum = tree_checksum(_read_groups(as_tree(trace)))
-        return content_digest(("content", checksum)), checksum[:8]
-    if isinstance(trace, xr.DataTree):
-        raise TypeError(f"this PyMC reads a trace from an {TRACE_TREE_NAME}, not a DataTree")
-    if isinstance(trace, xr.Dataset):
-        checksum = tree_checksum(xr.DataTree(dataset=trace))
-        return content_digest(("content", checksum)), checksum[:8]
-    if isinstance(trace, list) and all(isinstance(point, dict) for point in trace):
-        try:
-            checksum = content_digest(("points", trace))
-        except UnkeyableObject as error:
-            raise Uncacheable(f"the trace holds {error}") from error
-        return checksum, checksum[:8]
-    raise Uncacheable(
-        f"a trace of type {type(trace).__name__} is not cached "
-        f"(pass the {TRACE_TREE_NAME} from pm.sample)"
-    )
-
-
-def _read_groups(tree: xr.DataTree) -> xr.DataTree:
-    """A shallow tree of just the groups ``sample_posterior_predictive`` reads from ``tree``."""
-    source = "posterior" if "posterior" in tree.children else None
-    groups: dict[str, xr.Dataset] = {
-        "/trace": (tree[source] if source else tree).to_dataset(inherit=True)
-    }
-    for group in TRACE_GROUPS[1:]:
-        if group in tree.children:
-            groups[f"/{group}"] = tree[group].to_dataset(inherit=True)
-    return xr.DataTree.from_dict(groups)
+# -- the trace's observed names -------------------------------------------------------------
+def observed_names(trace: Any) -> list[str]:
+    """Names in the trace's ``observed_data`` group, in PyMC's iteration order (none if absent)."""
+    if not is_pymc_result(trace):
+        return []
+    observed = trace.get("observed_data", None)
+    return [] if observed is None else [str(name) for name in observed]
 
 
 # -- the call kind ---------------------------------------------------------------------------
@@ -235,7 +263,9 @@ class PredictiveCall(CallKind):
 
     def normalize(self, call: Call) -> PredictiveRequest:
         try:
-            request = normalize_predictive_call(self.name, call.function, call.args, call.kwargs)
+            request = normalize_predictive_call(
+                self.name, call.function, call.args, call.kwargs, self.model
+            )
         except TypeError as error:  # Uncacheable (valid, but not keyable) passes on as it is
             raise PassThrough from error
         model = request.arguments.get("model")
@@ -249,7 +279,10 @@ class PredictiveCall(CallKind):
             backend_id=FORWARD_BACKEND,
             versions=installed_versions("pymc", "pytensor"),
             extra={"trace": request.trace_id} if request.trace_id is not None else None,
-            details={"trace": request.trace_id},
+            details={
+                "trace": request.trace_id,
+                "random_seed": seed_spelling(request.arguments.get("random_seed")),
+            },
             payload=call.function,
         )
 

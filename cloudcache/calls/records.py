@@ -10,17 +10,32 @@ from cloudcache.ui.display import record_card, record_text
 
 @dataclass(frozen=True, repr=False)
 class CallRecord:
-    """One call inside a ``cloud()`` block.
-
-    ``hit``: answered from the cache. ``key``: the full hex key ("" when uncached).
-    ``location``: "memory", a file path or URL, or "uncached". ``seconds``: wall time of the
-    call. ``sampling_seconds``: time the original sampling took (saved on a hit).
-    ``backend``: what sampled it; ``reason``: why PyMC's sampler did instead of the one asked.
-    ``audit``: with ``cloud(..., audit=True)``, the check a stored entry failed (the call then
-    sampled again and replaced it); "" when no audit failed.
+    """One call inside a ``cloud()`` block (``run.last``, ``run.records``).
 
     ``repr()`` is one line with rounded seconds and the key prefix; Jupyter and marimo show a
     card with a hit/miss badge instead.
+
+    Attributes:
+        kind: The call: ``"sample"``, ``"sample_prior_predictive"`` or
+            ``"sample_posterior_predictive"``.
+        hit: Answered from the cache.
+        key: The full hex key (``""`` when the call ran uncached).
+        location: ``"memory"``, a file path or URL, or ``"uncached"``.
+        seconds: Wall time of the call.
+        backend: What sampled the result.
+        sampling_seconds: Time the original sampling took (saved, on a hit).
+        reason: Why PyMC's sampler ran instead of the backend asked for (``""`` otherwise).
+        metadata: The metadata record stored with the entry (versions, arguments, key
+            components).
+        audit: With ``cloud(..., audit=True)``, the check a stored entry failed (the call then
+            sampled again and replaced it); ``""`` when no audit failed.
+
+    Examples:
+        ```python
+        with cc.cloud(model, cache="disk") as run:
+            pm.sample(1000, random_seed=1)
+        run.last.hit, run.last.location  # (True, 'memory') on a re-run
+        ```
     """
 
     kind: str

@@ -8,7 +8,7 @@ defaults are resolved exactly as PyMC resolves them (``tune``, ``cores`` -> ``ch
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -120,6 +120,23 @@ def _resolve_renamed(arguments: dict[str, Any], extra: dict[str, Any]) -> None:
         arguments[new] = extra.pop(old)
 
 
+def sample_idata_kwargs(value: Any) -> Any:
+    """``idata_kwargs`` as ``pm.sample`` reads it: ``None`` for no options.
+
+    ``None`` and ``{}`` are read alike, and ``log_likelihood=False`` is the default (PyMC 6
+    only adds a deprecation warning for passing it), so it is dropped: every backend then
+    sees one spelling.
+    """
+    if not isinstance(value, Mapping):
+        return value
+    options = {
+        name: option
+        for name, option in value.items()
+        if not (name == "log_likelihood" and option is False)
+    }
+    return options or None
+
+
 def normalize_sample_call(
     sample_fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> SampleRequest:
@@ -131,6 +148,9 @@ def normalize_sample_call(
     arguments = dict(bound.arguments)
     extra = dict(arguments.pop("kwargs", {}) or {})
     _resolve_renamed(arguments, extra)
+    arguments["idata_kwargs"] = sample_idata_kwargs(arguments.get("idata_kwargs"))
+    if isinstance(arguments.get("initvals"), dict) and not arguments["initvals"]:  # none at all
+        arguments["initvals"] = None
     arguments["nuts_sampler"] = _requested_sampler(signature, arguments, passed)
 
     draws = int(arguments["draws"])

@@ -8,15 +8,15 @@ from typing import Any
 
 import pymc as pm
 
+from cloudcache.backends.choose import sampling_device
 from cloudcache.backends.registry import Resolution, pymc_fallback, resolve_backend
 from cloudcache.backends.request import SampleRequest
 from cloudcache.calls.audit import audit_failure
-from cloudcache.calls.origins import remember_origin
 from cloudcache.calls.path import Call, CallKind, Plan
-from cloudcache.calls.records import CallRecord
 from cloudcache.calls.request import normalize_sample_call
 from cloudcache.errors import BackendRefused, PassThrough, Uncacheable
 from cloudcache.executors import Executor
+from cloudcache.util.jsonable import seed_spelling
 
 
 @dataclass(frozen=True)
@@ -63,11 +63,12 @@ class SampleCall(CallKind):
             request=request,
             backend_id=resolution.backend_id,
             versions=resolution.backend.library_versions(),
-            device=self.device,
+            device=self.miss_device(resolution.backend_id),
             details={
                 "draws": request.draws,
                 "tune": request.tune,
                 "chains": request.chains,
+                "random_seed": seed_spelling(request.random_seed),
                 "device": self.device,
                 **({"choice": resolution.choice} if resolution.choice else {}),
             },
@@ -76,6 +77,12 @@ class SampleCall(CallKind):
             note=f"sampling with PyMC's sampler: {resolution.reason}" if resolution.reason else "",
             payload=SamplePayload(resolution, pymc_sample),
         )
+
+    def miss_device(self, backend_id: str) -> str:
+        """The device the miss line names: resolved here, or the worker's for remote runs."""
+        if self.executor.description != "local":  # the worker resolves "auto" itself
+            return f"a worker of {self.executor.description} (device={self.device!r})"
+        return sampling_device(backend_id, self.device)
 
     def run(self, plan: Plan, quiet: bool) -> Any:
         payload: SamplePayload = plan.payload
@@ -98,7 +105,3 @@ class SampleCall(CallKind):
 
     def uncached_note(self, reason: str) -> str:
         return f"running uncached with PyMC's sampler: {reason}"
-
-    def deliver(self, request: SampleRequest, tree: Any, record: CallRecord) -> Any:
-        remember_origin(tree, record)  # lets a posterior predictive reuse this key
-        return tree

@@ -1,36 +1,36 @@
 """``cloudcache``: list, inspect, verify, prune and sync cache entries from the command line.
 
 Exit codes: 0 success; 1 problems found or nothing matched (a broken entry, an unknown or
-ambiguous key prefix, a refused confirmation); 2 usage error (bad option or argument).
+ambiguous key prefix, a refused confirmation, a cache that does not exist or cannot be
+listed); 2 usage error (bad option or argument).
 Works on local directories and fsspec URLs alike; only files named like cloudcache entries are
 ever touched, and symbolic links are never followed. Everything printed from an entry (names,
-metadata, errors) is shown as plain text: no rich markup, control characters escaped.
+metadata, errors) is shown as plain text, control characters escaped.
+
+Start-up is part of the interface: this module imports click and the standard library only;
+the catalog (h5py, fsspec) is imported by the commands that use it, and xarray only by the
+commands that load arrays (``verify``, ``sync``, ``why``'s comparison never does).
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
 import json
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any
 
-import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+import click
 
-from cloudcache.cli.units import format_size, parse_age, parse_size, printable
+from cloudcache.cli.table import Table
+from cloudcache.cli.units import counted, format_size, parse_age, parse_size, printable
 from cloudcache.errors import CorruptEntry, StoreError
-from cloudcache.stores.maintenance.catalog import Catalog, CatalogEntry
-from cloudcache.stores.maintenance.pruning import last_use_clock, select_for_pruning
-from cloudcache.stores.resolve import default_directory
-from cloudcache.ui.announce import format_age, format_seconds
-from cloudcache.ui.explain import explain_stored
+
+if TYPE_CHECKING:
+    from cloudcache.stores.maintenance.catalog import Catalog, CatalogEntry
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -38,74 +38,98 @@ EXIT_USAGE = 2
 #: Temp files younger than this may belong to a writer that is still running.
 STRAY_MIN_AGE_SECONDS = 60.0
 MIN_PREFIX_LENGTH = 4
+#: How ``ls`` names each call kind (``metadata["kind"]``).
+KIND_NAMES = {
+    "sample": "sample",
+    "sample_prior_predictive": "prior predictive",
+    "sample_posterior_predictive": "posterior predictive",
+    "sample_smc": "SMC",
+    "find_MAP": "find_MAP",
+    "fit": "fit",
+}
 
-app = typer.Typer(
-    name="cloudcache",
-    help="Inspect and maintain a cloudcache cache (a local directory or an fsspec URL).",
-    no_args_is_help=True,
-    add_completion=False,
+
+class Problem(click.ClickException):
+    """Something the user should know about that is not a usage error: exit code 1."""
+
+    exit_code = EXIT_PROBLEMS
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(printable(f"cloudcache: {self.message}"), err=True)
+
+
+class CacheGroup(click.Group):
+    """The command group: a store that cannot be listed or read is a one-line problem."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as error:
+            raise Problem(str(error)) from None
+
+
+@click.group(
+    "cloudcache",
+    cls=CacheGroup,
+    invoke_without_command=True,  # a bare `cloudcache` prints the help (exit code 0)
+    subcommand_metavar="COMMAND [ARGS]...",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
+@click.version_option(package_name="cloudcache", prog_name="cloudcache", default=False)
+@click.pass_context
+def app(context: click.Context) -> None:
+    """Inspect and maintain a cloudcache cache: a local directory or an fsspec URL
+    (s3://bucket/prefix, gs://..., memory://...).
 
-CacheOption = Annotated[
-    str | None,
-    typer.Option(
-        "--cache",
-        "-c",
-        help="Cache directory or fsspec URL. Default: $CLOUDCACHE_DIR, else ./.cloudcache",
-        show_default=False,
-    ),
-]
-StorageOptions = Annotated[
-    list[str] | None,
-    typer.Option(
+    Every command takes --cache/-c (default: $CLOUDCACHE_DIR, else ./.cloudcache) and
+    --option/-o KEY=VALUE (an fsspec storage option). Exit codes: 0 success, 1 problems
+    found or nothing matched, 2 usage error.
+    """
+    if context.invoked_subcommand is None:  # a bare `cloudcache`: the help, exit code 0
+        click.echo(context.get_help())
+
+
+def cache_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--cache/-c`` and ``--option/-o`` (repeatable), passed as ``cache`` and ``options``."""
+    command = click.option(
         "--option",
         "-o",
-        help="fsspec storage option KEY=VALUE (VALUE may be JSON); repeatable.",
-        show_default=False,
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+        "options",
+        multiple=True,
+        default=None,
+        metavar="KEY=VALUE",
+        help="fsspec storage option (VALUE may be JSON); repeatable.",
+    )(command)
+    return click.option(
+        "--cache",
+        "-c",
+        metavar="DIR|URL",
+        default=None,
+        help="Cache directory or fsspec URL. Default: $CLOUDCACHE_DIR, else ./.cloudcache.",
+    )(command)
 
 
-def _out() -> Console:
-    # Wide when piped, so key prefixes and paths are never cut.
-    return Console(width=None if sys.stdout.isatty() else 1000, highlight=False, soft_wrap=False)
+json_flag = click.option(
+    "--json", "as_json", is_flag=True, default=False, help="Print JSON for scripts."
+)
+dry_run_flag = click.option(
+    "--dry-run", "-n", is_flag=True, default=False, help="Only say what would happen."
+)
+model_option = click.option(
+    "--model", metavar="NAME", default=None, help="Only this model (its folder name)."
+)
 
 
-def _err(message: str) -> None:
-    typer.echo(printable(message), err=True)
+def _echo(message: str, *, err: bool = False) -> None:
+    click.echo(printable(message), err=err)
 
 
-def _echo(message: str) -> None:
-    typer.echo(printable(message))
-
-
-Params = ParamSpec("Params")
-Result = TypeVar("Result")
-
-
-def _store_errors_exit_1(
-    command: Callable[Params, Result],
-) -> Callable[Params, Result]:
-    """A cache that cannot be listed or read (dead endpoint, permissions): a message, exit 1."""
-
-    @functools.wraps(command)
-    def guarded(*args: Params.args, **kwargs: Params.kwargs) -> Result:
-        try:
-            return command(*args, **kwargs)
-        except StoreError as error:
-            _err(f"cloudcache: {error}")
-            raise typer.Exit(EXIT_PROBLEMS) from None
-
-    return guarded
-
-
-def _storage_options(items: list[str] | None) -> dict[str, Any]:
+def _storage_options(items: tuple[str, ...], hint: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for item in items or []:
+    for item in items:
         name, sep, raw = item.partition("=")
         if not sep or not name:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=hint)
         try:
             options[name] = json.loads(raw)
         except ValueError:
@@ -113,17 +137,36 @@ def _storage_options(items: list[str] | None) -> dict[str, Any]:
     return options
 
 
-def _catalog(cache: str | None, options: list[str] | None, hint: str = "--cache") -> Catalog:
+def _catalog(
+    cache: str | None,
+    options: tuple[str, ...],
+    hint: str = "--cache",
+    option_hint: str = "--option",
+    *,
+    must_exist: bool = True,
+) -> Catalog:
+    """The catalog of ``cache``; a local cache that does not exist is a problem (exit 1).
+
+    Object stores have no folders to be missing: an empty prefix lists no entries.
+    """
+    from cloudcache.stores.maintenance.catalog import Catalog
+    from cloudcache.stores.resolve import default_directory
+
     location = cache if cache else os.fspath(default_directory())
+    storage_options = _storage_options(options, option_hint)
     try:
-        return Catalog(location, _storage_options(options))
+        catalog = Catalog(location, storage_options)
     except (ImportError, ValueError, TypeError) as error:
-        raise typer.BadParameter(f"cannot open {location!r}: {error}", param_hint=hint) from error
+        raise click.BadParameter(f"cannot open {location!r}: {error}", param_hint=hint) from error
+    if must_exist and catalog.is_local and not os.path.isdir(catalog.root):
+        what = "is not a directory" if os.path.lexists(catalog.root) else "does not exist"
+        raise Problem(f"no cache at {catalog.location}: it {what}")
+    return catalog
 
 
 def _check_prefix(prefix: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]+", prefix) or len(prefix) < MIN_PREFIX_LENGTH:
-        raise typer.BadParameter(
+        raise click.BadParameter(
             f"{prefix!r} is not a key prefix (at least {MIN_PREFIX_LENGTH} hex digits, "
             "as `cloudcache ls` shows)",
             param_hint="KEY_PREFIX",
@@ -134,64 +177,82 @@ def _check_prefix(prefix: str) -> str:
 def _one_entry(catalog: Catalog, prefix: str) -> CatalogEntry:
     matches = catalog.find(_check_prefix(prefix))
     if not matches:
-        _err(f"no entry with key prefix {prefix!r} in {catalog.location}")
-        raise typer.Exit(EXIT_PROBLEMS)
+        raise Problem(f"no entry with key prefix {prefix!r} in {catalog.location}")
     if len(matches) > 1:
         names = ", ".join(entry.relative_path for entry in matches)
-        _err(f"key prefix {prefix!r} is ambiguous: {names}; type more digits")
-        raise typer.Exit(EXIT_PROBLEMS)
+        raise Problem(f"key prefix {prefix!r} is ambiguous: {names}; type more digits")
     return matches[0]
 
 
-def _saved(entry: CatalogEntry) -> str:
-    seconds = entry.metadata.get("sampling_seconds")
+# -- how entries look -------------------------------------------------------------------
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return printable(value, 12)
+
+
+def _kind(meta: dict[str, Any]) -> str:
+    kind = meta.get("kind", "sample")  # entries written before predictive calls were cached
+    return KIND_NAMES.get(kind, printable(kind, 30)) if isinstance(kind, str) else "?"
+
+
+def _shape(meta: dict[str, Any], label: str) -> str:
+    """``draws/tune/chains``, ``-`` where a call has none (a predictive call has no tune); the
+    entry's label where it has none of them (``fit_advi_n10000``, ``smc_draws2000_chains4``)."""
+    values = [meta.get(name) for name in ("draws", "tune", "chains")]
+    if all(value is None for value in values):
+        return label
+    return "/".join(_number(value) for value in values)
+
+
+def _saved(meta: dict[str, Any]) -> str:
+    from cloudcache.ui.announce import format_seconds
+
+    seconds = meta.get("sampling_seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return "?"
     return format_seconds(float(seconds)) if math.isfinite(seconds) and seconds >= 0 else "?"
 
 
-def _created(entry: CatalogEntry) -> str:
-    created = entry.metadata.get("created")
+def _created(meta: dict[str, Any]) -> str:
+    from cloudcache.ui.announce import format_age
+
+    created = meta.get("created")
     if not isinstance(created, str) or not created:
         return "?"
     return f"{created[:19].replace('T', ' ')} ({format_age(created)} ago)"
 
 
-def _row(entry: CatalogEntry) -> list[Text]:
+LS_COLUMNS = ("model", "kind", "draws/tune/chains", "backend", "created", "size", "saves", "key")
+
+
+def _row(entry: CatalogEntry) -> list[str]:
     """One ``ls`` row as plain text; an entry whose metadata cannot be shown is damaged."""
     if not entry.error:
         try:
             meta = entry.metadata
-            shape = (
-                f"{meta.get('draws')}/{meta.get('tune')}/{meta.get('chains')}"
-                if meta
-                else entry.label
-            )
             cells = [
                 meta.get("model", entry.slug),
-                shape,
+                _kind(meta),
+                _shape(meta, entry.label),
                 meta.get("backend", "?"),
-                _created(entry),
+                _created(meta),
                 format_size(entry.size),
-                _saved(entry),
+                _saved(meta),
                 entry.prefix,
             ]
-            return [Text(printable(cell, 80)) for cell in cells]
+            return [printable(cell, 80) for cell in cells]
         except Exception as error:  # any metadata shape or value: list the entry as damaged
             entry.damaged(f"metadata cannot be shown ({type(error).__name__}: {error})")
-    problem = Text(printable(entry.error, 100), style="red")
-    cells = [entry.slug, entry.label, "?", "", format_size(entry.size), "?", entry.prefix]
-    row = [Text(printable(cell, 80)) for cell in cells]
-    row[3] = problem
-    return row
-
-
-def _json_text(value: Any, *, sort_keys: bool = False) -> str:
-    """Strict JSON (non-finite numbers and odd values as text), control characters escaped."""
-    return json.dumps(_plain_json(value), indent=2, sort_keys=sort_keys, allow_nan=False)
+    cells = [entry.slug, "?", entry.label, "?", entry.status.upper(), format_size(entry.size)]
+    return [printable(cell, 80) for cell in cells] + ["?", entry.prefix]
 
 
 def _plain_json(value: Any) -> Any:
+    if value is None or type(value) in (str, int, bool):
+        return value
     if isinstance(value, dict):
         return {str(name): _plain_json(item) for name, item in value.items()}
     if isinstance(value, list | tuple):
@@ -201,6 +262,11 @@ def _plain_json(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return printable(value)
+
+
+def _json_text(value: Any, *, sort_keys: bool = False) -> str:
+    """Strict JSON (non-finite numbers and odd values as text), control characters escaped."""
+    return json.dumps(_plain_json(value), indent=2, sort_keys=sort_keys, allow_nan=False)
 
 
 def _json_row(entry: CatalogEntry) -> dict[str, Any]:
@@ -221,69 +287,73 @@ def _json_row(entry: CatalogEntry) -> dict[str, Any]:
         }
 
 
+def _entries_in(count: int, location: str) -> str:
+    return f"{counted(count, 'entry', 'entries')} ({location})"
+
+
 # -- commands ---------------------------------------------------------------------------
-@app.command("ls")
-@_store_errors_exit_1
+@app.command("ls", short_help="List the entries: model, kind, draws, backend, age, size, key.")
+@cache_options
+@model_option
+@json_flag
 def list_entries(
-    cache: CacheOption = None,
-    option: StorageOptions = None,
-    model: Annotated[str | None, typer.Option(help="Only this model (its folder name).")] = None,
-    as_json: JsonFlag = False,
+    cache: str | None, options: tuple[str, ...], model: str | None, as_json: bool
 ) -> None:
-    """List entries: model, draws/tune/chains, backend, created, size, time saved, key."""
-    catalog = _catalog(cache, option)
+    """List the entries: model, kind (sample, prior or posterior predictive),
+    draws/tune/chains ("-" where a call has none), backend, created, size, the sampling
+    time a hit saves, and the key prefix that show, rm and why take.
+
+    Reads only each entry's root attributes (key and metadata), never its arrays.
+    """
+    catalog = _catalog(cache, options)
     entries = catalog.entries(slug=model)
     if as_json:
-        typer.echo(_json_text([_json_row(entry) for entry in entries]))
+        rows = [_json_row(entry) for entry in entries]  # one object a line: C-encoded, fast
+        lines = ",\n".join(json.dumps(row, allow_nan=False) for row in rows)
+        click.echo(f"[\n{lines}\n]" if rows else "[]")
         return
     if not entries:
-        _err(f"no entries in {catalog.location}")
+        _echo(f"no entries in {catalog.location}", err=True)
         return
-    title = Text(printable(f"{catalog.location}: {len(entries)} entries"))
-    table = Table(title=title, title_justify="left")
-    for column in ("model", "draws/tune/chains", "backend", "created", "size", "saves", "key"):
-        table.add_column(column, no_wrap=True, justify="right" if column == "size" else "left")
+    table = Table(LS_COLUMNS, right=frozenset({"size"}))
     for entry in entries:
-        table.add_row(*_row(entry))
-    total = sum(entry.size for entry in entries)
-    damaged = sum(1 for entry in entries if entry.error)
-    table.caption = f"total {format_size(total)}" + (f"; {damaged} damaged" if damaged else "")
-    _out().print(table)
+        table.add_row(_row(entry))
+    damaged = [entry for entry in entries if entry.error]
+    total = format_size(sum(entry.size for entry in entries))
+    lines = [f"{catalog.location}: {counted(len(entries), 'entry', 'entries')}, {total}"]
+    lines += table.lines()
+    if damaged:
+        lines.append(f"{len(damaged)} damaged or unreadable:")
+        lines += [f"  {entry.prefix}  {entry.relative_path}: {entry.error}" for entry in damaged]
+    click.echo("\n".join(printable(line) for line in lines))
 
 
-@app.command()
-@_store_errors_exit_1
-def show(
-    key_prefix: Annotated[
-        str, typer.Argument(metavar="KEY_PREFIX", help="Key prefix of the entry (from `ls`).")
-    ],
-    cache: CacheOption = None,
-    option: StorageOptions = None,
-) -> None:
-    """Print the full metadata record of one entry as JSON."""
-    catalog = _catalog(cache, option)
+@app.command(short_help="Print one entry's full metadata record as JSON.")
+@click.argument("key_prefix", metavar="KEY_PREFIX")
+@cache_options
+def show(key_prefix: str, cache: str | None, options: tuple[str, ...]) -> None:
+    """Print the full metadata record of the entry KEY_PREFIX names (at least 4 hex digits
+    of the key `ls` shows) as JSON: key and its components, sampler arguments, backend,
+    device, library versions, created, sampling seconds, checksums.
+    """
+    catalog = _catalog(cache, options)
     entry = _one_entry(catalog, key_prefix)
     catalog.read_metadata([entry])
     if entry.error:
-        _err(f"{catalog.url(entry.path)}: {entry.error}")
-        raise typer.Exit(EXIT_PROBLEMS)
+        raise Problem(f"{catalog.url(entry.path)}: {entry.error}")
     record = {"path": catalog.url(entry.path), "size": entry.size, **entry.metadata}
-    typer.echo(_json_text(record, sort_keys=True))
+    click.echo(_json_text(record, sort_keys=True))
 
 
-@app.command()
-@_store_errors_exit_1
-def rm(
-    key_prefixes: Annotated[
-        list[str],
-        typer.Argument(metavar="KEY_PREFIX...", help="Key prefixes of entries to remove."),
-    ],
-    cache: CacheOption = None,
-    option: StorageOptions = None,
-) -> None:
-    """Remove entries by key prefix (each prefix must name exactly one entry)."""
-    catalog = _catalog(cache, option)
+@app.command(short_help="Remove entries by key prefix.")
+@click.argument("key_prefixes", metavar="KEY_PREFIX...", nargs=-1, required=True)
+@cache_options
+def rm(key_prefixes: tuple[str, ...], cache: str | None, options: tuple[str, ...]) -> None:
+    """Remove the entries the key prefixes name; each prefix must name exactly one entry
+    (a prefix that names none or several removes nothing, and the exit code is 1).
+    """
     prefixes = [_check_prefix(prefix) for prefix in key_prefixes]
+    catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
     failed = False
     for prefix in prefixes:
@@ -293,70 +363,87 @@ def rm(
             matches = [entry for entry in matches if entry.key.startswith(prefix)]
         if len(matches) != 1:
             problem = "no entry" if not matches else f"{len(matches)} entries (ambiguous)"
-            _err(f"{prefix}: {problem} - nothing removed")
+            _echo(f"{prefix}: {problem}; nothing removed", err=True)
             failed = True
             continue
         catalog.remove(matches[0].path)
         _echo(f"removed {catalog.url(matches[0].path)}")
     if failed:
-        raise typer.Exit(EXIT_PROBLEMS)
+        raise click.exceptions.Exit(EXIT_PROBLEMS)
 
 
-@app.command()
-@_store_errors_exit_1
-def clear(
-    cache: CacheOption = None,
-    option: StorageOptions = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-) -> None:
-    """Remove every entry (and stray temp files) from the cache."""
-    catalog = _catalog(cache, option)
+@app.command(short_help="Remove every entry (asks first).")
+@cache_options
+@click.option("--yes", "-y", is_flag=True, default=False, help="Do not ask for confirmation.")
+def clear(cache: str | None, options: tuple[str, ...], yes: bool) -> None:
+    """Remove every entry, and temp files of interrupted writes, from the cache. Asks
+    first unless --yes; files not named like entries are left alone.
+    """
+    catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
     strays = catalog.stray_files()
     if not entries and not strays:
-        _err(f"no entries in {catalog.location}")
+        _echo(f"no entries in {catalog.location}", err=True)
         return
-    total = format_size(sum(entry.size for entry in entries))
-    question = f"Remove {len(entries)} entries ({total}) from {catalog.location}?"
-    if not yes and not typer.confirm(question, default=False):
-        _err("nothing removed")
-        raise typer.Exit(EXIT_PROBLEMS)
+    what = (
+        f"{counted(len(entries), 'entry', 'entries')} ({format_size(sum(e.size for e in entries))})"
+    )
+    if not yes and not click.confirm(printable(f"Remove {what} from {catalog.location}?")):
+        _echo("nothing removed", err=True)
+        raise click.exceptions.Exit(EXIT_PROBLEMS)
     for path in [entry.path for entry in entries] + [stray.path for stray in strays]:
         catalog.remove(path)
-    _echo(f"removed {len(entries)} entries ({total}) from {catalog.location}")
+    _echo(f"removed {what} from {catalog.location}")
 
 
-@app.command()
-@_store_errors_exit_1
+@app.command(short_help="Remove least recently used entries until every limit holds.")
+@cache_options
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    default=None,
+    help="Remove least recently used entries until the total is at most SIZE (5GB, 500MiB).",
+)
+@click.option(
+    "--older-than",
+    metavar="AGE",
+    default=None,
+    help="Remove entries not used for AGE (30d, 12h, 90min).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=0),
+    metavar="N",
+    default=None,
+    help="Keep at most N entries (the most recently used).",
+)
+@dry_run_flag
+@json_flag
 def prune(
-    cache: CacheOption = None,
-    option: StorageOptions = None,
-    max_size: Annotated[
-        str | None, typer.Option(help="Remove least recently used entries beyond this total.")
-    ] = None,
-    older_than: Annotated[
-        str | None, typer.Option(help="Remove entries not used for this long (30d, 12h, 90min).")
-    ] = None,
-    keep: Annotated[
-        int | None, typer.Option(min=0, help="Keep at most this many (most recently used).")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Only say what would go.")
-    ] = False,
-    as_json: JsonFlag = False,
+    cache: str | None,
+    options: tuple[str, ...],
+    max_size: str | None,
+    older_than: str | None,
+    keep: int | None,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
-    """Remove least recently used entries until every given limit holds."""
+    """Remove least recently used entries until every given limit holds. "Used" means
+    written or served as a hit; listing, showing or verifying an entry is not use.
+    """
     if max_size is None and older_than is None and keep is None:
-        raise typer.BadParameter("give at least one of --max-size, --older-than, --keep")
+        raise click.UsageError("give at least one of --max-size, --older-than, --keep")
     try:
         size_limit = parse_size(max_size) if max_size is not None else None
     except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--max-size") from error
+        raise click.BadParameter(str(error), param_hint="--max-size") from error
     try:
         age_limit = parse_age(older_than) if older_than is not None else None
     except ValueError as error:
-        raise typer.BadParameter(str(error), param_hint="--older-than") from error
-    catalog = _catalog(cache, option)
+        raise click.BadParameter(str(error), param_hint="--older-than") from error
+    from cloudcache.stores.maintenance.pruning import last_use_clock, select_for_pruning
+
+    catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
     # Last use = the last session hit (the store's markers), else the write time: reading
     # (ls, show, verify, sync) never counts as use.
@@ -370,30 +457,31 @@ def prune(
         if not as_json:
             verb = "would remove" if dry_run else "removed"
             _echo(f"{verb} {catalog.url(entry.path)} ({format_size(entry.size)})")
-    freed = format_size(sum(entry.size for entry in doomed))
     if as_json:
         rows = [{"path": catalog.url(e.path), "size": e.size} for e in doomed]
-        typer.echo(_json_text({"dry_run": dry_run, "removed": rows}))
-    else:
-        _err(f"{'would free' if dry_run else 'freed'} {freed} ({len(doomed)} entries)")
+        click.echo(_json_text({"dry_run": dry_run, "removed": rows}))
+        return
+    freed = format_size(sum(entry.size for entry in doomed))
+    verb = "would free" if dry_run else "freed"
+    _echo(f"{verb} {freed} ({counted(len(doomed), 'entry', 'entries')})", err=True)
 
 
-@app.command()
-@_store_errors_exit_1
-def verify(
-    cache: CacheOption = None,
-    option: StorageOptions = None,
-    fix: Annotated[
-        bool, typer.Option("--fix", help="Remove broken entries and stale temp files.")
-    ] = False,
-    as_json: JsonFlag = False,
-) -> None:
-    """Open every entry, check its stored key and checksum; report (and --fix) broken ones."""
-    catalog = _catalog(cache, option)
+@app.command(short_help="Load every entry and check its key and checksums.")
+@cache_options
+@click.option(
+    "--fix", is_flag=True, default=False, help="Remove damaged entries and stale temp files."
+)
+@json_flag
+def verify(cache: str | None, options: tuple[str, ...], fix: bool, as_json: bool) -> None:
+    """Load every entry as a hit would and check its stored key and checksums. --fix
+    removes damaged entries and temp files of interrupted writes older than a minute,
+    never an entry this user merely cannot read (reported as UNREADABLE and kept).
+    Object-store entries are fetched and checked concurrently.
+    """
+    catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
     problems: list[tuple[str, str, bool]] = []  # path, problem, may be removed
-    for entry in entries:
-        verdict = catalog.check(entry)
+    for entry, verdict in zip(entries, catalog.check_all(entries), strict=True):
         if verdict.status != "ok":
             problems.append((entry.path, verdict.problem, verdict.removable))
     now = time.time()
@@ -406,43 +494,64 @@ def verify(
             try:
                 catalog.remove(path)
                 removed.add(path)
-            except OSError as error:
-                _err(f"cannot remove {catalog.url(path)}: {error}")
+            except (OSError, StoreError) as error:
+                _echo(f"cannot remove {catalog.url(path)}: {error}", err=True)
     if as_json:
         rows = [
             {"path": catalog.url(path), "problem": why, "removed": path in removed}
             for path, why, _ in problems
         ]
-        typer.echo(_json_text({"checked": len(entries), "problems": rows}))
+        click.echo(_json_text({"checked": len(entries), "problems": rows}))
     else:
         for path, why, removable in problems:
             verb = "removed" if path in removed else "BROKEN" if removable else "UNREADABLE"
             kept = " (kept: not readable by this user, not damaged)" if not removable else ""
             _echo(f"{verb} {catalog.url(path)}: {why}{kept}")
-        _err(f"checked {len(entries)} entries: {len(problems)} problems")
+        checked = counted(len(entries), "entry", "entries")
+        found = counted(len(problems), "problem") if problems else "no problems"
+        fixed = f", {len(removed)} removed" if removed else ""
+        _echo(f"checked {checked} in {catalog.location}: {found}{fixed}", err=True)
     if len(removed) < len(problems):
-        raise typer.Exit(EXIT_PROBLEMS)
+        raise click.exceptions.Exit(EXIT_PROBLEMS)
 
 
-@app.command()
-@_store_errors_exit_1
+@app.command(short_help="Copy the entries DESTINATION lacks from SOURCE, checking each.")
+@click.argument("source", metavar="SOURCE")
+@click.argument("destination", metavar="DESTINATION")
+@click.option(
+    "--source-option",
+    "source_options",
+    multiple=True,
+    default=None,
+    metavar="KEY=VALUE",
+    help="fsspec storage option for SOURCE; repeatable.",
+)
+@click.option(
+    "--destination-option",
+    "destination_options",
+    multiple=True,
+    default=None,
+    metavar="KEY=VALUE",
+    help="fsspec storage option for DESTINATION; repeatable.",
+)
+@model_option
+@dry_run_flag
 def sync(
-    source: Annotated[str, typer.Argument(help="Cache to copy from (directory or URL).")],
-    destination: Annotated[str, typer.Argument(help="Cache to copy to (directory or URL).")],
-    source_option: Annotated[
-        list[str] | None, typer.Option(help="fsspec option KEY=VALUE for SOURCE; repeatable.")
-    ] = None,
-    destination_option: Annotated[
-        list[str] | None, typer.Option(help="fsspec option KEY=VALUE for DESTINATION.")
-    ] = None,
-    model: Annotated[str | None, typer.Option(help="Only this model (its folder name).")] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Only say what would go.")
-    ] = False,
+    source: str,
+    destination: str,
+    source_options: tuple[str, ...],
+    destination_options: tuple[str, ...],
+    model: str | None,
+    dry_run: bool,
 ) -> None:
-    """Copy the entries DESTINATION lacks from SOURCE, verifying each one on the way."""
-    src = _catalog(source, source_option, hint="SOURCE")
-    dst = _catalog(destination, destination_option, hint="DESTINATION")
+    """Copy the entries DESTINATION lacks from SOURCE (each a directory or fsspec URL),
+    loading and checking each one before it is written; broken ones are skipped and
+    reported (exit code 1). DESTINATION is created when it does not exist.
+    """
+    src = _catalog(source, source_options, "SOURCE", "--source-option")
+    dst = _catalog(
+        destination, destination_options, "DESTINATION", "--destination-option", must_exist=False
+    )
     missing = [
         e for e in src.entries(slug=model, with_metadata=False) if not dst.has(e.relative_path)
     ]
@@ -453,20 +562,21 @@ def sync(
             continue
         problem = _copy(src, dst, entry)
         if problem:
-            _err(f"skipped {src.url(entry.path)}: {problem}")
+            _echo(f"skipped {src.url(entry.path)}: {problem}", err=True)
             broken += 1
             continue
         copied += 1
         _echo(f"copied {entry.relative_path} ({format_size(entry.size)})")
     verb = "would copy" if dry_run else "copied"
-    count = len(missing) if dry_run else copied
-    _err(f"{verb} {count} entries from {src.location} to {dst.location}; {broken} broken skipped")
+    count = counted(len(missing) if dry_run else copied, "entry", "entries")
+    skipped = f"; skipped {counted(broken, 'broken entry', 'broken entries')}" if broken else ""
+    _echo(f"{verb} {count} from {src.location} to {dst.location}{skipped}", err=True)
     if broken:
-        raise typer.Exit(EXIT_PROBLEMS)
+        raise click.exceptions.Exit(EXIT_PROBLEMS)
 
 
 def _copy(src: Catalog, dst: Catalog, entry: CatalogEntry) -> str:
-    """Copy one verified entry; return the problem that stopped it, or ``""``."""
+    """Copy one checked entry; return the problem that stopped it, or ``""``."""
     if entry.status != "ok":
         return entry.error
     try:
@@ -483,34 +593,38 @@ def _copy(src: Catalog, dst: Catalog, entry: CatalogEntry) -> str:
     return ""
 
 
-@app.command()
-@_store_errors_exit_1
-def why(
-    key_prefix: Annotated[
-        str, typer.Argument(metavar="KEY_PREFIX", help="Key prefix of the entry that was sampled.")
-    ],
-    cache: CacheOption = None,
-    option: StorageOptions = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Why was this entry sampled? Compare it with the nearest other entry of its model."""
-    catalog = _catalog(cache, option)
+@app.command(short_help="Why was this entry sampled? Compare it with its nearest neighbour.")
+@click.argument("key_prefix", metavar="KEY_PREFIX")
+@cache_options
+@json_flag
+def why(key_prefix: str, cache: str | None, options: tuple[str, ...], as_json: bool) -> None:
+    """Why was the entry KEY_PREFIX names sampled? Compares it with the nearest other entry
+    of its model and names the key components that differ.
+    """
+    from cloudcache.ui.explain import explain_stored
+
+    catalog = _catalog(cache, options)
     entry = _one_entry(catalog, key_prefix)
     result = explain_stored(catalog, entry)
     if entry.error:
-        _err(f"{catalog.url(entry.path)}: {entry.error}")
-        raise typer.Exit(EXIT_PROBLEMS)
+        raise Problem(f"{catalog.url(entry.path)}: {entry.error}")
     if as_json:
-        typer.echo(_json_text(result.as_dict()))
+        click.echo(_json_text(result.as_dict()))
     else:
         for line in result.text().splitlines():
             _echo(line)
 
 
+def _clean_help(group: click.Group) -> None:
+    """Docstrings as help without their source indentation (for ``--help`` and the docs)."""
+    for command in [group, *group.commands.values()]:
+        if command.help:
+            command.help = inspect.cleandoc(command.help)
+
+
+_clean_help(app)
+
+
 def main() -> None:
     """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+    app(prog_name="cloudcache")

@@ -1,4 +1,4 @@
-"""Sizes, ages and untrusted text as people type and read them: ``5GB``, ``30d``, ``\\x1b``."""
+"""Sizes, ages, counts and untrusted text as people type and read them: ``5GB``, ``1 entry``."""
 
 from __future__ import annotations
 
@@ -92,3 +92,9 @@ def _safe_str(value: object) -> str:
         return str(value)
     except Exception as error:  # a hostile __str__ must not break a listing
         return f"<unprintable {type(value).__name__}: {type(error).__name__}>"
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``counted(1, "entry", "entries")`` -> ``"1 entry"``; ``counted(2, "problem")`` ->
+    ``"2 problems"`` (the plural defaults to the singular plus ``s``)."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"

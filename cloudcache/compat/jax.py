@@ -1,11 +1,18 @@
 """JAX internals cloudcache relies on, each behind a named function (``tests/test_compat.py``).
 
-Both are about JAX's process-wide state: whether its backends exist yet (after that, the number
-of CPU devices is fixed), and putting its persistent compilation cache back to the state it
-starts in (it is then set up again from the current settings at the next compilation).
+All are about JAX's process-wide state: whether its backends exist yet (after that, the number
+of CPU devices is fixed), whether they were started by the parent of a fork child (where they
+cannot run), and putting its persistent compilation cache back to the state it starts in (it is
+then set up again from the current settings at the next compilation).
 """
 
 from __future__ import annotations
+
+import sys
+
+from cloudcache.util.forks import after_fork_in_child
+
+_started_before_fork = False
 
 
 def backends_initialized() -> bool:
@@ -24,3 +31,31 @@ def reset_compilation_cache() -> None:
     from jax.experimental.compilation_cache import compilation_cache
 
     compilation_cache.reset_cache()
+
+
+def started_before_fork() -> bool:
+    """Whether this process was forked from one whose JAX backends had started.
+
+    Their thread pools stay in the parent, so every JAX computation in the child waits forever
+    (for a process that imported cloudcache before it forked; the check reads no JAX state).
+    """
+    return _started_before_fork
+
+
+def _backends_started_if_imported() -> bool:
+    # In a fork child: read the inherited state without importing anything.
+    xla_bridge = sys.modules.get("jax._src.xla_bridge")
+    if xla_bridge is None:
+        return False
+    try:
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # an unknown JAX: assume the worst, JAX is not used in this child
+        return True
+
+
+def _note_fork_in_child() -> None:
+    global _started_before_fork
+    _started_before_fork = _started_before_fork or _backends_started_if_imported()
+
+
+after_fork_in_child(_note_fork_in_child)

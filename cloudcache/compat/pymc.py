@@ -42,6 +42,15 @@ PREDICTIVE_RENAMED_ARGUMENTS: dict[str, str] = {"samples": "draws"} if PYMC_MAJO
 #: means that one name (PyMC 6). PyMC 5 iterates it, so it names its characters.
 ONE_STRING_IS_ONE_NAME: bool = PYMC_MAJOR >= 6
 
+#: Whether ``sample_posterior_predictive`` resamples a trace's random variable downstream of
+#: data that changed since sampling (PyMC 5). PyMC 6 keeps every random variable of the trace
+#: not named in ``sample_vars``, and recomputes only deterministics.
+TRACE_RVS_FOLLOW_DATA: bool = PYMC_MAJOR < 6
+
+#: Whether ``sample_posterior_predictive`` drops repeated ``var_names``/``sample_vars`` (keeping
+#: the first) and outputs ``sample_vars`` when ``var_names`` is not given (PyMC 6).
+PREDICTIVE_NAMES_DEDUPLICATED: bool = PYMC_MAJOR >= 6
+
 #: The trace type ``sample_posterior_predictive`` reads groups from (and extends in place).
 TRACE_TREE_NAME: str = "InferenceData" if RETURNS_INFERENCEDATA else "DataTree"
 
@@ -102,6 +111,38 @@ def as_pymc_result(tree: Any) -> Any:
         groups = {name: node.to_dataset(inherit=False) for name, node in tree.children.items()}
         return InferenceData(attrs=dict(tree.attrs), **groups)
     return tree
+
+
+def default_prior_outputs(model: Any) -> tuple[str, ...]:
+    """What ``sample_prior_predictive`` samples without ``var_names``, as its sorted names.
+
+    Every basic random variable and deterministic (PyMC 5 and 6 alike); a ``var_names`` given
+    is read as a set too, so this is the key form of both.
+    """
+    return tuple(sorted({str(v.name) for v in (*model.basic_RVs, *model.deterministics)}))
+
+
+def default_predictive_outputs(model: Any, observed_names: list[str]) -> tuple[str, ...] | None:
+    """The outputs PyMC 6's ``sample_posterior_predictive`` picks with neither ``var_names``
+    nor ``sample_vars``, in its order; ``None`` on PyMC 5 (its default is keyed as given).
+
+    ``observed_names``: the names in the trace's ``observed_data`` group, in order.
+    The observed random variables, the names of the trace's ``observed_data`` that are other
+    model variables, then the deterministics that depend on any of them.
+    """
+    if PYMC_MAJOR < 6:
+        return None
+    from pymc.sampling.forward import observed_dependent_deterministics
+
+    outputs = list(model.observed_RVs)
+    extra = []
+    for name in observed_names:
+        if name in model and model[name] not in outputs:
+            outputs.append(model[name])
+            extra.append(model[name])
+    known = set(outputs)
+    outputs += [d for d in observed_dependent_deterministics(model, extra) if d not in known]
+    return tuple(dict.fromkeys(str(variable.name) for variable in outputs))
 
 
 def is_inferencedata(value: Any) -> bool:

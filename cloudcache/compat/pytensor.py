@@ -16,6 +16,12 @@ inheritance check gives the same answers (``tests/test_compat.py`` checks that i
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
+import shutil
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import pytensor
@@ -62,6 +68,29 @@ def reduction_settings(op: Op) -> dict[str, Any]:
 def reduction_initial(op: Op, dtype: Any) -> Any:
     """The value a ``Max``/``Min`` ``op`` gives over empty axes (``None``: an error, as 2.x)."""
     return op.initial_value(dtype) if PYTENSOR_MAJOR >= 3 else None
+
+
+@functools.cache
+def _process_source_dir() -> str:
+    """One folder for this process's generated source, removed when the process exits."""
+    folder = tempfile.mkdtemp(prefix="cloudcache-pytensor-src-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+@contextlib.contextmanager
+def generated_source_in_process_folder() -> Iterator[None]:
+    """Keep the Python source PyTensor generates (its JAX linker) in one folder of this process.
+
+    Without ``generated_src_dir`` PyTensor writes each generated function to a new file in the
+    temp folder and never removes it. PyTensor 3 has the option; PyTensor 2 has not (its files
+    stay in the temp folder).
+    """
+    if not hasattr(pytensor.config, "generated_src_dir") or pytensor.config.generated_src_dir:
+        yield  # PyTensor 2, or the user chose a folder
+        return
+    with pytensor.config.change_flags(generated_src_dir=_process_source_dir()):
+        yield
 
 
 def is_instance(obj: Any, *classes: type) -> bool:

@@ -1,15 +1,19 @@
 """Sample a miss on a Dask cluster (for example a GPU box) and bring the result back.
 
-Before submitting, the workers that could run the task are checked: one must offer the
-requested resource (``GPU`` for ``device="gpu"``) and its cloudcache/PyMC/PyTensor/JAX/NumPyro
-versions must equal the caller's. The model and the normalised request travel as cloudpickle
-(workers are the user's own trusted machines); the result comes back as NetCDF bytes. Progress
-arrives as Dask events and is printed like a local run. The cache write stays with the caller.
+Before submitting, one worker is chosen among those that offer the requested resource (``GPU``
+for ``device="gpu"``), the least busy, and its versions of cloudcache, PyMC, PyTensor, JAX,
+jaxlib, NumPyro and of every library the backend's key names (nutpie and numba for nutpie) must
+equal the caller's. The task runs on that worker only, so its death is seen at once. The model
+and the normalised request travel as cloudpickle (workers are the user's own trusted machines);
+the result comes back as NetCDF bytes. Progress arrives as Dask events and is printed like a
+local run. The cache write stays with the caller.
 
-Deadlines: connecting to a scheduler given by address (TCP connect *and* the Dask handshake)
-takes at most :func:`connect_deadline` seconds; a run whose worker neither heartbeats to the
-scheduler nor sends a progress event for ``stall_timeout`` seconds is abandoned with
-:class:`WorkerStalled`; ``timeout=`` bounds the whole run.
+Deadlines: connecting to a scheduler given by address (TCP connect, the Dask handshake and the
+client's registration) takes at most :func:`connect_deadline` seconds in all, and a refused
+port is reported at once; the chosen worker's disappearance from the scheduler (killed, out of
+memory, restarted) is seen within :data:`POLL_INTERVAL`; a worker that neither heartbeats to
+the scheduler nor sends a progress event for ``stall_timeout`` seconds is abandoned with
+:class:`WorkerStalled`, whatever ``timeout=`` is; ``timeout=`` bounds the whole run.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import threading
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -33,11 +37,13 @@ from cloudcache.errors import (
     WorkerVersionMismatch,
 )
 from cloudcache.executors.remote_task import (
+    CHECKED_PACKAGES,
     installed_versions,
     sample_on_worker,
     tree_from_bytes,
 )
 from cloudcache.ui.announce import announce, format_seconds
+from cloudcache.util.forks import ForkSafeLock, after_fork_in_child
 from cloudcache.util.validation import check_timeout
 
 if TYPE_CHECKING:
@@ -47,13 +53,14 @@ if TYPE_CHECKING:
     from cloudcache.backends.base import Backend
     from cloudcache.backends.request import SampleRequest
 
-#: Seconds allowed to connect to a scheduler given by address (TCP connect and Dask handshake)
-#: when ``timeout=`` is None or longer.
-CONNECT_TIMEOUT = 10.0
+#: Seconds allowed to connect to a scheduler given by address (TCP connect, Dask handshake and
+#: client registration, in all) when ``timeout=`` is None or longer.
+CONNECT_TIMEOUT = 5.0
 
-#: Seconds a run may go without any sign of life from its worker (scheduler heartbeat or
-#: progress event) before it is declared stalled.
-STALL_TIMEOUT = 30.0
+#: Seconds a run may go without any sign of life from its worker (scheduler heartbeat, every
+#: 0.5-2 s on clusters of up to 200 workers, or progress event) before it is declared stalled;
+#: also the deadline of every question asked of the cluster.
+STALL_TIMEOUT = 10.0
 
 #: Seconds allowed for cancelling a run and unsubscribing from its events (best effort).
 CLEANUP_SECONDS = 5.0
@@ -62,7 +69,18 @@ CLEANUP_SECONDS = 5.0
 POLL_INTERVAL = 0.5
 
 _clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
+_clients_lock = ForkSafeLock()
+#: Clients a fork child inherited: never used (their event-loop threads stayed in the parent),
+#: and kept alive so that no destructor waits on those threads.
+_inherited_clients: list[Any] = []
+
+
+def _forget_clients_in_child() -> None:
+    _inherited_clients.extend(_clients.values())
+    _clients.clear()
+
+
+after_fork_in_child(_forget_clients_in_child)
 
 
 def import_distributed() -> Any:
@@ -85,31 +103,33 @@ def connect_deadline(timeout: float | None) -> float:
 def shared_client(address: str, connect_timeout: float = CONNECT_TIMEOUT) -> Any:
     """One client per scheduler address for the whole process (connecting costs ~100 ms).
 
-    The scheduler must accept the connection and complete the Dask handshake within
-    ``connect_timeout`` seconds (distributed's own handshake read has no deadline, so a port
-    that accepts TCP and never speaks would block forever): :class:`SchedulerUnreachable`.
+    The scheduler must accept the connection, complete the Dask handshake and register the
+    client within ``connect_timeout`` seconds in all (distributed's own handshake read has no
+    deadline, so a port that accepts TCP and never speaks would block forever), else
+    :class:`SchedulerUnreachable`; a refused port is reported at once (distributed alone
+    retries it until its own timeout).
     """
     distributed = import_distributed()
     with _clients_lock:
         client = _clients.get(address)
         if client is not None and client.status == "running":
             return client
-        started = time.monotonic()
+        ends = time.monotonic() + connect_timeout
         probe_scheduler(address, connect_timeout)
-        remaining = max(connect_timeout - (time.monotonic() - started), 1.0)
+        remaining = ends - time.monotonic()
         try:
+            if remaining <= 0:
+                raise TimeoutError("the handshake took the whole deadline")
             client = within(
-                remaining + 1.0,
+                remaining,
                 SchedulerUnreachable,
-                f"executor={address!r}: connecting to the Dask scheduler",
+                f"executor={address!r}: registering with the Dask scheduler",
                 distributed.Client,
                 address,
                 timeout=remaining,
                 set_as_default=False,
             )
-        except SchedulerUnreachable:
-            raise
-        except (OSError, TimeoutError) as error:
+        except (OSError, TimeoutError) as error:  # SchedulerUnreachable is a TimeoutError too
             raise SchedulerUnreachable(
                 _unreachable_message(address, connect_timeout, error)
             ) from error
@@ -118,11 +138,21 @@ def shared_client(address: str, connect_timeout: float = CONNECT_TIMEOUT) -> Any
 
 
 def probe_scheduler(address: str, seconds: float) -> None:
-    """Connect to ``address`` and complete the Dask handshake within ``seconds``, or raise."""
+    """Open a TCP connection to ``address`` (refused: at once) and complete the Dask handshake,
+    both within ``seconds``, or raise :class:`SchedulerUnreachable`."""
     from distributed.comm import connect
 
+    ends = time.monotonic() + seconds
+    host_port = tcp_host_port(address)
+    if host_port is not None:
+        try:
+            socket.create_connection(host_port, timeout=seconds).close()
+        except OSError as error:
+            raise SchedulerUnreachable(_unreachable_message(address, seconds, error)) from error
+
     async def handshake() -> None:
-        comm = await asyncio.wait_for(connect(address, timeout=seconds), seconds)
+        left = max(ends - time.monotonic(), 0.01)
+        comm = await asyncio.wait_for(connect(address, timeout=left), left)
         await comm.close()
 
     # A fresh event loop in a helper thread: the caller may be inside a running loop (Jupyter).
@@ -131,6 +161,20 @@ def probe_scheduler(address: str, seconds: float) -> None:
             pool.submit(asyncio.run, handshake()).result()
         except (OSError, TimeoutError) as error:
             raise SchedulerUnreachable(_unreachable_message(address, seconds, error)) from error
+
+
+def tcp_host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``tcp://``/``tls://`` address (None for other transports)."""
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "tls"):
+            return None
+        host, port = parse_host_port(location)
+    except (ValueError, TypeError):
+        return None
+    return str(host), int(port)
 
 
 def _unreachable_message(address: str, seconds: float, error: BaseException) -> str:
@@ -147,9 +191,10 @@ class DaskExecutor:
 
     ``executor``: a scheduler address (``"tcp://gpu-box:8786"``) or a ``distributed.Client``.
     ``timeout``: seconds the whole remote run may take (None: no limit; a dead worker is still
-    reported at once); connecting takes at most :func:`connect_deadline` of it.
+    reported at once and a frozen one after ``stall_timeout``); connecting takes at most
+    :func:`connect_deadline` of it.
     ``stall_timeout``: seconds without a heartbeat or progress event from the worker before
-    the run is abandoned as stalled.
+    the run is abandoned as stalled (default :data:`STALL_TIMEOUT`).
     ``expected_versions``: versions the workers must have (default: the caller's own; tests
     pass other values to exercise the refusal).
     """
@@ -207,8 +252,9 @@ class DaskExecutor:
         deadline = math.inf if self.timeout is None else time.monotonic() + self.timeout
         resources = {"GPU": 1} if device == "gpu" else None
         workers = suitable_workers(client, resources, self.stall_timeout)
-        expected = self.expected_versions or installed_versions()
-        check_versions(client, workers, expected, self.stall_timeout)
+        worker = least_busy(client, workers, self.stall_timeout)
+        expected = self.expected_versions or installed_versions(*checked_libraries(backend))
+        identity = check_versions(client, [worker], expected, self.stall_timeout)
         payload = _pack(model, request)
         run_id = uuid.uuid4().hex
         topic = f"cloudcache-{run_id}"
@@ -224,12 +270,12 @@ class DaskExecutor:
             topic,
             key=f"cloudcache-sample-{run_id}",
             pure=False,
-            workers=workers,
+            workers=[worker],
             allow_other_workers=False,
             resources=resources,
         )
         try:
-            data = self._wait(client, future, workers, progress, deadline)
+            data = self._wait(client, future, worker, identity, progress, deadline)
         finally:
             with contextlib.suppress(Exception):  # best effort: the cluster may be hung
                 if not future.done():
@@ -247,10 +293,13 @@ class DaskExecutor:
         self,
         client: Any,
         future: Any,
-        workers: list[str],
+        worker: str,
+        identity: Any,
         progress: ProgressPrinter,
         deadline: float,
     ) -> bytes:
+        """The run's result; polls the scheduler every :data:`POLL_INTERVAL` for ``worker``
+        (gone or restarted: :class:`WorkerDied`; silent: :class:`WorkerStalled`)."""
         distributed = import_distributed()
         liveness = Liveness(self.stall_timeout)
         while True:
@@ -268,19 +317,15 @@ class DaskExecutor:
                 raise WorkerDied(_died_message(self._address, str(error))) from error
             if progress.starts > 1:
                 raise WorkerDied(_died_message(self._address, "the task was started again"))
-            alive = scheduler_workers(client, self.stall_timeout)
-            if progress.worker and progress.worker not in alive:
-                raise WorkerDied(_died_message(self._address, f"worker {progress.worker} is gone"))
-            if not set(workers) & set(alive):
-                raise WorkerDied(_died_message(self._address, "its worker left the cluster"))
-            watched = [progress.worker] if progress.worker else workers
-            liveness.observe(
-                [alive[worker].get("last_seen") for worker in watched if worker in alive],
-                progress.last_event,
-            )
+            info = scheduler_workers(client, self.stall_timeout).get(worker)
+            if info is None:
+                raise WorkerDied(_died_message(self._address, f"worker {worker} is gone"))
+            if identity is not None and incarnation(info) != identity:
+                raise WorkerDied(_died_message(self._address, f"worker {worker} was restarted"))
+            liveness.observe([info.get("last_seen")], progress.last_event)
             if liveness.stalled():
                 raise WorkerStalled(
-                    f"the Dask worker {progress.worker or ', '.join(workers)} on {self._address} "
+                    f"the Dask worker {worker} on {self._address} "
                     f"sent no heartbeat and no progress for {self.stall_timeout:g} s (frozen, "
                     "stopped or hung); the run was cancelled and nothing was cached"
                 )
@@ -380,17 +425,81 @@ def suitable_workers(
     return sorted(chosen)
 
 
+def checked_libraries(backend: Any) -> tuple[str, ...]:
+    """Every library whose version a worker must share: :data:`CHECKED_PACKAGES` and each one
+    the backend's key names (``Backend.libraries``: nutpie and numba for nutpie, jaxlib for
+    NumPyro)."""
+    return tuple(dict.fromkeys((*CHECKED_PACKAGES, *getattr(backend, "libraries", ()))))
+
+
+def least_busy(client: Any, workers: list[str], seconds: float = STALL_TIMEOUT) -> str:
+    """The one of ``workers`` with the fewest tasks in progress (ties: by address)."""
+    if len(workers) == 1:
+        return workers[0]
+    processing = within(
+        seconds,
+        SchedulerUnreachable,
+        f"asking the Dask scheduler at {client.scheduler.address} for its workers' tasks",
+        client.processing,
+        workers,
+    )
+    return min(workers, key=lambda worker: (len(processing.get(worker, ())), worker))
+
+
+def ask_workers(
+    client: Any,
+    workers: list[str],
+    seconds: float,
+    what: str,
+    function: Callable[..., Any],
+    *args: Any,
+) -> dict[str, Any]:
+    """``client.run(function, *args)`` on ``workers``, watching them while it waits.
+
+    A worker that leaves the scheduler meanwhile (killed: distributed would retry the refused
+    connection for its own 30 s) is :class:`WorkerDied` within :data:`POLL_INTERVAL`; no answer
+    in ``seconds`` is :class:`WorkerStalled`.
+    """
+    address = client.scheduler.address
+    ends = time.monotonic() + seconds
+    pool = ThreadPoolExecutor(1, thread_name_prefix="cloudcache-dask-run")
+    try:
+        future = pool.submit(client.run, function, *args, workers=workers)
+        while True:
+            try:
+                return future.result(timeout=max(min(POLL_INTERVAL, ends - time.monotonic()), 0))
+            except TimeoutError:
+                if future.done():
+                    raise  # the call itself raised TimeoutError
+            except OSError as error:  # the connection to a worker closed: it died
+                raise WorkerDied(_died_message(address, f"{what}: {error}")) from error
+            if time.monotonic() >= ends:
+                raise WorkerStalled(
+                    f"{what}: no answer within {seconds:g} s (a hung scheduler or a frozen "
+                    "worker?); nothing was cached"
+                )
+            alive = scheduler_workers(client, max(ends - time.monotonic(), POLL_INTERVAL))
+            gone = [worker for worker in workers if worker not in alive]
+            if gone:
+                raise WorkerDied(_died_message(address, f"worker {', '.join(gone)} is gone"))
+    finally:
+        pool.shutdown(wait=False)
+
+
 def check_versions(
     client: Any, workers: list[str], expected: dict[str, str], seconds: float = STALL_TIMEOUT
-) -> None:
-    """Refuse when any of ``workers`` has library versions other than ``expected``."""
-    found = within(
+) -> Any:
+    """Refuse when any of ``workers`` has library versions other than ``expected``.
+
+    Returns the first worker's :func:`incarnation` as it answered.
+    """
+    found = ask_workers(
+        client,
+        workers,
         seconds,
-        WorkerStalled,
         f"asking the Dask workers {', '.join(workers)} for their library versions",
-        client.run,
         installed_versions,
-        workers=workers,
+        *expected,
     )
     problems = []
     for worker, versions in sorted(found.items()):
@@ -404,6 +513,17 @@ def check_versions(
             "would not match the cache key: " + "; ".join(problems) + ". Install the same "
             "versions on the workers (or restart them after upgrading)."
         )
+    info = scheduler_workers(client, seconds).get(workers[0])
+    if info is None:
+        raise WorkerDied(_died_message(client.scheduler.address, f"worker {workers[0]} is gone"))
+    return incarnation(info)
+
+
+def incarnation(info: dict[str, Any]) -> tuple[Any, Any]:
+    """What tells one process of a worker from the next at the same address (a nanny restarts
+    a killed worker with a fixed ``--worker-port`` there): its name and its fresh scratch
+    directory, from the scheduler's worker table."""
+    return info.get("id"), info.get("local_directory")
 
 
 class ProgressPrinter:

@@ -21,8 +21,9 @@ from typing import Any
 
 from cloudcache.util.versions import installed_versions as versions_of
 
-#: Packages whose exact versions must match between the caller and a worker.
-CHECKED_PACKAGES: tuple[str, ...] = ("cloudcache", "pymc", "pytensor", "jax", "numpyro")
+#: Packages whose exact versions must match between the caller and a worker, whatever the
+#: backend; the executor adds every library the backend's key names (``Backend.libraries``).
+CHECKED_PACKAGES: tuple[str, ...] = ("cloudcache", "pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
 #: NetCDF engines for results, fastest first, with the module each needs (each engine reads
 #: the other's files).
@@ -32,9 +33,10 @@ ENGINES: dict[str, str] = {"netcdf4": "netCDF4", "h5netcdf": "h5netcdf"}
 PROGRESS_INTERVAL = 1.0
 
 
-def installed_versions() -> dict[str, str]:
-    """Exact versions of :data:`CHECKED_PACKAGES` here ("missing" when not installed)."""
-    return versions_of(*CHECKED_PACKAGES)
+def installed_versions(*packages: str) -> dict[str, str]:
+    """Exact versions of ``packages`` (default :data:`CHECKED_PACKAGES`) here ("missing" when
+    not installed)."""
+    return versions_of(*(packages or CHECKED_PACKAGES))
 
 
 @functools.cache

@@ -36,5 +36,21 @@ class Digest:
         if contiguous.nbytes:  # memoryview.cast refuses zero-size arrays
             self._hash.update(memoryview(contiguous).cast("B"))
 
+    def values(self, value: np.ndarray) -> None:
+        """Add an array read from a file or a tree: text (any string dtype) as text, else bytes.
+
+        Strings compare by text, so ``<U3``, ``object`` and ``|S3`` spellings of one
+        coordinate (which a NetCDF round trip may switch between) add the same tokens.
+        """
+        if value.dtype.kind in "OUS":
+            items = [
+                item.decode() if isinstance(item, bytes) else str(item)
+                for item in value.ravel().tolist()
+            ]
+            self.token("shape", ",".join(map(str, value.shape)))
+            self.token("text", "\x1f".join(items))
+            return
+        self.array(value)
+
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

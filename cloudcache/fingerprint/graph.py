@@ -22,7 +22,7 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.traversal import graph_inputs
 
 from cloudcache.compat.pytensor import is_instance
-from cloudcache.fingerprint.canonical import GraphEncoder
+from cloudcache.fingerprint.canonical import GraphEncoder, content_digest
 from cloudcache.fingerprint.digest import Digest
 
 
@@ -54,3 +54,27 @@ def graph_key(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> GraphK
     ids = GraphEncoder(digest, pinned=pinned).function_graph(list(inputs), list(outputs))
     digest.token("outputs", ",".join(map(str, ids)))
     return GraphKey(digest.hexdigest(), tuple(pinned))
+
+
+def variable_digests(variables: Sequence[Variable]) -> dict[str, str]:
+    """Each named variable's own definition, for explanations (never part of the key).
+
+    A variable's graph is walked down to the other ``variables`` it reads (entering by name,
+    so a change of a parent's prior changes the parent's digest only) and to its shared inputs
+    (by name and type: data values are the ``data`` component's business). Unnamed variables,
+    and graphs the encoder cannot walk, are left out.
+    """
+    digests: dict[str, str] = {}
+    for var in variables:
+        if not var.name:
+            continue
+        others = [other for other in variables if other is not var]
+        leaves = [leaf for leaf in graph_inputs([var], blockers=others) if leaf is not var]
+        leaves = [leaf for leaf in leaves if not is_instance(leaf, Constant)]
+        try:
+            key = graph_key(leaves, [var])
+        except Exception:  # an explanation detail: never let it break a call
+            continue
+        names = [leaf.name or type(leaf.type).__name__ for leaf in leaves]
+        digests[var.name] = content_digest({"graph": key.digest, "inputs": names})
+    return digests

@@ -32,6 +32,7 @@ from cloudcache.compat.pytensor import is_instance
 from cloudcache.fingerprint.canonical import GraphEncoder, content_digest, live_digest
 from cloudcache.fingerprint.code import qualified_name
 from cloudcache.fingerprint.digest import Digest
+from cloudcache.fingerprint.graph import variable_digests
 
 #: PyTensor settings that change what a compiled graph computes (the mode, linker and
 #: optimizer choice only change how, like ``compile_kwargs``, and stay out).
@@ -151,6 +152,12 @@ def model_components(model: pm.Model) -> dict[str, Any]:
         "coords": content_digest({"coords": coords, "dim_lengths": dim_lengths}),
         "settings": content_digest(settings),
     }
+
+
+def model_variable_digests(model: pm.Model) -> dict[str, str]:
+    """Digest of each named variable's own definition (for explanations; not in the key)."""
+    variables = [*model.free_RVs, *model.observed_RVs, *model.deterministics, *model.potentials]
+    return variable_digests(distinct(variables))
 
 
 _coord_memo: weakref.WeakKeyDictionary[pm.Model, dict[str, tuple[Any, str]]] = (

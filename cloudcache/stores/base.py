@@ -14,11 +14,13 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import xarray as xr
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import CorruptEntry
+from cloudcache.stores.checkpoints import CheckpointFolder
+
+if TYPE_CHECKING:  # the command line lists entries without importing xarray
+    import xarray as xr
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,10 @@ class Store:
 
     def last_used(self, ref: EntryRef) -> float | None:
         """When ``ref`` was last written or served as a hit (Unix time), if recorded."""
+        return None
+
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """Where an unfinished run of ``ref`` keeps its checkpoint (default: none is kept)."""
         return None
 
     def entry_refs(self) -> Iterator[EntryRef]:

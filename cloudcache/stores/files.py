@@ -6,6 +6,11 @@ whole-object PUT (S3 makes an object visible only once it is complete) and reads
 and decode them in memory. Reads verify the stored key and checksum; a damaged entry is a miss
 with a warning (and is replaced by the next write).
 
+Every local create, rename and delete (entries, their temp files, lock folders) goes through
+:mod:`cloudcache.stores.nofollow`, so a symbolic link planted below the root is never followed
+out of it: a write through one fails with one warning, a lock path through one is reported and
+skipped.
+
 Concurrency: on a directory, :meth:`FileStore.single_flight` lets one process sample a key
 while the others wait for its entry (see :mod:`cloudcache.stores.locking`). Object stores have
 no locks: concurrent writers of one key each PUT a complete entry and the last one wins.
@@ -16,28 +21,35 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import stat
+from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 import h5py
 from fsspec.implementations.local import LocalFileSystem
 
-from cloudcache.errors import CorruptEntry, StoreError
+from cloudcache.errors import CorruptEntry, PlantedLink, StoreError
+from cloudcache.stores import nofollow
+from cloudcache.stores.backoff import check_reachable, location_of, mark_unreachable
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
+from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
 from cloudcache.stores.deadline import (
+    DEFAULT_LIST_DEADLINE,
     DEFAULT_READ_DEADLINE,
     DEFAULT_WRITE_DEADLINE,
     call_with_deadline,
+    run_with_deadline,
 )
-from cloudcache.stores.format.entryfile import checked_entry_file, is_within
+from cloudcache.stores.format.entryfile import checked_entry_file
 from cloudcache.stores.format.inspection import KEY_ATTR
 from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
-from cloudcache.stores.format.netcdf import decode_entry, encode_entry, write_entry
-from cloudcache.stores.locking import DEFAULT_LOCK_TIMEOUT, lock_path, single_flight
+from cloudcache.stores.locking import (
+    DEFAULT_LOCK_TIMEOUT,
+    LOCK_DIRECTORY,
+    lock_path,
+    single_flight,
+)
 from cloudcache.stores.usage import UsageRecord, modified_time
 from cloudcache.stores.walk import walk_files
 from cloudcache.util.validation import check_root
@@ -61,18 +73,26 @@ S3_DEFAULT_CONFIG = {
     "retries": {"max_attempts": 1, "mode": "standard"},
 }
 
-#: After a store could not be reached, it is skipped (a fast miss) for this many seconds.
-UNREACHABLE_BACKOFF_SECONDS = 30.0
-
 
 class FileStore(Store):
     """Entries as NetCDF files below ``root`` (a path or an fsspec URL).
 
-    ``storage_options`` go to fsspec unchanged (credentials come from the filesystem's own
-    configuration, never from cloudcache). ``lock_timeout``: seconds a process waits for another
-    one sampling the same key on a shared directory before sampling by itself.
-    ``max_entry_bytes``: entries declaring more data than this are damaged (default: only the
-    proportion to the file size is checked, see :mod:`cloudcache.stores.format.inspection`).
+    Args:
+        root: A directory path, or an fsspec URL such as ``"s3://bucket/prefix"``.
+        storage_options: Passed to fsspec unchanged (credentials come from the filesystem's
+            own configuration, never from cloudcache).
+        lock_timeout: Seconds a process waits for another one sampling the same key on a
+            shared directory before sampling by itself.
+        max_entry_bytes: Entries declaring more data than this are damaged (default: only the
+            proportion to the file size is checked, see
+            :mod:`cloudcache.stores.format.inspection`).
+
+    Examples:
+        ```python
+        store = cc.FileStore("s3://team-bucket/cloudcache", {"profile": "team"})
+        with cc.cloud(model, cache=store):
+            idata = pm.sample(1000, random_seed=1)
+        ```
     """
 
     def __init__(
@@ -102,7 +122,9 @@ class FileStore(Store):
         self.lock_timeout = float(lock_timeout)
         self.max_entry_bytes = max_entry_bytes
         self.usage = UsageRecord(self.fs, self.root, self.is_local)
-        self._unreachable_until = 0.0
+        #: The object-store location whose failures every store of the process shares
+        #: (:mod:`cloudcache.stores.backoff`).
+        self.backoff_location = location_of(self.root_url, storage_options or {})
 
     def path_of(self, ref: EntryRef) -> str:
         """Where ``ref``'s entry lives in this store."""
@@ -143,17 +165,24 @@ class FileStore(Store):
     def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
         """Write ``entry`` whole (never a partial entry); object stores within ``timeout`` s.
 
-        A local entry streams to a temporary file beside its place (no copy of the bytes in
-        memory); an object store gets the bytes in one PUT.
+        A tree holding a name NetCDF cannot store faithfully (a NUL byte, an empty dimension
+        name) raises :class:`StoreError` naming it, before anything is written. A local entry
+        streams to its temporary file (no copy of the bytes in memory); an object store gets
+        the bytes in one PUT.
         """
+        # xarray: imported on the first read or write, never by the command line's listings
+        from cloudcache.stores.format.names import refuse_unstorable_names
+        from cloudcache.stores.format.netcdf import encode_entry, write_entry
+
+        refuse_unstorable_names(entry.tree)
         path = self.path_of(ref)
         if self.is_local:
             try:
-                self._check_inside_root(path)
                 with without_dask_locks():
-                    write_atomically(
-                        Path(path),
-                        lambda temp: write_entry(entry.tree, ref.key, entry.metadata, temp),
+                    nofollow.write_atomically(
+                        self.root,
+                        relative_path(ref),
+                        lambda target: write_entry(entry.tree, ref.key, entry.metadata, target),
                     )
             except Exception as error:
                 raise StoreError(f"cannot write {self.url_of(ref)}: {error}") from error
@@ -187,7 +216,28 @@ class FileStore(Store):
         if not self.is_local:
             return contextlib.nullcontext(False)
         wait = self.lock_timeout if timeout is None else float(timeout)
-        return single_flight(lock_path(self.root, ref), wait, f"{ref.slug} ({ref.label})")
+        return self._local_single_flight(ref, wait)
+
+    @contextlib.contextmanager
+    def _local_single_flight(self, ref: EntryRef, wait: float) -> Iterator[bool]:
+        """The lock, once its path is known to hold no planted link (reported, then skipped)."""
+        try:
+            self._check_lock_path(ref)
+        except PlantedLink as error:
+            nofollow.report(error)
+            yield False
+            return
+        with single_flight(lock_path(self.root, ref), wait, f"{ref.slug} ({ref.label})") as held:
+            yield held
+
+    def _check_lock_path(self, ref: EntryRef) -> None:
+        """Create the lock's folders without following links; refuse a lock file that is one."""
+        folder, name = f"{LOCK_DIRECTORY}/{relative_path(ref)}.lock".rsplit("/", 1)
+        nofollow.make_folders(self.root, folder)
+        info = nofollow.lstat(self.root, f"{folder}/{name}")
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            raise PlantedLink(f"{lock_path(self.root, ref)} is {what}; never followed")
 
     def record_use(self, ref: EntryRef) -> None:
         """Touch ``ref``'s last-used marker (see :mod:`cloudcache.stores.usage`)."""
@@ -196,19 +246,47 @@ class FileStore(Store):
     def last_used(self, ref: EntryRef) -> float | None:
         """The last hit on ``ref``, else its write time; ``None`` if there is no entry."""
         marked = self.usage.last_used(relative_path(ref))
-        try:
-            if self.is_local:
-                written: float | None = os.lstat(self.path_of(ref)).st_mtime
-            else:
-                written = modified_time(self.fs.info(self.path_of(ref)))
-        except (OSError, ValueError):
-            return None
+        if self.is_local:
+            info = nofollow.lstat(self.root, relative_path(ref))
+            if info is None or not stat.S_ISREG(info.st_mode):
+                return None
+            written: float | None = info.st_mtime
+        else:
+            try:
+                info = call_with_deadline(
+                    self.fs,
+                    "info",
+                    self.path_of(ref),
+                    seconds=DEFAULT_LIST_DEADLINE,
+                    what=f"looking up {self.url_of(ref)}",
+                )
+                written = modified_time(info)
+            except (OSError, ValueError, StoreError):
+                return None
         return max(t for t in (marked, written) if t is not None)
+
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """``<root>/.resume/<model>/<key>/`` in a local directory (object stores keep none)."""
+        if not self.is_local:
+            return None
+        return CheckpointFolder(self.root, f"{RESUME_DIR}/{ref.slug}/{ref.key[:32]}")
 
     def entry_refs(self) -> Iterator[EntryRef]:
         """Every regular entry-shaped file below the root whose header names a key (links and
-        special files skipped: :mod:`cloudcache.stores.walk`)."""
-        for found in walk_files(self.fs, self.root, self.is_local, location=self.root_url):
+        special files skipped: :mod:`cloudcache.stores.walk`). An object store's listing has
+        one deadline (:data:`~cloudcache.stores.deadline.DEFAULT_LIST_DEADLINE`), each header
+        read its own (:data:`~cloudcache.stores.deadline.DEFAULT_READ_DEADLINE`)."""
+        if not self.is_local:
+            check_reachable(self.backoff_location, f"listing {self.root_url}")
+        try:
+            found_files = list(
+                walk_files(self.fs, self.root, self.is_local, location=self.root_url)
+            )
+        except StoreError:
+            if not self.is_local:
+                mark_unreachable(self.backoff_location)
+            raise
+        for found in found_files:
             match = ENTRY_NAME.match(found.name)
             if match is None or not found.regular:
                 continue
@@ -218,6 +296,15 @@ class FileStore(Store):
                     yield EntryRef(key, found.slug, match["label"])
 
     def _stored_key(self, path: str) -> str:
+        if self.is_local:
+            return self._read_stored_key(path)
+        return run_with_deadline(
+            lambda: self._read_stored_key(path),
+            DEFAULT_READ_DEADLINE,
+            f"reading the header of {self.fs.unstrip_protocol(path)}",
+        )
+
+    def _read_stored_key(self, path: str) -> str:
         with contextlib.ExitStack() as stack:
             if self.is_local:
                 source: Any = checked_entry_file(path, self.root)[0]
@@ -227,12 +314,9 @@ class FileStore(Store):
             value = handle.attrs.get(KEY_ATTR)
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    def _check_inside_root(self, path: str) -> None:
-        folder = os.path.dirname(path)
-        if os.path.lexists(folder) and not is_within(folder, self.root):
-            raise StoreError(f"{folder} is a link out of the cache root; not writing through it")
-
     def _read_local(self, ref: EntryRef) -> tuple[Any, dict[str, Any]]:
+        from cloudcache.stores.format.netcdf import decode_entry  # xarray: on first read/write
+
         path = self.path_of(ref)
         try:
             return decode_entry(path, ref.key, root=self.root, max_bytes=self.max_entry_bytes)
@@ -256,54 +340,15 @@ class FileStore(Store):
         except Exception as error:  # botocore/aiohttp errors are not all OSErrors
             self._mark_unreachable()
             raise StoreError(f"cannot read {self.url_of(ref)}: {_describe(error)}") from error
+        from cloudcache.stores.format.netcdf import decode_entry  # xarray: on first read/write
+
         return decode_entry(bytes(payload), ref.key, max_bytes=self.max_entry_bytes)
 
     def _check_reachable(self, ref: EntryRef) -> None:
-        if time.monotonic() < self._unreachable_until:
-            raise StoreError(
-                f"skipping {self.url_of(ref)}: the store failed less than "
-                f"{UNREACHABLE_BACKOFF_SECONDS:g} s ago"
-            )
+        check_reachable(self.backoff_location, self.url_of(ref))
 
     def _mark_unreachable(self) -> None:
-        self._unreachable_until = time.monotonic() + UNREACHABLE_BACKOFF_SECONDS
-
-
-def write_atomically(path: Path, payload: bytes | Callable[[str], None]) -> None:
-    """Write to a temp file beside ``path``, fsync it, then rename it into place.
-
-    ``payload`` is the bytes, or a function that writes the file at the path it is given
-    (replacing the empty temporary file there).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        os.fchmod(descriptor, 0o666 & ~current_umask())  # mkstemp creates 0600: share as asked
-        with os.fdopen(descriptor, "wb") as handle:
-            if isinstance(payload, bytes | bytearray | memoryview):
-                handle.write(payload)
-                handle.flush()
-            else:
-                payload(temp_name)  # truncates and refills the same file (mode kept)
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where Linux allows (else set and reset)."""
-    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        mark_unreachable(self.backoff_location)
 
 
 def without_dask_locks() -> contextlib.AbstractContextManager[Any]:

@@ -14,13 +14,13 @@ given (one just read from a slower store, which nobody else holds) without a cop
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from cloudcache.stores.base import Entry, EntryRef, Store
 from cloudcache.stores.copy_on_write import kept_copy
 from cloudcache.stores.views import freeze, shallow_tree
+from cloudcache.util.forks import ForkSafeLock
 
 DEFAULT_MAX_BYTES = 2 * 1024**3
 
@@ -37,7 +37,11 @@ class _Slot:
 
 
 class MemoryStore(Store):
-    """Keeps recent results in memory, evicting the least recently used beyond ``max_bytes``."""
+    """Keeps recent results in memory, evicting the least recently used beyond ``max_bytes``.
+
+    Args:
+        max_bytes: The most bytes of results kept; the least recently used go first.
+    """
 
     description = "memory"
 
@@ -47,7 +51,7 @@ class MemoryStore(Store):
         self.max_bytes = max_bytes
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     @property
     def nbytes(self) -> int:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.stores.base import Store
 from cloudcache.stores.files import FileStore
-from cloudcache.stores.memory import MemoryStore
 from cloudcache.stores.tiered import TieredStore
 from cloudcache.util.validation import check_cache_location
+
+if TYPE_CHECKING:
+    from cloudcache.stores.memory import MemoryStore
 
 CACHE_CHOICES = (
     "True (memory), False (no cache), 'disk' (memory + ./.cloudcache or $CLOUDCACHE_DIR), "
@@ -25,6 +27,8 @@ def process_memory_store() -> MemoryStore:
     """The memory store shared by every session of this process (re-run cells hit it)."""
     global _process_memory
     if _process_memory is None:
+        from cloudcache.stores.memory import MemoryStore  # xarray: not for the command line
+
         limit = os.environ.get("CLOUDCACHE_MEMORY_BYTES")
         _process_memory = MemoryStore(int(limit)) if limit else MemoryStore()
     return _process_memory

@@ -7,10 +7,18 @@ from collections.abc import Iterator, Sequence
 
 from cloudcache.errors import StoreError
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
+from cloudcache.stores.checkpoints import CheckpointFolder
 
 
 class TieredStore(Store):
-    """Reads from the first store that has the entry (promoting it upwards); writes to all."""
+    """Reads from the first store that has the entry (promoting it upwards); writes to all.
+
+    Args:
+        stores: The stores, fastest first (``cache="disk"`` is memory, then a `FileStore`).
+
+    Raises:
+        ValueError: ``stores`` is empty.
+    """
 
     def __init__(self, stores: Sequence[Store]) -> None:
         if not stores:
@@ -70,6 +78,14 @@ class TieredStore(Store):
         """The latest use any of the stores recorded."""
         times = [t for t in (store.last_used(ref) for store in self.stores) if t is not None]
         return max(times, default=None)
+
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """The first tier that keeps checkpoints (a directory cache behind the memory tier)."""
+        for store in self.stores:
+            folder = store.checkpoint_folder(ref)
+            if folder is not None:
+                return folder
+        return None
 
     def entry_refs(self) -> Iterator[EntryRef]:
         """The entries of the most durable (last) store, which holds every written entry."""

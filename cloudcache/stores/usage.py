@@ -7,22 +7,27 @@ last use (the name is never entry-shaped, and nothing under ``.locks`` is listed
 Entries without a marker were last used when they were written (their own modification time).
 A process touches one marker at most once per :data:`TOUCH_INTERVAL_SECONDS` (prune works
 in hours and days), and a marker that cannot be written is skipped silently: recording use
-never slows or breaks a hit.
+never slows or breaks a hit. Local markers are created, touched, read and removed through
+:mod:`cloudcache.stores.nofollow`: a marker (or a folder above it) that is a planted symbolic
+link is reported once and ignored, never followed out of the root.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import os
+import stat
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import fsspec
 
+from cloudcache.errors import PlantedLink, StoreError
+from cloudcache.stores import nofollow
+from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, call_with_deadline
 from cloudcache.stores.locking import LOCK_DIRECTORY
+from cloudcache.util.forks import ForkSafeLock
 
 #: Folder below a store's root that holds the last-used markers.
 USAGE_DIRECTORY = f"{LOCK_DIRECTORY}/.used"
@@ -34,12 +39,17 @@ TOUCH_INTERVAL_SECONDS = 600.0
 
 def marker_path(root: str, relative_path: str) -> str:
     """Where the last-used marker of the entry at ``relative_path`` lives."""
-    return f"{root.rstrip('/')}/{USAGE_DIRECTORY}/{relative_path}{MARKER_SUFFIX}"
+    return f"{root.rstrip('/')}/{marker_below_root(relative_path)}"
+
+
+def marker_below_root(relative_path: str) -> str:
+    """The marker of the entry at ``relative_path``, as a path below the store's root."""
+    return f"{USAGE_DIRECTORY}/{relative_path}{MARKER_SUFFIX}"
 
 
 #: When this process last touched each marker (by marker path): shared by every store object.
 _touched: dict[str, float] = {}
-_touched_lock = threading.Lock()
+_touched_lock = ForkSafeLock()
 
 
 class UsageRecord:
@@ -57,18 +67,18 @@ class UsageRecord:
                 return
             _touched[path] = now
         if self.is_local:
-            touch_local(path)
+            touch_local(self.root, marker_below_root(relative_path))
         else:  # a PUT costs a round trip: never make the hit wait for it
             threading.Thread(target=self._touch_remote, args=(path,), daemon=True).start()
 
     def last_used(self, relative_path: str) -> float | None:
         """The marker's time for the entry at ``relative_path``, or ``None`` without one."""
-        path = marker_path(self.root, relative_path)
+        if self.is_local:
+            info = nofollow.lstat(self.root, marker_below_root(relative_path))
+            return info.st_mtime if info is not None and stat.S_ISREG(info.st_mode) else None
         try:
-            if self.is_local:
-                return os.stat(path).st_mtime
-            return modified_time(self.fs.info(path))
-        except (OSError, ValueError):
+            return modified_time(self._remote("info", marker_path(self.root, relative_path)))
+        except (OSError, ValueError, StoreError):
             return None
 
     def all_last_used(self) -> dict[str, float]:
@@ -77,48 +87,56 @@ class UsageRecord:
         found: dict[str, float] = {}
         try:
             if self.is_local:
-                for folder, _, names in os.walk(base):
-                    for name in names:
-                        path = os.path.join(folder, name)
-                        relative = os.path.relpath(path, base).removesuffix(MARKER_SUFFIX)
-                        found[relative] = os.stat(path).st_mtime
+                for relative, info in nofollow.regular_files(self.root, USAGE_DIRECTORY):
+                    found[relative.removesuffix(MARKER_SUFFIX)] = info.st_mtime
             else:
-                for path, info in self.fs.find(base, detail=True).items():
+                for path, info in self._remote("find", base, detail=True).items():
                     stamp = modified_time(info)
                     if stamp is not None:
                         relative = path.removeprefix(base.lstrip("/")).lstrip("/")
                         found[relative.removesuffix(MARKER_SUFFIX)] = stamp
-        except (OSError, ValueError):
+        except (OSError, ValueError, StoreError):
             pass
         return found
 
     def forget(self, relative_path: str) -> None:
         """Remove the marker of an entry that is being removed."""
-        path = marker_path(self.root, relative_path)
-        with contextlib.suppress(OSError):
-            if self.is_local:
-                os.unlink(path)
-            else:
-                self.fs.rm_file(path)
+        if self.is_local:
+            try:
+                nofollow.remove(self.root, marker_below_root(relative_path))
+            except PlantedLink as error:
+                nofollow.report(error)
+            except OSError:
+                pass
+            return
+        with contextlib.suppress(OSError, StoreError):
+            self._remote("rm_file", marker_path(self.root, relative_path))
 
     def _touch_remote(self, path: str) -> None:
         with contextlib.suppress(Exception):
-            self.fs.pipe_file(path, b"")
+            self._remote("pipe_file", path, b"")
+
+    def _remote(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """An object-store call on the markers, within one deadline (never hangs a caller)."""
+        return call_with_deadline(
+            self.fs,
+            method,
+            *args,
+            seconds=DEFAULT_LIST_DEADLINE,
+            what=f"{method} on the last-used markers under {self.root}",
+            **kwargs,
+        )
 
 
-def touch_local(path: str) -> None:
-    """Set ``path``'s modification time to now, creating it (and its folders) if needed."""
+def touch_local(root: str, relative: str) -> None:
+    """Set the marker's modification time to now, creating it (and its folders) if needed;
+    never through a link (reported once, then ignored), never raising."""
     try:
-        os.utime(path)
-        return
-    except FileNotFoundError:
-        pass
+        nofollow.touch(root, relative)
+    except PlantedLink as error:
+        nofollow.report(error)
     except OSError:
-        return
-    with contextlib.suppress(OSError):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "ab"):
-            pass
+        pass
 
 
 def modified_time(info: dict[str, Any]) -> float | None:

@@ -5,7 +5,8 @@ the command line) walks it here, so all follow the same rules: hidden folders (`
 skipped, symbolic links are never followed nor listed (a linked model folder or file is not
 part of the cache), and a file that is not a regular file (a FIFO, socket or device) is reported
 as such (:attr:`Found.regular`), never opened. Object stores have no links: their folders and
-files are listed as the filesystem reports them.
+files are listed as the filesystem reports them, within one total deadline for the whole walk
+(:data:`~cloudcache.stores.deadline.DEFAULT_LIST_DEADLINE`, or ``seconds``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 
 import fsspec
 
-from cloudcache.errors import StoreError
+from cloudcache.errors import PlantedLink, StoreError
+from cloudcache.stores import nofollow
+from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, Deadline, call_with_deadline
 from cloudcache.stores.format.entryfile import file_kind
 from cloudcache.stores.usage import modified_time
 
@@ -48,18 +51,22 @@ def walk_files(
     *,
     slug: str | None = None,
     location: str | None = None,
+    seconds: float = DEFAULT_LIST_DEADLINE,
 ) -> Iterator[Found]:
     """Every file two levels below ``root`` (only in the folder ``slug`` when given).
 
     A missing root holds nothing; a root that cannot be listed raises :class:`StoreError`
     naming ``location`` (default: ``root``); a model folder this user may not list is skipped.
+    An object store's listing that takes more than ``seconds`` in all raises
+    :class:`~cloudcache.errors.DeadlineExceeded` (a :class:`StoreError`).
     """
     where = location or root
     try:
         if is_local:
             yield from _walk_local(root, slug, where)
         else:
-            yield from _walk_remote(fs, root.rstrip("/"), slug)
+            deadline = Deadline(seconds, f"listing {where}")
+            yield from _walk_remote(fs, root.rstrip("/"), slug, deadline)
     except FileNotFoundError:
         return
     except StoreError:
@@ -80,29 +87,33 @@ def _walk_local(root: str, only: str | None, where: str) -> Iterator[Found]:
             continue
         if only is not None and folder.name != only:
             continue
-        try:
-            items = list(os.scandir(folder.path))
-        except OSError:
+        try:  # opened without following a link: a folder swapped for one is not listed
+            items = nofollow.folder_contents(root, folder.name)
+        except (OSError, PlantedLink):
             continue  # a folder this user may not list holds nothing it could use
-        for item in items:
-            try:
-                info = item.stat(follow_symlinks=False)
-            except OSError:
-                continue  # gone since the listing
+        for name, info in items:
             if stat.S_ISLNK(info.st_mode):
                 continue  # never followed, never touched: not part of the cache
             kind = "a regular file" if stat.S_ISREG(info.st_mode) else file_kind(info.st_mode)
-            yield Found(folder.name, item.name, item.path, info.st_size, info.st_mtime, kind)
+            path = os.path.join(folder.path, name)
+            yield Found(folder.name, name, path, info.st_size, info.st_mtime, kind)
 
 
-def _walk_remote(fs: fsspec.AbstractFileSystem, root: str, only: str | None) -> Iterator[Found]:
-    for folder in fs.ls(root, detail=True):
+def _walk_remote(
+    fs: fsspec.AbstractFileSystem, root: str, only: str | None, deadline: Deadline
+) -> Iterator[Found]:
+    def listing(path: str) -> list[dict[str, Any]]:
+        return call_with_deadline(
+            fs, "ls", path, detail=True, seconds=deadline.left(), what=deadline.what
+        )
+
+    for folder in listing(root):
         name = folder["name"].rstrip("/").rsplit("/", 1)[-1]
         if folder["type"] != "directory" or name.startswith("."):
             continue
         if only is not None and name != only:
             continue
-        for item in fs.ls(folder["name"], detail=True):
+        for item in listing(folder["name"]):
             if item["type"] != "file":
                 continue
             file_name = item["name"].rsplit("/", 1)[-1]

@@ -1,7 +1,8 @@
 """How call records and sessions look: one readable text line, an HTML card, an HTML table.
 
 Used by ``CallRecord.__repr__``/``_repr_html_``/``_mime_`` (Jupyter and marimo call the last
-two) and by ``Session._repr_html_``/``_mime_``. Pure string building: nothing heavy is imported.
+two) and by ``Session.__repr__``/``_repr_html_``/``_mime_``. Pure string building: nothing
+heavy is imported.
 Everything that comes from a record (paths, URLs, backend names, reasons) is HTML-escaped.
 """
 
@@ -124,6 +125,36 @@ def _location_html(location: str) -> str:
     )
 
 
+def _count(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def calls_summary(records: Iterable[CallView]) -> str:
+    """``"3 calls, 2 hits, 1 miss, saved 13.4 s of sampling"`` (``"no calls yet"``)."""
+    records = list(records)
+    if not records:
+        return "no calls yet"
+    hits = sum(record.hit for record in records)
+    saved = format_seconds(sum(record.sampling_seconds for record in records if record.hit))
+    return (
+        f"{_count(len(records), 'call', 'calls')}, {_count(hits, 'hit', 'hits')}, "
+        f"{_count(len(records) - hits, 'miss', 'misses')}, saved {saved} of sampling"
+    )
+
+
+def session_text(settings: str, records: Iterable[CallView]) -> str:
+    """A session for a terminal: its ``settings``, a summary line, then one line per call."""
+    records = list(records)
+    lines = [f"cloudcache session ({settings}): {calls_summary(records)}"]
+    for number, record in enumerate(records, start=1):
+        key = record.key[:KEY_PREFIX_LENGTH] or "no key"
+        lines.append(
+            f"  {number}. {record.kind} {state(record)} {key} {short_location(record.location)}"
+            f" ({_time_note(record)}, {record.backend or 'unknown backend'})"
+        )
+    return "\n".join(lines)
+
+
 def calls_table(records: Iterable[CallView]) -> str:
     """An HTML table of calls (a session's, or any records) with hits and total time saved."""
     records = list(records)
@@ -148,11 +179,9 @@ def calls_table(records: Iterable[CallView]) -> str:
         ]
         row = "".join(f'<td style="{_CELL_STYLE}">{cell}</td>' for cell in cells)
         rows.append(f'<tr class="cloudcache-row" data-state="{current}">{row}</tr>')
-    hits = sum(record.hit for record in records)
-    total = format_seconds(sum(record.sampling_seconds for record in records if record.hit))
     caption = (
         f'<caption style="text-align:left;padding:2px 8px">cloudcache: '
-        f"{len(records)} calls, {hits} hits, saved {total} of sampling</caption>"
+        f"{html.escape(calls_summary(records))}</caption>"
     )
     return (
         f'<table class="cloudcache-session" style="{_TABLE_STYLE}">{caption}'

@@ -117,7 +117,7 @@ def _detail(
     if component == "data" and isinstance(before, dict) and isinstance(after, dict):
         return _data_detail(before, after)
     if component == "request":
-        changed = _changed_values(_mapping(stored.get("request")), _mapping(new.get("request")))
+        changed = _request_changes(stored, new)
         if changed:
             return "sampler settings: " + ", ".join(changed)
         return "sampler settings changed"
@@ -125,6 +125,8 @@ def _detail(
         return "library versions: " + ", ".join(_changed_values(before, after))
     if component == "backend":
         return f"backend: {before} -> {after}"
+    if component == "graph":
+        return _graph_detail(_mapping(stored.get("variables")), _mapping(new.get("variables")))
     if component == "schema":
         return f"{COMPONENT_MEANINGS['schema']}: {before} -> {after}"
     return f"{COMPONENT_MEANINGS.get(component, component)} changed"
@@ -135,6 +137,28 @@ def _mapping(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         return {}
     return {str(name): item for name, item in value.items()}
+
+
+def _graph_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Which variables' own definitions differ (records from before this was kept: no names)."""
+    if not before or not after:
+        return f"{COMPONENT_MEANINGS['graph']} changed"
+    order = [*after, *(name for name in before if name not in after)]
+    changed = [
+        name for name in order if name in before and name in after and before[name] != after[name]
+    ]
+    added = [name for name in after if name not in before]
+    removed = [name for name in before if name not in after]
+    parts = []
+    if changed:
+        parts.append("definition of " + ", ".join(map(repr, changed)) + " changed")
+    if added:
+        parts.append("new variable " + ", ".join(map(repr, added)))
+    if removed:
+        parts.append("variable no longer present: " + ", ".join(map(repr, removed)))
+    if not parts:  # the variables are alike: the change is elsewhere in the graph
+        return f"{COMPONENT_MEANINGS['graph']} changed"
+    return "model graph: " + "; ".join(parts)
 
 
 def _data_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -149,6 +173,37 @@ def _data_detail(before: dict[str, Any], after: dict[str, Any]) -> str:
     if removed:
         parts.append("pm.Data no longer present: " + ", ".join(map(repr, removed)))
     return "data: " + "; ".join(parts)
+
+
+#: Stands for a field a record does not hold (entries written before it was recorded).
+_UNRECORDED = object()
+
+
+def _request_changes(stored: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The sampler arguments that differ, named as the user spelled them.
+
+    The key holds ``random_seed`` in its key form (the per-chain generators' digests); the
+    records keep the user's spelling next to it, so a seed change reads ``random_seed 1 -> 2``.
+    """
+    before = dict(_mapping(stored.get("request")))
+    after = dict(_mapping(new.get("request")))
+    old_key, new_key = before.pop("random_seed", None), after.pop("random_seed", None)
+    changed = _changed_values(before, after)
+    if old_key != new_key:
+        old = stored.get("random_seed", _UNRECORDED)
+        now = new.get("random_seed", _UNRECORDED)
+        if _UNRECORDED in (old, now):  # no spelling kept: the key forms, unless they are digests
+            old, now = old_key, new_key
+        if old == now or _tagged(old) or _tagged(now):
+            changed.append("random_seed changed")
+        else:
+            changed.append(f"random_seed {_short(old)} -> {_short(now)}")
+    return sorted(changed)
+
+
+def _tagged(value: Any) -> bool:
+    """A seed's internal key form, such as ``["chain-generators", [...]]``: no user spelling."""
+    return isinstance(value, list | tuple) and bool(value) and isinstance(value[0], str)
 
 
 def _changed_values(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

@@ -21,3 +21,11 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v) for v in value]
     return repr(value)
+
+
+def seed_spelling(seed: Any) -> Any:
+    """``random_seed`` as the user wrote it, for messages: ``None``, ints and int sequences as
+    they are, anything else (a numpy ``Generator``, a ``SeedSequence``) as its class name."""
+    if seed is None or isinstance(seed, int | np.integer | list | tuple | np.ndarray):
+        return jsonable(seed)
+    return f"a {type(seed).__name__}"

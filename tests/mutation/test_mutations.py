@@ -277,6 +277,24 @@ SPELLINGS: list[Spelling] = [
         backend="numpyro",
     ),
 ]
+#: ``idata_kwargs`` PyMC reads alike, and ``var_names`` in another order, on every backend.
+for _backend in ("pymc", "numpyro", "nutpie"):
+    SPELLINGS += [
+        Spelling(f"idata_kwargs_none_is_empty_{_backend}", {}, {"idata_kwargs": {}}, _backend),
+        Spelling(
+            f"idata_kwargs_log_likelihood_false_{_backend}",
+            {"idata_kwargs": None},
+            {"idata_kwargs": {"log_likelihood": False}},
+            _backend,
+        ),
+        Spelling(f"initvals_none_is_empty_{_backend}", {}, {"initvals": {}}, _backend),
+        Spelling(
+            f"var_names_order_{_backend}",
+            {"var_names": ["alpha", "beta", "mu"]},
+            {"var_names": ["mu", "beta", "alpha"]},
+            _backend,
+        ),
+    ]
 if "start" in SAMPLE_RENAMED_ARGUMENTS:  # PyMC 5 still takes `start=` for `initvals=`
     SPELLINGS.append(
         Spelling("start_is_initvals", {"initvals": {"beta": 0.3}}, {"start": {"beta": 0.3}})
@@ -295,6 +313,7 @@ def test_equivalent_spellings_give_identical_draws_and_one_key(spelling: Spellin
     model = zoo.hierarchical()
     key_a, first = _cloud_sample(model, spelling.backend, spelling.first)
     key_b, second = _cloud_sample(model, spelling.backend, spelling.second)
+    assert set(first.data_vars) == set(second.data_vars)
     for name in first.data_vars:
         np.testing.assert_array_equal(first[name].values, second[name].values, err_msg=name)
     assert key_a == key_b

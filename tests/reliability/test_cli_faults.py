@@ -28,9 +28,9 @@ from typing import Any
 import h5py
 import pytest
 from cli_entries import sampled_cache
+from click.testing import CliRunner
 from fixtures_s3 import free_port
 from reliability_figures import record_trials
-from typer.testing import CliRunner
 
 from cloudcache.cli import app
 from cloudcache.stores.format.netcdf import METADATA_ATTR

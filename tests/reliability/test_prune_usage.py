@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pymc as pm
 import xarray as xr
+from click.testing import CliRunner
 from reliability_workers import sample_kwargs, tiny_model
-from typer.testing import CliRunner
 
 import cloudcache as cc
 from cloudcache.cli import app

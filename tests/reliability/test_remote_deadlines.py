@@ -1,8 +1,11 @@
 """Remote runs never hang: a silent scheduler and a frozen worker each give a clear error.
 
 A real socket on loopback that accepts TCP and never speaks stands for a hung scheduler or a
-stale SSH tunnel; a real LocalCluster worker process stopped with SIGSTOP stands for a frozen
-worker (the scheduler keeps it for minutes, so Dask alone would wait that long).
+stale SSH tunnel, a closed loopback port for a scheduler that is not running; a real
+LocalCluster worker process stopped with SIGSTOP stands for a frozen worker (the scheduler
+keeps it for minutes, so Dask alone would wait that long), one killed with SIGKILL for a dead
+one. Issue 21.5: each is reported within the deadline docs/remote.md names, with
+``timeout=None`` too (connect 5 s, a dead worker ~1 s, a frozen one 10 s).
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from reliability_figures import record_trials
 from tiny_models import TINY, tiny_model
 
 import cloudcache as cc
-from cloudcache.errors import SchedulerUnreachable, WorkerStalled
-from cloudcache.executors.dask import DaskExecutor
+from cloudcache.errors import SchedulerUnreachable, WorkerDied, WorkerStalled
+from cloudcache.executors.dask import CONNECT_TIMEOUT, STALL_TIMEOUT, DaskExecutor
 
 distributed = pytest.importorskip("distributed")
 
 #: Generous bound on any call that must fail at a deadline (it used to hang for minutes).
 BOUND_SECONDS = 60.0
 LONG = {**TINY, "draws": 200_000, "tune": 500}  # would keep the worker busy for minutes
+#: Slack on a documented deadline for the call around it (cloud(), the key) on a loaded machine.
+SLACK = 2.0
 
 
 @pytest.fixture
@@ -171,3 +176,116 @@ def test_worker_frozen_before_the_call_is_refused_in_time(
     record_trials(
         "remote deadlines", "worker frozen before the call", 1, 0, seconds=round(seconds, 1)
     )
+
+
+def test_refused_scheduler_port_fails_at_once(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+    def sample() -> None:
+        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=address):
+            pm.sample(**TINY)
+
+    error, seconds = call_bounded(sample)
+    assert isinstance(error, SchedulerUnreachable), error
+    assert "refused" in str(error) and f"executor={address!r}" in str(error)
+    assert seconds < SLACK, f"a refused port took {seconds:.1f} s to report"
+    assert not list(tmp_path.rglob("*.nc"))
+
+
+def test_silent_scheduler_fails_within_the_connect_deadline_without_timeout(
+    silent_address: str, tmp_path: Path
+) -> None:
+    def sample() -> None:
+        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=silent_address):
+            pm.sample(**TINY)
+
+    error, seconds = call_bounded(sample)
+    assert isinstance(error, SchedulerUnreachable), error
+    assert f"within {CONNECT_TIMEOUT:g} s" in str(error)
+    assert CONNECT_TIMEOUT - 0.5 <= seconds < CONNECT_TIMEOUT + SLACK, seconds
+    record_trials(
+        "remote deadlines", "silent scheduler, timeout=None", 1, 0, seconds=round(seconds, 1)
+    )
+
+
+def run_and_signal(client: Any, tmp_path: Path, signum: int) -> tuple[BaseException | None, float]:
+    """Sample LONG on the cluster's worker with ``timeout=None`` and the default deadlines;
+    send ``signum`` to the worker once it runs; the outcome and its seconds after the signal."""
+    (pid,) = client.run(os.getpid).values()
+    signalled: list[float] = []
+
+    def signal_when_running() -> None:
+        deadline = time.monotonic() + 60
+        while not any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        os.kill(pid, signum)
+        signalled.append(time.monotonic())
+
+    def sample() -> None:
+        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=client, quiet=True):
+            pm.sample(**LONG)
+
+    sender = threading.Thread(target=signal_when_running, daemon=True)
+    sender.start()
+    try:
+        error, _ = call_bounded(sample)
+    finally:
+        sender.join(70)
+        if signalled and signum == signal.SIGSTOP:
+            os.kill(pid, signal.SIGCONT)
+    assert signalled, "the worker never started the run"
+    assert not list(tmp_path.rglob("*.nc"))
+    return error, time.monotonic() - signalled[0]
+
+
+def test_frozen_worker_is_noticed_at_the_default_deadline_with_timeout_none(
+    cluster_client: Any, tmp_path: Path
+) -> None:
+    error, seconds = run_and_signal(cluster_client, tmp_path, signal.SIGSTOP)
+    assert isinstance(error, WorkerStalled), error
+    assert f"no progress for {STALL_TIMEOUT:g} s" in str(error)
+    assert seconds < STALL_TIMEOUT + SLACK, f"noticed {seconds:.1f} s after SIGSTOP"
+    assert seconds < 12.0, "docs/remote.md promises a frozen worker is noticed within 10 s"
+    record_trials("remote deadlines", "SIGSTOP, timeout=None", 1, 0, seconds=round(seconds, 1))
+
+
+def test_killed_worker_is_noticed_within_two_seconds_with_timeout_none(
+    cluster_client: Any, tmp_path: Path
+) -> None:
+    error, seconds = run_and_signal(cluster_client, tmp_path, signal.SIGKILL)
+    assert isinstance(error, WorkerDied), error
+    assert seconds < 2.0, f"noticed {seconds:.1f} s after SIGKILL"
+    cluster_client.wait_for_workers(1, timeout=60)  # the nanny restarts it
+    record_trials("remote deadlines", "SIGKILL, timeout=None", 1, 0, seconds=round(seconds, 1))
+
+
+def test_worker_killed_during_the_version_check_is_noticed_at_once(
+    cluster_client: Any, tmp_path: Path
+) -> None:
+    """The check before submitting waits on the worker too: its death ends the wait at once."""
+    cluster_client.wait_for_workers(1, timeout=60)
+    (pid,) = cluster_client.run(os.getpid).values()
+    os.kill(pid, signal.SIGSTOP)  # the version check now waits for an answer
+    killed: list[float] = []
+
+    def kill_soon() -> None:
+        time.sleep(1.5)
+        os.kill(pid, signal.SIGKILL)
+        killed.append(time.monotonic())
+
+    def sample() -> None:
+        with cc.cloud(tiny_model(), cache=tmp_path, backend="pymc", executor=cluster_client):
+            pm.sample(**TINY)
+
+    killer = threading.Thread(target=kill_soon, daemon=True)
+    killer.start()
+    error, _ = call_bounded(sample)
+    killer.join(10)
+    assert isinstance(error, WorkerDied), error
+    seconds = time.monotonic() - killed[0]
+    assert seconds < 2.0, f"noticed {seconds:.1f} s after SIGKILL"
+    assert not list(tmp_path.rglob("*.nc"))
+    cluster_client.wait_for_workers(1, timeout=60)

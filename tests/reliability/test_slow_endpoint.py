@@ -21,9 +21,10 @@ from reliability_workers import sample_kwargs, tiny_model
 from slow_endpoint import TrickleProxy
 
 import cloudcache as cc
-from cloudcache.errors import StoreError
+from cloudcache.errors import DeadlineExceeded, StoreError
 from cloudcache.stores.base import Entry, EntryRef
 from cloudcache.stores.files import FileStore
+from cloudcache.stores.walk import walk_files
 
 s3_server = fixtures_s3.s3_server
 s3_bucket = fixtures_s3.s3_bucket
@@ -107,3 +108,16 @@ def test_session_read_past_its_deadline_warns_and_samples(
     assert run.last.seconds - run.last.sampling_seconds < PROMPT
     assert time.monotonic() - started < 4 * PROMPT
     assert set(first.posterior.data_vars) == set(again.posterior.data_vars)
+
+
+def test_trickled_listing_ends_at_one_deadline_for_the_whole_walk(
+    s3_server: Any, s3_bucket: str, slow_down: TrickleProxy, tiny_tree: xr.DataTree
+) -> None:
+    """A listing is several requests (the root, each model folder): one deadline for all."""
+    url = f"s3://{s3_bucket}/c"
+    FileStore(url, s3_server.storage_options()).put(REF, Entry(tiny_tree))
+    slow = FileStore(url, _through(slow_down, s3_server))
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"listing .* did not finish within 3 s"):
+        list(walk_files(slow.fs, slow.root, False, location=url, seconds=DEADLINE))
+    assert time.monotonic() - started < PROMPT

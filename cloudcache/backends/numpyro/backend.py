@@ -12,13 +12,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cloudcache.backends.numpyro import checked_programs
 from cloudcache.backends.numpyro.plan import NumpyroPlanner, RunPlan, plan_request
+from cloudcache.backends.numpyro.prepared import PreparedRun
 from cloudcache.backends.numpyro.support import remember_refusal
 from cloudcache.backends.request import SampleRequest
 from cloudcache.compat.pymc import chain_seeds, init_jitter
@@ -54,20 +54,6 @@ def model_label(model: pm.Model) -> str:
     names = [v.name for v in model.free_RVs]
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
     return f"model {model.name!r}" if model.name else f"the model with free variables ({shown})"
-
-
-@dataclass
-class PreparedRun:
-    """Everything needed to launch the compiled sampler once."""
-
-    graph: ModelGraph
-    plan: RunPlan
-    layout: ChainLayout
-    seeds: list[int]
-    init: tuple[np.ndarray, ...]
-    data: list[np.ndarray]
-    executable: Any
-    compile_seconds: float
 
 
 def _initial_points(
@@ -182,7 +168,7 @@ def _prepare(
 ) -> PreparedRun:
     from cloudcache.backends.numpyro.devices import chain_layout
     from cloudcache.backends.numpyro.logp import model_graph
-    from cloudcache.backends.numpyro.runner import KERNELS, compiled_sampler
+    from cloudcache.backends.numpyro.runner import KERNELS, compiled_programs
 
     discrete = model.discrete_value_vars
     if discrete:
@@ -212,7 +198,7 @@ def _prepare(
             )
             return prepare_run(model, plan, random_seed, device, layout, lift=False)
         checked_programs.record_pass(graph.key.digest, signature, portable)
-    executable = compiled_sampler(graph, signature, plan, layout)
+    executable = compiled_programs(graph, signature, plan, layout)
     return PreparedRun(
         graph, plan, layout, seeds, init, data, executable, KERNELS.compile_seconds - before
     )
@@ -224,22 +210,17 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     Raises :class:`~cloudcache.backends.numpyro.run_checks.SamplerFailure` when the run shows
     the signs of a broken sampler (nothing is returned, so nothing is cached).
     """
-    import jax
-
-    from cloudcache.backends.numpyro.progress import progress_bar
+    from cloudcache.backends.numpyro.chunked_run import resumed_text, run_chunks
     from cloudcache.backends.numpyro.results import build_datatree, convergence_warnings
     from cloudcache.backends.numpyro.run_checks import failure_symptom
-    from cloudcache.backends.numpyro.runner import prng_keys, progress_stride
+    from cloudcache.backends.numpyro.runner import prng_keys
     from cloudcache.errors import SamplerFailure
+    from cloudcache.stores.checkpoints import RESUMED_ATTR
 
     plan = run.plan
-    per_chain = plan.tune + plan.draws
-    reported = per_chain // progress_stride(plan) * progress_stride(plan)
-    description = f"Sampling {plan.chains} chains on {run.layout.describe()}"
     start = time.perf_counter()
-    with progress_bar(plan.chains * reported, description, enabled=plan.progressbar):
-        outputs, stats = run.executable(prng_keys(run.seeds), run.init, tuple(run.data))
-        outputs, stats = jax.device_get((outputs, stats))
+    ran = run_chunks(run, prng_keys(run.seeds))
+    outputs, stats = ran.outputs, ran.stats
     sampling_time = time.perf_counter() - start
     symptom = failure_symptom(stats, plan.draws)
     if symptom is not None:
@@ -258,6 +239,8 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
             "compile_time": round(run.compile_seconds, 6),
         },
     )
+    if ran.resumed_at is not None:  # the cache path records and announces it
+        tree.attrs[RESUMED_ATTR] = resumed_text(run, ran)
     if plan.compute_convergence_checks:
         convergence_warnings(tree, model, quiet=plan.quiet)
     return tree

@@ -28,11 +28,11 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from cloudcache.compat.jax import reset_compilation_cache
+from cloudcache.util.forks import ForkSafeLock
 
 #: Environment variable: the cache directory, or an off value.
 CACHE_DIR_ENV = "CLOUDCACHE_JAX_CACHE_DIR"
@@ -41,7 +41,7 @@ CACHE_DIR_ENV = "CLOUDCACHE_JAX_CACHE_DIR"
 MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 
 _OFF_VALUES = frozenset({"off", "0", "false", "no", "none"})
-_lock = threading.RLock()
+_lock = ForkSafeLock(reentrant=True)
 _state: dict[str, str | None] = {}
 _depth = 0
 

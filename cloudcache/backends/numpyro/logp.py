@@ -25,6 +25,7 @@ from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.type import RandomType
 
 from cloudcache.backends.kernel_cache import LIFT_CONSTANT_SIZE
+from cloudcache.compat.pytensor import generated_source_in_process_folder
 from cloudcache.errors import BackendRefused
 from cloudcache.fingerprint.graph import GraphKey, graph_key
 
@@ -100,7 +101,8 @@ def _jaxify(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> Callable
         fgraph.replace(node.outputs[0], node.inputs[0], import_missing=True)
     mode.JAX.optimizer.rewrite(fgraph)
     stabilise_reductions(fgraph)
-    return jax_funcify(fgraph)
+    with generated_source_in_process_folder():  # not a file per function left in /tmp
+        return jax_funcify(fgraph)
 
 
 def _is_lifted(var: Variable) -> bool:

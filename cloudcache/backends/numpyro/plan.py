@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloudcache.backends.base import Backend, refuse_pymc_only_arguments
+from cloudcache.backends.numpyro.fork_guard import refuse_in_fork_child
 from cloudcache.backends.numpyro.support import unconvertible_reason
 from cloudcache.backends.request import SampleRequest
 from cloudcache.errors import BackendRefused
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 
 #: Libraries whose versions enter the key of a NumPyro run.
 LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "jax", "jaxlib", "numpyro")
+
+#: Revision of the runner's program structure (2: init + one step program per chunk +
+#: outputs). It enters the key: another structure samples other, equally valid, draws.
+RUNNER_REVISION = 2
 
 #: NumPyro NUTS kernel options passed through as given (all hashable scalars).
 KERNEL_OPTIONS: frozenset[str] = frozenset(
@@ -111,6 +116,7 @@ def _split_options(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def plan_request(request: SampleRequest) -> RunPlan:
     """Build the runner's plan; raise :class:`BackendRefused` or ``TypeError``/``ValueError``."""
+    refuse_in_fork_child()
     args = request.arguments
     refuse_pymc_only_arguments(args, "numpyro")
     if not args.get("discard_tuned_samples", True):
@@ -180,6 +186,11 @@ class NumpyroPlanner(Backend):
     name = "numpyro"
     libraries = LIBRARIES
     samples_discrete = False
+
+    def library_versions(self) -> dict[str, str]:
+        """The libraries' versions and the runner's revision: a new program structure samples
+        other (equally valid) draws, so it must not be served entries of the old one."""
+        return {**super().library_versions(), "cloudcache-numpyro-runner": f"{RUNNER_REVISION}.0"}
 
     def plan(self, request: SampleRequest) -> RunPlan:
         return plan_request(request)

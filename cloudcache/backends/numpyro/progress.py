@@ -9,13 +9,14 @@ ticks are ignored.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-_lock = threading.Lock()
+from cloudcache.util.forks import ForkSafeLock
+
+_lock = ForkSafeLock()
 _active: Any = None  # (rich.progress.Progress, task id) while a bar is shown
 
 
@@ -29,8 +30,11 @@ def tick(iterations: Any) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool) -> Iterator[None]:
-    """Show a progress bar of ``total`` iterations while the block runs (if ``enabled``)."""
+def progress_bar(
+    total: int, description: str, *, enabled: bool, completed: int = 0
+) -> Iterator[None]:
+    """Show a progress bar of ``total`` iterations while the block runs (if ``enabled``),
+    starting at ``completed`` (a resumed run)."""
     global _active
     if not enabled:
         yield
@@ -45,7 +49,7 @@ def progress_bar(total: int, description: str, *, enabled: bool) -> Iterator[Non
         transient=False,
     )
     with progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, completed=completed)
         with _lock:
             _active = (progress, task)
         try:

@@ -1,12 +1,17 @@
 """The compiled NUTS runner and its bounded in-process cache.
 
-One XLA executable runs warm-up and draws for all chains and evaluates the posterior outputs
-(deterministics, untransformed values). It takes the PRNG keys, the initial points and the data
-as arguments, so it is compiled once per *structure* -- model graph, data shapes and dtypes,
-draws, tune, chains, NUTS options, device layout -- and reused when only the seed or the values
-of same-shaped data change. Executables are compiled ahead of time (``jit(...).lower(...)
-.compile()``), so a cache hit can never trigger a retrace, and :data:`KERNELS` counts every
-compilation.
+A run is three XLA programs, always in the same structure: ``init`` (the sampler's state for
+every chain), ``step`` (one chunk of iterations, warm-up and draws alike, called once per chunk
+with the state of the last) and ``outputs`` (deterministics and untransformed values of every
+draw). Chunk boundaries are fixed by the request (:func:`chunk_length`), so a run stopped at a
+boundary and resumed from the state saved there gives bit-identical draws (XLA fuses one
+program the same way every time; fusing different steps together would change floats).
+
+The programs take the PRNG keys, the initial points and the data as arguments, so they are
+compiled once per *structure* -- model graph, data shapes and dtypes, draws, tune, chains,
+NUTS options, device layout -- and reused when only the seed or the values of same-shaped data
+change. They are compiled ahead of time (``jit(...).lower(...).compile()``), so a cache hit can
+never trigger a retrace, and :data:`KERNELS` counts every compilation.
 """
 
 from __future__ import annotations
@@ -42,36 +47,57 @@ def progress_stride(plan: RunPlan) -> int:
     return max(1, (plan.tune + plan.draws) // 100)
 
 
-def _chain_runner(
+#: A run is split into between ``MIN_CHUNKS`` and ``MAX_CHUNKS`` chunks, one more for every
+#: ``ITERATIONS_PER_CHUNK`` chain iterations, each at least ``MIN_CHUNK`` iterations long.
+MIN_CHUNKS = 10
+MAX_CHUNKS = 100
+ITERATIONS_PER_CHUNK = 2000
+MIN_CHUNK = 10
+
+
+def chunk_length(plan: RunPlan) -> int:
+    """Iterations per step-program call, fixed by the request (never by time or interruptions).
+
+    Chunk boundaries are where a run can be checkpointed and resumed; each call of the step
+    program costs about a millisecond, so small runs get few chunks and long runs many.
+    """
+    total = plan.tune + plan.draws
+    chunks = min(MAX_CHUNKS, max(MIN_CHUNKS, total * plan.chains // ITERATIONS_PER_CHUNK))
+    return max(MIN_CHUNK, -(-total // chunks))
+
+
+def _chain_programs(
     logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan
-) -> Callable[..., Any]:
-    """``(key, init, data) -> (outputs, stats)`` for one chain."""
+) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+    """One chain's ``init``, ``step`` and ``outputs`` functions.
+
+    ``init(key, values, data) -> state``; ``step(state, data, start, count) -> (state,
+    (positions, stats))`` runs the iterations ``start .. start + count`` (``count`` at most one
+    chunk, given at run time so the last chunk needs no program of its own) and returns their
+    positions and stats in the first ``count`` rows; ``outputs(positions, data)`` evaluates the
+    posterior outputs of every draw.
+    """
     from numpyro.infer import NUTS
 
     kernel_kwargs = plan.kernel_kwargs()
+    length = chunk_length(plan)
+    stride = progress_stride(plan)
 
-    def run_chain(key: jax.Array, init: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
-        kernel = NUTS(potential_fn=lambda values: -logp_fn(values, data), **kernel_kwargs)
-        state = kernel.init(key, plan.tune, init, (), {})
+    def kernel_for(data: tuple[jax.Array, ...]) -> Any:
+        return NUTS(potential_fn=lambda values: -logp_fn(values, data), **kernel_kwargs)
 
-        stride = progress_stride(plan)
+    def init(key: jax.Array, values: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
+        return kernel_for(data).init(key, plan.tune, values, (), {})
 
-        def report(iteration: jax.Array) -> None:
-            jax.lax.cond(
-                (iteration + 1) % stride == 0,
-                lambda: jax.debug.callback(progress.tick, np.int64(stride)),
-                lambda: None,
-            )
+    def step(state: Any, data: tuple[jax.Array, ...], start: jax.Array, count: jax.Array):
+        kernel = kernel_for(data)
+        # NumPyro's kernel keeps its adaptation schedule in closures made by ``init``: make them
+        # (the state it computes is unused, so XLA drops that work); the run's state goes on.
+        kernel.init(state.rng_key, plan.tune, state.z, (), {})
 
-        def warmup(state, iteration):
-            report(iteration)
-            return kernel.sample(state, (), {}), None
-
-        def draw(state, iteration):
-            report(iteration + plan.tune)
-            state = kernel.sample(state, (), {})
+        def record(state):
             depth = _tree_depth(state.num_steps)
-            stats = {
+            return state.z, {
                 "lp": -state.potential_energy,
                 "energy": state.energy,
                 "diverging": state.diverging,
@@ -81,28 +107,47 @@ def _chain_runner(
                 "acceptance_rate": state.accept_prob,
                 "step_size": state.adapt_state.step_size,
             }
-            return state, (state.z, stats)
 
-        if plan.tune:
-            state, _ = jax.lax.scan(warmup, state, jnp.arange(plan.tune))
-        _, (positions, stats) = jax.lax.scan(draw, state, jnp.arange(plan.draws))
-        outputs = jax.vmap(lambda values: outputs_fn(values, data))(positions)
-        return outputs, stats
+        buffers = jax.tree_util.tree_map(
+            lambda leaf: jnp.zeros((length, *leaf.shape), leaf.dtype), jax.eval_shape(record, state)
+        )
 
-    return run_chain
+        def one(offset, carry):
+            state, buffers = carry
+            iteration = start + offset
+            jax.lax.cond(
+                (iteration + 1) % stride == 0,
+                lambda: jax.debug.callback(progress.tick, np.int64(stride)),
+                lambda: None,
+            )
+            state = kernel.sample(state, (), {})
+            buffers = jax.tree_util.tree_map(
+                lambda buffer, value: buffer.at[offset].set(value), buffers, record(state)
+            )
+            return state, buffers
+
+        # ``count`` (at most ``length``) is a run-time number: the last chunk runs the rest.
+        return jax.lax.fori_loop(0, count, one, (state, buffers))
+
+    def outputs(positions: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
+        return jax.vmap(lambda values: outputs_fn(values, data))(positions)
+
+    return init, step, outputs
 
 
-def _sampler_function(
-    logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan, layout: ChainLayout
+def _all_chains(
+    one_chain: Callable[..., Any], batched_args: int, layout: ChainLayout
 ) -> tuple[Callable[..., Any], Any, Any]:
-    """The all-chains function and the shardings of its chain-batched and replicated inputs."""
-    one_chain = _chain_runner(logp_fn, outputs_fn, plan)
+    """``one_chain`` over every chain (its first ``batched_args`` arguments carry the chain
+    axis, the rest are shared), laid out as ``layout`` says; and the two shardings."""
+    shared_count = one_chain.__code__.co_argcount - batched_args
     if layout.vectorized:
-        chains = jax.vmap(one_chain, in_axes=(0, 0, None))
+        chains = jax.vmap(one_chain, in_axes=(*(0,) * batched_args, *(None,) * shared_count))
     else:
 
-        def chains(keys: jax.Array, init: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
-            return jax.lax.map(lambda args: one_chain(*args, data), (keys, init))
+        def chains(*args: Any):
+            batched, shared = args[:batched_args], args[batched_args:]
+            return jax.lax.map(lambda chain: one_chain(*chain, *shared), batched)
 
     if layout.n_devices == 1:
         sharding = SingleDeviceSharding(layout.devices[0])
@@ -112,7 +157,7 @@ def _sampler_function(
     sharded = jax.shard_map(
         chains,
         mesh=mesh,
-        in_specs=(batched, batched, replicated),
+        in_specs=(*(batched,) * batched_args, *(replicated,) * shared_count),
         out_specs=batched,
         check_vma=False,
     )
@@ -132,7 +177,7 @@ class Signature:
 
 
 def sampler_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout):
-    """Everything the compiled sampler depends on, and nothing else."""
+    """Everything the compiled programs depend on, and nothing else."""
     return (
         "sampler",
         graph.key,
@@ -148,18 +193,52 @@ def sampler_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: 
     )
 
 
-def compiled_sampler(
-    graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout
-) -> Any:
-    """The compiled all-chains sampler for this structure (from :data:`KERNELS` when cached)."""
+@dataclass(frozen=True)
+class Programs:
+    """The compiled programs of one run structure and the shape of the sampler's state.
 
-    def compile_it() -> Any:
+    ``init(keys, values, data) -> state``; ``step(state, data, start, count) -> (state,
+    (positions, stats))`` for up to ``chunk`` iterations; ``outputs(positions, data)``. ``state``
+    (a pytree of ``ShapeDtypeStruct``) rebuilds a checkpointed state from its leaves.
+    """
+
+    init: Any
+    step: Any
+    outputs: Any
+    state: Any
+    chunk: int
+    data_sharding: Any
+
+
+def compiled_programs(
+    graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout
+) -> Programs:
+    """The compiled programs for this structure (from :data:`KERNELS` when cached)."""
+
+    def compile_it() -> Programs:
         logp_fn, outputs_fn = graph.jax_functions()
-        fn, batched, replicated = _sampler_function(logp_fn, outputs_fn, plan, layout)
+        init_one, step_one, outputs_one = _chain_programs(logp_fn, outputs_fn, plan)
+        init_fn, batched, replicated = _all_chains(init_one, 2, layout)
+        step_fn, _, _ = _all_chains(step_one, 1, layout)
+        outputs_fn_all, _, _ = _all_chains(outputs_one, 1, layout)
         keys = _struct((plan.chains, 2), np.uint32, batched)
-        init = tuple(_struct((plan.chains, *s), d, batched) for s, d in signature.values)
+        values = tuple(_struct((plan.chains, *s), d, batched) for s, d in signature.values)
         data = tuple(_struct(s, d, replicated) for s, d in signature.data)
-        return jax.jit(fn).lower(keys, init, data).compile()
+        start = _struct((), np.int64, replicated)
+        count = _struct((), np.int64, replicated)
+        state = jax.eval_shape(init_fn, keys, values, data)
+        state = jax.tree_util.tree_map(lambda leaf: _struct(leaf.shape, leaf.dtype, batched), state)
+        positions = tuple(
+            _struct((plan.chains, plan.draws, *s), d, batched) for s, d in signature.values
+        )
+        return Programs(
+            init=jax.jit(init_fn).lower(keys, values, data).compile(),
+            step=jax.jit(step_fn).lower(state, data, start, count).compile(),
+            outputs=jax.jit(outputs_fn_all).lower(positions, data).compile(),
+            state=state,
+            chunk=chunk_length(plan),
+            data_sharding=replicated,
+        )
 
     return KERNELS.get_or_compile(sampler_key(graph, signature, plan, layout), compile_it)
 

@@ -7,15 +7,15 @@ so ``cloudcache ls s3://...`` fails as fast as ``cloud(cache="s3://...")`` on a 
 Only files shaped like cloudcache entries (``<root>/<slug>/<label>-<16 hex>.nc``, see
 :mod:`cloudcache.stores.format.layout`) are ever read, copied or removed. The listing is the
 one walk of :mod:`cloudcache.stores.walk`: symbolic links are never followed, in listing,
-reading or writing (a linked entry or model folder is not listed), and an entry-named file
+reading, writing or removing (a linked entry or model folder is not listed; writes and removals
+go through :mod:`cloudcache.stores.nofollow`), and an entry-named file
 that is not a regular file (a FIFO, socket or device) is listed as damaged and never opened.
-Listing reads
-the root attributes only (no arrays), which keeps ``cloudcache ls`` fast on large caches.
+Listing reads the root attributes only (no arrays, no xarray import), which keeps
+``cloudcache ls`` fast on large caches; ``check`` loads an entry exactly as a hit does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -24,22 +24,27 @@ import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import h5py
-
 from cloudcache.errors import CorruptEntry, StoreError
-from cloudcache.stores.files import FileStore, write_atomically
+from cloudcache.stores import nofollow
+from cloudcache.stores.backoff import check_reachable, mark_unreachable
+from cloudcache.stores.deadline import (
+    DEFAULT_LIST_DEADLINE,
+    DEFAULT_READ_DEADLINE,
+    DEFAULT_WRITE_DEADLINE,
+    call_with_deadline,
+)
+from cloudcache.stores.files import FileStore
 from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.layout import ENTRY_NAME
-from cloudcache.stores.format.netcdf import KEY_ATTR, METADATA_ATTR, decode_entry
+from cloudcache.stores.maintenance.headers import read_local_header, read_remote_headers
 from cloudcache.stores.tiered import TieredStore
 from cloudcache.stores.walk import Found, walk_files
 
 #: Temp files left by a writer killed between write and rename: ``.<entry name>.<random>.tmp``.
 TEMP_NAME = re.compile(r"^\.(?P<entry>[A-Za-z0-9_.-]+-[0-9a-f]{16}\.nc)\.[^/]*\.tmp$")
-#: Remote metadata reads run in parallel (each is a few small range requests).
+#: Object-store entries are fetched and checked this many at a time (``verify``, ``sync``).
 REMOTE_READERS = 8
 
 #: What a check found: fine, damaged (safe to delete and resample), or not readable by this
@@ -78,6 +83,7 @@ class CatalogEntry:
             "prefix": self.prefix,
             "model": meta.get("model", self.slug),
             "label": self.label,
+            "kind": meta.get("kind"),
             "draws": meta.get("draws"),
             "tune": meta.get("tune"),
             "chains": meta.get("chains"),
@@ -147,7 +153,7 @@ class Catalog:
         return path if self.is_local else self.fs.unstrip_protocol(path)
 
     def exists(self) -> bool:
-        return os.path.isdir(self.root) if self.is_local else self.fs.isdir(self.root)
+        return os.path.isdir(self.root) if self.is_local else self._remote("isdir", self.root)
 
     # -- listing ------------------------------------------------------------------------
     def entries(self, *, slug: str | None = None, with_metadata: bool = True) -> list[CatalogEntry]:
@@ -163,19 +169,28 @@ class Catalog:
         return [stray for _, stray in self._walk(None) if stray is not None]
 
     def read_metadata(self, entries: list[CatalogEntry]) -> None:
-        """Fill ``metadata``/``key`` (or ``error``) of each entry from its root attributes."""
-        if self.is_local or len(entries) < 2:
-            for entry in entries:
-                self._fill_metadata(entry)
-            return
-        with ThreadPoolExecutor(REMOTE_READERS) as pool:
-            list(pool.map(self._fill_metadata, entries))
+        """Fill ``metadata``/``key`` (or ``error``) of each entry from its root attributes.
 
-    def _fill_metadata(self, entry: CatalogEntry) -> None:
-        if entry.status != "ok":
+        Object-store entries are read together, in rounds of concurrent block fetches
+        (:mod:`cloudcache.stores.maintenance.headers`).
+        """
+        todo = [entry for entry in entries if entry.status == "ok"]
+        if self.is_local:
+            for entry in todo:
+                self._fill_metadata(entry, _local_header(entry.path))
             return
+        headers = read_remote_headers(self.fs, [(entry.path, entry.size) for entry in todo])
+        for entry, header in zip(todo, headers, strict=True):
+            self._fill_metadata(entry, header)
+
+    def _fill_metadata(self, entry: CatalogEntry, header: tuple[str, str] | BaseException) -> None:
         try:
-            entry.key, entry.metadata = self._root_attributes(entry.path)
+            if isinstance(header, BaseException):
+                raise header
+            entry.key, entry.metadata = _parse_header(*header)
+        except StoreError as error:  # too slow or unreachable: not known to be damaged
+            entry.error, entry.status = str(error), "unreadable"
+            return
         except PermissionError as error:
             entry.error, entry.status = (
                 f"not readable by this user ({error.strerror})",
@@ -188,26 +203,24 @@ class Catalog:
         if not entry.key.startswith(entry.prefix):
             entry.damaged(f"stored key {entry.key[:16]!r} does not match the file name")
 
-    def _root_attributes(self, path: str) -> tuple[str, dict[str, Any]]:
-        with contextlib.ExitStack() as stack:
-            if self.is_local:
-                source: Any = stack.enter_context(open_regular_file(path))
-            else:
-                source = stack.enter_context(self.fs.open(path, "rb"))
-            handle = stack.enter_context(h5py.File(source, "r"))
-            key = _text(handle.attrs.get(KEY_ATTR))
-            raw = _text(handle.attrs.get(METADATA_ATTR))
-        if not key or not raw:
-            raise CorruptEntry("no cloudcache key or metadata in the root attributes")
-        record = json.loads(raw)
-        if not isinstance(record, dict):
-            raise CorruptEntry("metadata record is not a JSON object")
-        return key, record
+    def _remote(self, method: str, *args: Any, seconds: float = DEFAULT_LIST_DEADLINE) -> Any:
+        """An object-store call within one total deadline (``DeadlineExceeded`` after it)."""
+        return call_with_deadline(
+            self.fs, method, *args, seconds=seconds, what=f"{method} on {self.location}"
+        )
 
     def _walk(self, slug: str | None) -> Iterator[tuple[CatalogEntry | None, StrayFile | None]]:
-        for found in walk_files(
-            self.fs, self.root, self.is_local, slug=slug, location=self.location
-        ):
+        if not self.is_local:  # a store that failed a moment ago is not listed again (backoff)
+            check_reachable(self.store.backoff_location, f"listing {self.location}")
+        try:
+            listed = list(
+                walk_files(self.fs, self.root, self.is_local, slug=slug, location=self.location)
+            )
+        except StoreError:
+            if not self.is_local:
+                mark_unreachable(self.store.backoff_location)
+            raise
+        for found in listed:
             entry, stray = _classify(found)
             if not found.regular:
                 if stray is not None:
@@ -233,24 +246,41 @@ class Catalog:
         if self.is_local:
             with open_regular_file(entry.path) as handle:
                 return handle.read()
-        return bytes(self.fs.cat_file(entry.path))
+        return bytes(self._remote("cat_file", entry.path, seconds=DEFAULT_READ_DEADLINE))
 
     def check(self, entry: CatalogEntry, payload: bytes | None = None) -> EntryVerdict:
-        """Load the whole entry and check key and checksum: ok, damaged or unreadable."""
+        """Load the whole entry and check key and checksums, as a hit does: ok, damaged or
+        unreadable. A local entry is read from its file, an object-store entry from its bytes
+        (``payload`` when given)."""
+        from cloudcache.stores.format.netcdf import check_entry  # xarray: only to check
+
         if not entry.key and not entry.error:
-            self._fill_metadata(entry)
+            self.read_metadata([entry])
         if entry.status != "ok" or entry.error:
             return EntryVerdict(entry.status if entry.status != "ok" else "damaged", entry.error)
         try:
-            source = payload if payload is not None else self.read_bytes(entry)
-            decode_entry(source, entry.key)
+            if payload is None and self.is_local:
+                source: bytes | str = entry.path
+            else:
+                source = payload if payload is not None else self.read_bytes(entry)
         except CorruptEntry as error:
             return EntryVerdict("damaged", str(error))
         except PermissionError as error:
             return EntryVerdict("unreadable", f"not readable by this user ({error.strerror})")
-        except OSError as error:
-            return EntryVerdict("unreadable", f"cannot read ({error})")
-        return EntryVerdict("ok")
+        except Exception as error:  # OSError, or a network client's own error: kept, reported
+            return EntryVerdict("unreadable", f"cannot read ({type(error).__name__}: {error})")
+        verdict = check_entry(source, entry.key, root=self.root if self.is_local else None)
+        if verdict.status == "missing":
+            return EntryVerdict("damaged", f"gone while checked ({verdict.problem})")
+        return EntryVerdict(verdict.status, verdict.problem)
+
+    def check_all(self, entries: list[CatalogEntry]) -> list[EntryVerdict]:
+        """:meth:`check` every entry; object-store entries are fetched and checked concurrently."""
+        if self.is_local or len(entries) < 2:
+            return [self.check(entry) for entry in entries]
+        self.read_metadata([entry for entry in entries if not entry.key and not entry.error])
+        with ThreadPoolExecutor(REMOTE_READERS) as pool:
+            return list(pool.map(self.check, entries))
 
     def verify(self, entry: CatalogEntry, payload: bytes | None = None) -> str:
         """The problem :meth:`check` finds, or ``""``."""
@@ -259,46 +289,38 @@ class Catalog:
     def write_bytes(self, relative_path: str, payload: bytes) -> str:
         """Store an entry's bytes at ``relative_path`` (atomically on local disks).
 
-        On a local disk, never through a symbolic link: a linked model folder or entry in
-        the destination raises :class:`StoreError` instead of writing outside the root.
+        On a local disk, never through a symbolic link: a linked model folder in the
+        destination raises :class:`~cloudcache.errors.PlantedLink` (a ``StoreError``) instead
+        of writing outside the root, and a link at the entry's own name is replaced.
         """
         path = f"{self.root}/{relative_path}"
         if self.is_local:
-            self._refuse_links(relative_path)
-            write_atomically(Path(path), payload)
+            nofollow.write_atomically(self.root, relative_path, payload)
         else:
-            self.fs.pipe_file(path, payload)
+            self._remote("pipe_file", path, payload, seconds=DEFAULT_WRITE_DEADLINE)
         return path
 
-    def _refuse_links(self, relative_path: str) -> None:
-        current = self.root
-        for part in relative_path.split("/"):
-            current = f"{current}/{part}"
-            with contextlib.suppress(FileNotFoundError):
-                if stat.S_ISLNK(os.lstat(current).st_mode):
-                    raise StoreError(f"{current} is a symbolic link; not writing through it")
-
     def remove(self, path: str) -> None:
-        """Delete one entry or stray file, its last-used marker, and its emptied model folder."""
+        """Delete one entry or stray file, its last-used marker, and its emptied model folder.
+
+        Locally, never through a link: a model folder swapped for a link since the listing
+        raises :class:`~cloudcache.errors.PlantedLink` and nothing is deleted.
+        """
         relative = os.path.relpath(path, self.root) if self.is_local else path[len(self.root) + 1 :]
         self.store.usage.forget(relative)
         if self.is_local:
-            os.unlink(path)  # removes a link itself, never its target
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(path))
+            nofollow.remove(self.root, relative)  # removes a link itself, never its target
+            nofollow.remove_empty_folder(self.root, os.path.dirname(relative))
         else:
-            self.fs.rm_file(path)
+            self._remote("rm_file", path)
 
     def has(self, relative_path: str) -> bool:
         """Whether a regular entry file exists at ``relative_path`` (links not followed)."""
         path = f"{self.root}/{relative_path}"
         if not self.is_local:
-            return self.fs.isfile(path)
-        folder = os.path.dirname(path)
-        try:
-            return stat.S_ISDIR(os.lstat(folder).st_mode) and stat.S_ISREG(os.lstat(path).st_mode)
-        except OSError:
-            return False
+            return bool(self._remote("isfile", path))
+        info = nofollow.lstat(self.root, relative_path)
+        return info is not None and stat.S_ISREG(info.st_mode)
 
 
 def iso_time(timestamp: float) -> str | None:
@@ -321,13 +343,17 @@ def _classify(found: Found) -> tuple[CatalogEntry | None, StrayFile | None]:
     return None, None
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if hasattr(value, "item"):
-        value = value.item()
-        if isinstance(value, bytes):
-            return value.decode("utf-8", "replace")
-    return str(value)
+def _local_header(path: str) -> tuple[str, str] | BaseException:
+    try:
+        return read_local_header(path)
+    except Exception as error:  # reported on the entry by _fill_metadata
+        return error
+
+
+def _parse_header(key: str, raw: str) -> tuple[str, dict[str, Any]]:
+    if not key or not raw:
+        raise CorruptEntry("no cloudcache key or metadata in the root attributes")
+    record = json.loads(raw)
+    if not isinstance(record, dict):
+        raise CorruptEntry("metadata record is not a JSON object")
+    return key, record
