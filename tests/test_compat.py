@@ -225,3 +225,12 @@ def test_data_names_of_a_compiled_nutpie_model() -> None:
     compiled = nutpie.compile_pymc_model(model)
     assert data_names(compiled) == {"x"}
     compiled.with_data(x=np.linspace(1, 2, 5))  # the names are what with_data takes
+
+
+def test_netcdf4_lock_is_the_one_xarray_holds() -> None:
+    """Direct netCDF4 reads share xarray's lock; our own lock would let the two race."""
+    from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+
+    from cloudcache.compat.xarray import netcdf4_lock
+
+    assert netcdf4_lock() is NETCDF4_PYTHON_LOCK

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
+from pathlib import Path
+
+import h5netcdf
+import h5py
+import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
 
-from cloudcache.stores.format.netcdf import decode_entry, encode_entry
+from cloudcache.stores import nofollow
+from cloudcache.stores.format.inspection import check_header
+from cloudcache.stores.format.netcdf import (
+    decode_entry,
+    encode_entry,
+    stamped_entry,
+    tree_checksum,
+    write_entry,
+)
 
 KEY = "0123456789abcdef" * 2
 
@@ -37,3 +53,205 @@ def test_text_or_missing_object_arrays_round_trip_and_verify(messages: list) -> 
     read, _ = decode_entry(encode_entry(tree, KEY, {"kind": "sample"}), KEY)
     stored = read["sample_stats"]["divergence_message"].values.ravel().tolist()
     assert stored == [m if isinstance(m, str) else "" for m in messages]
+
+
+# -- which library writes and reads an entry -------------------------------------------------
+def posterior_tree(**attrs: object) -> xr.DataTree:
+    rng = np.random.default_rng(3)
+    posterior = xr.Dataset(
+        {
+            "mu": (("chain", "draw"), rng.normal(size=(2, 50))),
+            "theta": (("chain", "draw", "school"), rng.normal(size=(2, 50, 8))),
+        },
+        coords={"chain": [0, 1], "draw": np.arange(50), "school": [f"s{i}" for i in range(8)]},
+        attrs={"created_at": "2026-12-06T06:00:00", "inference_library": "pymc", **attrs},
+    )
+    stats = xr.Dataset({"diverging": (("chain", "draw"), np.zeros((2, 50), dtype=bool))})
+    return xr.DataTree.from_dict({"/posterior": posterior, "/sample_stats": stats})
+
+
+def written_by(path: Path) -> str:
+    """The library named in the file's ``_NCProperties`` (netCDF4's C library or h5netcdf)."""
+    with h5py.File(path, "r") as handle:
+        properties = handle.attrs["_NCProperties"]
+    text = properties.decode() if isinstance(properties, bytes) else str(properties)
+    return "h5netcdf" if "h5netcdf" in text else "netcdf4"
+
+
+def header_engine(path: Path) -> str:
+    with h5py.File(path, "r") as handle:
+        return check_header(handle, KEY, path.stat().st_size).engine
+
+
+def test_entries_are_written_by_netcdf4_and_open_everywhere(tmp_path: Path) -> None:
+    path = tmp_path / "entry.nc"
+    tree = posterior_tree()
+    write_entry(tree, KEY, {"kind": "sample"}, str(path))
+    assert written_by(path) == "netcdf4" and header_engine(path) == "netcdf4"
+    assert len(encode_entry(tree, KEY, {"kind": "sample"})) == path.stat().st_size  # no padding
+    read, metadata = decode_entry(str(path), KEY)
+    assert metadata["key"] == KEY
+    for engine in ("netcdf4", "h5netcdf"):  # plain xarray, either engine, no cloudcache
+        plain = xr.load_datatree(path, engine=engine)
+        assert tree_checksum(plain) == tree_checksum(read) == metadata["checksum"]
+    with netCDF4.Dataset(path) as handle:
+        assert handle.groups["posterior"].variables["theta"].shape == (2, 50, 8)
+    with h5netcdf.File(path, "r") as handle:
+        assert handle["posterior"]["mu"].shape == (2, 50)
+    arviz_tree = open_with_arviz(path)
+    assert float(arviz_tree["posterior"]["mu"].mean()) == pytest.approx(
+        float(tree["posterior"]["mu"].mean())
+    )
+
+
+def open_with_arviz(path: Path) -> xr.DataTree:
+    try:
+        from arviz_base import from_netcdf
+    except ImportError:  # ArviZ 0.x (PyMC 5)
+        from arviz import from_netcdf
+    opened = from_netcdf(str(path))
+    return (
+        opened
+        if isinstance(opened, xr.DataTree)
+        else xr.DataTree.from_dict({f"/{name}": opened[name] for name in opened.groups()})
+    )
+
+
+def legacy_entry(tree: xr.DataTree, path: Path) -> None:
+    """An entry as every earlier version wrote it: the same stamp, written by h5netcdf."""
+    stamped_entry(tree, KEY, {"kind": "sample"}).to_netcdf(path, engine="h5netcdf")
+
+
+def test_entries_written_by_h5netcdf_stay_readable(tmp_path: Path) -> None:
+    path = tmp_path / "legacy.nc"
+    tree = posterior_tree(one_item=[7], names=["a", "b"], text="ünïcode")
+    legacy_entry(tree, path)
+    assert written_by(path) == "h5netcdf" and header_engine(path) == "netcdf4"
+    read, metadata = decode_entry(str(path), KEY)
+    assert tree_checksum(read) == metadata["checksum"]
+    assert read["posterior"].attrs["one_item"] == 7 and read["posterior"].attrs["text"] == "ünïcode"
+
+
+def test_complex_values_fall_back_to_h5netcdf_both_ways(tmp_path: Path) -> None:
+    tree = posterior_tree(shift=1 + 2j)
+    tree["posterior"]["z"] = xr.DataArray(np.arange(4) * 1j, dims="z_dim")
+    path = tmp_path / "complex.nc"
+    write_entry(tree, KEY, {}, str(path))
+    assert written_by(path) == "h5netcdf" and header_engine(path) == "h5netcdf"
+    read, _ = decode_entry(str(path), KEY)
+    assert read["posterior"].attrs["shift"] == 1 + 2j
+    np.testing.assert_array_equal(read["posterior"]["z"].values, np.arange(4) * 1j)
+    legacy = tmp_path / "legacy-complex.nc"  # complex group attributes, which netCDF4 drops
+    legacy_entry(posterior_tree(shift=1 + 2j), legacy)
+    assert header_engine(legacy) == "h5netcdf"
+    assert decode_entry(str(legacy), KEY)[0]["posterior"].attrs["shift"] == 1 + 2j
+
+
+def test_a_type_netcdf4_cannot_read_goes_to_h5netcdf(tmp_path: Path) -> None:
+    """netCDF4 crashes the process on a half-precision dataset: the header sends it away."""
+    tree = posterior_tree()
+    tree["posterior"]["half"] = xr.DataArray(np.arange(3, dtype=np.float16), dims="h")
+    path = tmp_path / "half.nc"
+    legacy_entry(tree, path)
+    assert header_engine(path) == "h5netcdf"
+    read, _ = decode_entry(str(path), KEY)
+    assert read["posterior"]["half"].dtype == np.float16
+
+
+def test_format_details_round_trip(tmp_path: Path) -> None:
+    tree = posterior_tree(one=[3.5], single_text=["only"], many=[1, 2, 3], encoded=b"bytes")
+    tree["posterior"]["when"] = xr.DataArray(
+        np.array(["2026-01-01", "2026-06-01"], dtype="datetime64[ns]"), dims="w"
+    )
+    tree["posterior"]["label"] = xr.DataArray(np.array(["ä", "b", "\u202e"]), dims="l")
+    path = tmp_path / "details.nc"
+    write_entry(tree, KEY, {"created": "2026-12-06T06:00:00"}, str(path))
+    assert written_by(path) == "netcdf4"
+    read, _ = decode_entry(str(path), KEY)
+    attrs = read["posterior"].attrs
+    assert (attrs["one"], attrs["single_text"], attrs["encoded"]) == (3.5, "only", "bytes")
+    assert list(attrs["many"]) == [1, 2, 3]
+    np.testing.assert_array_equal(read["posterior"]["when"].values, tree["posterior"]["when"])
+    assert read["posterior"]["label"].values.tolist() == ["ä", "b", "\u202e"]
+
+
+def test_a_local_write_streams_to_a_temporary_file_and_keeps_the_umask(tmp_path: Path) -> None:
+    written_to: list[str] = []
+
+    def write(target: str) -> None:
+        written_to.append(target)
+        write_entry(posterior_tree(), KEY, {}, target)
+
+    nofollow.write_atomically(str(tmp_path), "model/entry.nc", write)
+    target = tmp_path / "model" / "entry.nc"
+    assert decode_entry(str(target), KEY)[1]["key"] == KEY
+    assert written_to[0].startswith("/proc/self/fd/")  # the temp file itself, by descriptor
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["entry.nc"]
+
+    def broken(temp: str) -> None:
+        Path(temp).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        nofollow.write_atomically(str(tmp_path), "model/other.nc", broken)
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["entry.nc"]
+
+
+def test_a_read_gives_exactly_what_xarray_gives(tmp_path: Path, sampled_tree: xr.DataTree) -> None:
+    """The fast reader (netCDF4, decoded by xarray) against ``xarray.load_datatree``."""
+    tree = sampled_tree.copy(deep=False)
+    tree["posterior"]["when"] = xr.DataArray(
+        np.array(["2026-01-01", "NaT"], dtype="datetime64[ns]"), dims="w"
+    )
+    tree["posterior"]["flag"] = xr.DataArray(np.array([True, False]), dims="f")
+    tree["posterior"]["count"] = xr.DataArray(np.array([1, 2], dtype=np.int16), dims="f")
+    tree["posterior"]["label"] = xr.DataArray(np.array(["a", "bc"]), dims="f")
+    tree["posterior"]["scalar"] = xr.DataArray(2.5, attrs={"units": "m"})
+    tree["posterior"]["word"] = xr.DataArray("only")
+    tree["posterior"]["none"] = xr.DataArray(np.array([], dtype=str), dims="z")
+    path = tmp_path / "entry.nc"
+    write_entry(tree, KEY, {}, str(path))
+    read, _ = decode_entry(str(path), KEY)
+    plain = xr.load_datatree(path, engine="netcdf4")
+    plain.attrs = {k: v for k, v in plain.attrs.items() if not k.startswith("cloudcache_")}
+    xr.testing.assert_identical(read, plain)
+    for node in plain.subtree:
+        for name, variable in node.dataset.variables.items():
+            assert read[node.path].dataset.variables[name].dtype == variable.dtype, name
+    from_bytes, _ = decode_entry(path.read_bytes(), KEY)
+    xr.testing.assert_identical(from_bytes, read)
+
+
+def test_threads_write_and_read_entries_at_once(tmp_path: Path) -> None:
+    """netCDF4 is not thread-safe: without the module's lock this crashed the process."""
+    tree = posterior_tree()
+    write_entry(tree, KEY, {}, str(tmp_path / "read.nc"))
+    failures: list[BaseException] = []
+
+    def write(index: int) -> None:
+        try:
+            for round_ in range(8):
+                write_entry(tree, KEY, {}, str(tmp_path / f"w{index}-{round_}.nc"))
+                encode_entry(tree, KEY, {})
+        except BaseException as error:  # reported by the main thread
+            failures.append(error)
+
+    def read() -> None:
+        try:
+            for _ in range(16):
+                assert tree_checksum(decode_entry(str(tmp_path / "read.nc"), KEY)[0]) == (
+                    tree_checksum(tree)
+                )
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not failures, failures

@@ -161,3 +161,51 @@ def test_memory_store_conforms() -> None:
     assert store.lookup(_ref()) == Lookup(None, ())
     with store.single_flight(_ref()) as held:
         assert held is False
+
+
+# -- the memory tier keeps no second copy of a miss's draws -----------------------------------
+def proportional_memory() -> int:
+    """This process's proportional set size (shared pages divided among their mappings)."""
+    with open("/proc/self/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no Pss line")
+
+
+def large_tree() -> xr.DataTree:
+    rng = np.random.default_rng(5)
+    posterior = xr.Dataset(
+        {f"v{i}": (("chain", "draw", "item"), rng.normal(size=(4, 1000, 200))) for i in range(8)},
+        coords={"chain": np.arange(4), "draw": np.arange(1000)},
+    )
+    stats = xr.Dataset({"lp": (("chain", "draw"), rng.normal(size=(4, 1000)))})
+    return xr.DataTree.from_dict({"/posterior": posterior, "/sample_stats": stats})
+
+
+def touch(tree: xr.DataTree) -> float:
+    return float(
+        sum(v.values.sum() for node in tree.subtree for v in node.dataset.data_vars.values())
+    )
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/smaps_rollup").exists() or not hasattr(__import__("os"), "memfd_create"),
+    reason="Linux only (memfd_create, smaps_rollup)",
+)
+def test_a_miss_kept_in_memory_costs_no_second_copy() -> None:
+    tree = large_tree()  # ~51 MB
+    before_sum, size = touch(tree), tree.nbytes
+    before = proportional_memory()
+    store = MemoryStore()
+    store.put(_ref(), Entry(tree, {}))
+    found = store.lookup(_ref()).entry
+    assert found is not None
+    assert touch(found.tree) == before_sum == touch(tree)  # every page of both trees read
+    assert proportional_memory() - before < 0.2 * size  # a deep copy would add ~1.0x
+    tree["posterior"]["v0"].values[:] = 7.0  # the caller's tree stays writable, and its own
+    again = store.lookup(_ref()).entry
+    assert again is not None and not np.any(again.tree["posterior"]["v0"].values == 7.0)
+    assert touch(again.tree) == before_sum
+    with pytest.raises(ValueError, match="read-only"):
+        again.tree["posterior"]["v1"].values[0, 0, 0] = 1.0

@@ -10,7 +10,9 @@ otherwise, so the caller uses the public copy (``tests/test_compat.py`` says whe
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
 
 import xarray as xr
 
@@ -58,3 +60,17 @@ def _copy_node(node: xr.DataTree, parent: xr.DataTree | None) -> xr.DataTree:
     new._encoding = copy.copy(node._encoding)
     new._children = {name: _copy_node(child, new) for name, child in node._children.items()}
     return new
+
+
+_OWN_NETCDF4_LOCK = threading.Lock()
+
+
+def netcdf4_lock() -> contextlib.AbstractContextManager[object]:
+    """The lock xarray holds around each call into the netCDF4 C library, which is not
+    thread-safe; code calling netCDF4 directly holds it too (a lock of our own if xarray's
+    is not where it was; ``tests/test_compat.py`` says when it moves)."""
+    try:
+        from xarray.backends.netCDF4_ import NETCDF4_PYTHON_LOCK
+    except ImportError:
+        return _OWN_NETCDF4_LOCK
+    return NETCDF4_PYTHON_LOCK

@@ -166,22 +166,29 @@ class FileStore(Store):
         """Write ``entry`` whole (never a partial entry); object stores within ``timeout`` s.
 
         A tree holding a name NetCDF cannot store faithfully (a NUL byte, an empty dimension
-        name) raises :class:`StoreError` naming it, before anything is written.
+        name) raises :class:`StoreError` naming it, before anything is written. A local entry
+        streams to its temporary file (no copy of the bytes in memory); an object store gets
+        the bytes in one PUT.
         """
         # xarray: imported on the first read or write, never by the command line's listings
         from cloudcache.stores.format.names import refuse_unstorable_names
-        from cloudcache.stores.format.netcdf import encode_entry
+        from cloudcache.stores.format.netcdf import encode_entry, write_entry
 
         refuse_unstorable_names(entry.tree)
-        with without_dask_locks():
-            payload = encode_entry(entry.tree, ref.key, entry.metadata)
         path = self.path_of(ref)
         if self.is_local:
             try:
-                nofollow.write_atomically(self.root, relative_path(ref), payload)
+                with without_dask_locks():
+                    nofollow.write_atomically(
+                        self.root,
+                        relative_path(ref),
+                        lambda target: write_entry(entry.tree, ref.key, entry.metadata, target),
+                    )
             except Exception as error:
                 raise StoreError(f"cannot write {self.url_of(ref)}: {error}") from error
         else:
+            with without_dask_locks():
+                payload = encode_entry(entry.tree, ref.key, entry.metadata)
             self._check_reachable(ref)
             try:
                 call_with_deadline(

@@ -7,8 +7,9 @@ variable whatever the size of the draws, and writing into a returned array in pl
 NumPy's ``ValueError: assignment destination is read-only`` instead of silently changing the
 cache. ``cloud(..., copy=True)`` hands out writable deep copies instead.
 
-``put`` keeps a read-only deep copy (the caller keeps a writable original); ``adopt`` keeps the
-tree it is given (one just read from a slower store, which nobody else holds) without a copy.
+``put`` keeps a read-only copy whose large arrays share copy-on-write pages with the caller's
+writable original (one copy of the draws in memory, not two); ``adopt`` keeps the tree it is
+given (one just read from a slower store, which nobody else holds) without a copy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from cloudcache.stores.base import Entry, EntryRef, Store
+from cloudcache.stores.copy_on_write import kept_copy
 from cloudcache.stores.views import freeze, shallow_tree
 from cloudcache.util.forks import ForkSafeLock
 
@@ -72,10 +74,14 @@ class MemoryStore(Store):
         return read_only_view(slot.entry, self.description)
 
     def put(self, ref: EntryRef, entry: Entry, timeout: float | None = None) -> str:
-        """Keep a read-only deep copy of ``entry`` (the caller's original stays writable)."""
+        """Keep a read-only copy of ``entry``; the caller's original stays writable.
+
+        Large arrays are not copied: they become copy-on-write pages shared by both
+        (:mod:`cloudcache.stores.copy_on_write`).
+        """
         size = int(entry.tree.nbytes)
         if size <= self.max_bytes:
-            kept = Entry(freeze(entry.tree.copy(deep=True)), dict(entry.metadata), entry.location)
+            kept = Entry(kept_copy(entry.tree), dict(entry.metadata), entry.location)
             self._insert(ref.key, _Slot(kept, size))
         return self.description
 

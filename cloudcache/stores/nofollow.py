@@ -26,7 +26,7 @@ import os
 import secrets
 import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from cloudcache.errors import PlantedLink, StoreError
 from cloudcache.util.forks import ForkSafeLock
@@ -146,8 +146,12 @@ def touch(root: str, relative: str) -> None:
             os.close(descriptor)
 
 
-def write_atomically(root: str, relative: str, payload: bytes) -> None:
+def write_atomically(root: str, relative: str, payload: bytes | Callable[[str], None]) -> None:
     """Write ``payload`` whole to ``relative``: a temp file beside it, fsynced, renamed in.
+
+    ``payload`` is the bytes, or a function that writes the file at the path it is given: the
+    temp file's own descriptor (``/proc/self/fd/N`` where Linux has it, so the writer reopens
+    exactly the file created here even if its name is swapped for a link meanwhile).
 
     The temp file (``.<name>.<random>.tmp``) is created exclusively, never through a link, with
     the umask's permissions; the rename replaces whatever name is at ``relative`` (a planted
@@ -165,14 +169,27 @@ def write_atomically(root: str, relative: str, payload: bytes) -> None:
                 continue
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                handle.write(payload)
-                handle.flush()
+                if isinstance(payload, bytes | bytearray | memoryview):
+                    handle.write(payload)
+                    handle.flush()
+                else:
+                    payload(_reopenable(descriptor, root, relative, temp))
                 os.fsync(handle.fileno())
             os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=parent)
             raise
+
+
+def _reopenable(descriptor: int, root: str, relative: str, temp: str) -> str:
+    """A path that opens the file behind ``descriptor``: its ``/proc`` link on Linux, else
+    the temp file's own path (``temp`` beside ``relative``)."""
+    own = f"/proc/self/fd/{descriptor}"
+    if os.path.exists(own):
+        return own
+    folder = os.path.dirname(f"{root.rstrip('/')}/{relative}")
+    return f"{folder}/{temp}"
 
 
 def remove(root: str, relative: str) -> None:

@@ -6,12 +6,18 @@ be the requested key; no object may live outside the file (external links, exter
 storage, virtual datasets); and the sizes the datasets and attributes declare must be in
 proportion to the file (a small file declaring a gigabyte of compressed zeros is damaged).
 Rejecting an entry therefore costs no more memory than the file itself.
+
+The same walk says which library may load the arrays: the netCDF4 C library (fast) reads
+every type NetCDF-4 defines, but crashes the process on some HDF5 types it does not (a
+half-precision float) and silently drops others (complex attributes). An entry holding any
+type outside NetCDF-4's own is therefore read with h5netcdf, which wrote such entries before.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import h5py
 import numpy as np
@@ -34,10 +40,28 @@ def declared_size_limit(file_size: int, max_bytes: int | None = None) -> int:
     return limit if max_bytes is None else min(limit, max_bytes)
 
 
+#: The xarray engine that loads an entry whose types are all NetCDF-4's own, and the one for
+#: any other entry.
+FAST_ENGINE = "netcdf4"
+GENERAL_ENGINE = "h5netcdf"
+
+#: HDF5 bit layouts (sign, exponent position and size, mantissa position and size) of the two
+#: floats NetCDF-4 knows: IEEE single and double precision.
+_NETCDF_FLOATS = {4: (31, 23, 8, 0, 23), 8: (63, 52, 11, 0, 52)}
+
+
+@dataclass(frozen=True)
+class CheckedHeader:
+    """What the header check found: the metadata record and the engine to load the arrays."""
+
+    record: dict[str, Any]
+    engine: Literal["netcdf4", "h5netcdf"]
+
+
 def check_header(
     handle: h5py.File, expected_key: str, file_size: int, max_bytes: int | None = None
-) -> dict[str, Any]:
-    """Verify keys, self-containment and declared sizes; return the metadata record.
+) -> CheckedHeader:
+    """Verify keys, self-containment and declared sizes; return the record and the engine.
 
     Raises :class:`CorruptEntry` naming the first problem found.
     """
@@ -52,13 +76,13 @@ def check_header(
             f"the metadata record names key {str(recorded_key)[:16]!r}, "
             f"not {expected_key[:16]!r} (the key attribute was rewritten)"
         )
-    declared = _declared_bytes(handle)
+    declared, netcdf_types = _declared_bytes(handle)
     if declared > limit:
         raise CorruptEntry(
             f"declares {declared:,} bytes of data in a {file_size:,}-byte file "
             f"(more than the {limit:,} a read may load)"
         )
-    return record
+    return CheckedHeader(record, FAST_ENGINE if netcdf_types else GENERAL_ENGINE)
 
 
 def parse_record(raw: str | None) -> dict[str, Any]:
@@ -96,8 +120,9 @@ def _check_attribute_size(obj: Any, name: str, limit: int) -> int:
     return size
 
 
-def _declared_bytes(handle: h5py.File) -> int:
-    """Bytes the datasets of the file declare; refuses references outside the file.
+def _declared_bytes(handle: h5py.File) -> tuple[int, bool]:
+    """Bytes the datasets of the file declare, and whether every dataset and group attribute
+    has a NetCDF-4 type; refuses references outside the file.
 
     One ``H5Lvisit`` finds every link (external and user-defined links are refused; soft
     links point inside the file), one ``H5Ovisit`` every object reachable by hard links, each
@@ -117,24 +142,68 @@ def _declared_bytes(handle: h5py.File) -> int:
         raise CorruptEntry(f"/{name} is {kind} (data from outside the entry)")
 
     datasets: list[bytes] = []
+    groups: list[bytes] = []
 
     def collect(name: bytes, info: Any) -> None:
         if info.type == h5py.h5o.TYPE_DATASET:
             datasets.append(name)
+        elif info.type == h5py.h5o.TYPE_GROUP:
+            groups.append(name)
 
     h5py.h5o.visit(handle.id, collect, info=True)
-    return sum(_dataset_bytes(handle, name) for name in datasets)
+    declared, netcdf_types = 0, True
+    for name in datasets:
+        size, native = _dataset_bytes(handle, name)
+        declared += size
+        netcdf_types = netcdf_types and native
+    if netcdf_types:
+        netcdf_types = all(_group_attributes_native(handle, name) for name in groups)
+    return declared, netcdf_types
 
 
-def _dataset_bytes(handle: h5py.File, name: bytes) -> int:
+def is_netcdf_type(type_id: Any) -> bool:
+    """Whether an HDF5 datatype is one of NetCDF-4's: integers, IEEE floats, text, enums."""
+    kind = type_id.get_class()
+    if kind == h5py.h5t.INTEGER:
+        return type_id.get_size() in (1, 2, 4, 8)
+    if kind == h5py.h5t.FLOAT:
+        return _NETCDF_FLOATS.get(type_id.get_size()) == tuple(type_id.get_fields())
+    if kind == h5py.h5t.STRING:
+        return True
+    if kind == h5py.h5t.ENUM:
+        return is_netcdf_type(type_id.get_super())
+    return False
+
+
+def _group_attributes_native(handle: h5py.File, name: bytes) -> bool:
+    """Whether every attribute of the group ``name`` (``.`` is the root) is a NetCDF-4 one."""
+    group = h5py.h5g.open(handle.id, name)
+    native = True
+
+    def check(attribute_name: bytes, *_: Any) -> int | None:
+        nonlocal native
+        attribute = h5py.h5a.open(group, attribute_name)
+        space = attribute.get_space()
+        if space.get_simple_extent_ndims() > 1 or not is_netcdf_type(attribute.get_type()):
+            native = False
+            return 1  # stop iterating
+        return None
+
+    h5py.h5a.iterate(group, check)
+    return native
+
+
+def _dataset_bytes(handle: h5py.File, name: bytes) -> tuple[int, bool]:
     dataset = h5py.h5d.open(handle.id, name)
-    where = "/" + name.decode("utf-8", "replace")
-    plist = dataset.get_create_plist()
-    if plist.get_external_count():
-        raise CorruptEntry(f"{where} keeps its data in external files (HDF5 external storage)")
-    if plist.get_layout() == h5py.h5d.VIRTUAL:
-        raise CorruptEntry(f"{where} is a virtual dataset (data from other files)")
+    if dataset.get_offset() is None:  # not one block inside this file: chunked, or from outside
+        where = "/" + name.decode("utf-8", "replace")
+        plist = dataset.get_create_plist()  # (costs ~5x the rest: only where it can matter)
+        if plist.get_external_count():
+            raise CorruptEntry(f"{where} keeps its data in external files (HDF5 external storage)")
+        if plist.get_layout() == h5py.h5d.VIRTUAL:
+            raise CorruptEntry(f"{where} is a virtual dataset (data from other files)")
     space = dataset.get_space()
     is_null = space.get_simple_extent_type() == h5py.h5s.NULL
     points = 0 if is_null else space.get_simple_extent_npoints()
-    return int(points) * int(dataset.get_type().get_size())
+    datatype = dataset.get_type()
+    return int(points) * int(datatype.get_size()), is_netcdf_type(datatype)

@@ -6,6 +6,13 @@ including a checksum of every array's content and one of every group's attribute
 record itself), so a read can prove the file is whole and belongs to the key it was asked for.
 No pickle anywhere: reading an entry never runs code, and anything unexpected in a file (odd
 attributes, hostile JSON, foreign files) is reported as :class:`CorruptEntry`, never a crash.
+
+Entries are written and read with the netCDF4 C library (``ENGINE``), several times faster than
+h5netcdf, which opens each variable with many HDF5 look-ups. h5netcdf remains the general
+engine: it writes a tree netCDF4 refuses (complex numbers), and it reads any entry whose header
+holds a type outside NetCDF-4's own (see :mod:`cloudcache.stores.format.inspection`), such as
+entries of earlier versions that hold complex attributes. Either engine reads what the other
+wrote.
 """
 
 from __future__ import annotations
@@ -13,19 +20,39 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import h5py
 import numpy as np
 import xarray as xr
 
+from cloudcache.compat.xarray import netcdf4_lock
 from cloudcache.errors import CorruptEntry, EntryUnreadable
 from cloudcache.fingerprint.digest import Digest
 from cloudcache.stores.format.entryfile import checked_entry_file
-from cloudcache.stores.format.inspection import KEY_ATTR, METADATA_ATTR, check_header, parse_record
+from cloudcache.stores.format.inspection import (
+    FAST_ENGINE,
+    GENERAL_ENGINE,
+    KEY_ATTR,
+    METADATA_ATTR,
+    check_header,
+    parse_record,
+)
 
-ENGINE = "h5netcdf"
+_T = TypeVar("_T")
+
+#: Held around every whole netCDF4 write and read of this module. The C library is not
+#: thread-safe, and xarray's own lock guards each array written but not the creation of
+#: variables: two threads writing entries at once crashed the process.
+_NETCDF4_FILES = threading.Lock()
+
+#: The engine that writes entries (``GENERAL_ENGINE`` when it refuses a tree's types).
+ENGINE = FAST_ENGINE
 
 
 def tree_checksum(tree: xr.DataTree) -> str:
@@ -39,6 +66,8 @@ def tree_checksum(tree: xr.DataTree) -> str:
             digest.token("var", name)
             digest.token("dims", ",".join(map(str, variable.dims)))
             values = np.asarray(variable.values)
+            if values.dtype.kind in "Mm":  # dates and durations: their 64-bit counts
+                values = values.view(np.int64)
             if values.dtype.kind in "OUS":
                 digest.token("text", "\x1f".join(map(str, values.ravel().tolist())))
             else:
@@ -50,7 +79,7 @@ def attrs_checksum(tree: xr.DataTree, record: dict[str, Any]) -> str:
     """XXH3-128 over every group's attributes and the metadata record (minus this checksum).
 
     Attribute values are compared in the form they take after a NetCDF round trip (arrays as
-    lists, bytes as text), so a clean file always verifies.
+    lists, a one-item list as its item, bytes as text), so a clean file always verifies.
     """
     digest = Digest()
     for node in sorted(tree.subtree, key=lambda n: n.path):
@@ -98,13 +127,19 @@ def storable(tree: xr.DataTree) -> xr.DataTree:
     return xr.DataTree.from_dict(groups)
 
 
+def _values(variable: Any) -> np.ndarray:
+    """A netCDF4 variable's whole array; variable-length text as fixed-width, as xarray does."""
+    values = np.asarray(variable[...])
+    return values.astype(str) if variable.dtype is str else values
+
+
 def _missing(item: Any) -> bool:
     """``None``, or the NaN xarray puts in its place in an object array."""
     return item is None or (isinstance(item, float) and math.isnan(item))
 
 
-def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
-    """Serialise ``tree`` with key and metadata (plus checksums) into NetCDF4 bytes."""
+def stamped_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> xr.DataTree:
+    """``tree`` as an entry: a shallow copy whose root attributes carry key and record."""
     tree = storable(tree)
     record = json.loads(
         json.dumps(dict(metadata, key=key, checksum=tree_checksum(tree)), default=str)
@@ -116,8 +151,42 @@ def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes
         KEY_ATTR: key,
         METADATA_ATTR: json.dumps(record, sort_keys=True, default=str),
     }
-    payload = stamped.to_netcdf(engine=ENGINE)
-    return bytes(payload)
+    return stamped
+
+
+def write_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any], path: str) -> None:
+    """Write ``tree`` as an entry to the local file ``path``, array by array (no bytes in
+    memory first). ``path`` is replaced; the caller makes the write atomic."""
+    stamped = stamped_entry(tree, key, metadata)
+    _with_either_engine(lambda engine: stamped.to_netcdf(path, engine=engine))
+
+
+def encode_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> bytes:
+    """Serialise ``tree`` with key and metadata (plus checksums) into NetCDF4 bytes.
+
+    Written to a temporary file and read back: netCDF4's in-memory files are padded with
+    zeros to 64 KiB steps, which would hide a truncated copy behind its own padding.
+    """
+    with tempfile.TemporaryDirectory(prefix="cloudcache-") as folder:
+        path = os.path.join(folder, "entry.nc")
+        write_entry(tree, key, metadata, path)
+        with open(path, "rb") as handle:
+            return handle.read()
+
+
+def _with_either_engine(write: Callable[[str], _T]) -> _T:
+    """``write(ENGINE)``; if netCDF4 refuses the tree's types, ``write(GENERAL_ENGINE)``.
+
+    netCDF4 refuses what NetCDF-4 cannot hold (complex or boolean attributes, complex or
+    half-precision arrays, arrays as attributes: ``TypeError``, ``ValueError``; names that
+    start with a dot or hold control characters: ``RuntimeError``); h5netcdf writes many of
+    these as plain HDF5, as every entry was written before.
+    """
+    try:
+        with _NETCDF4_FILES:
+            return write(ENGINE)
+    except (TypeError, ValueError, RuntimeError):
+        return write(GENERAL_ENGINE)
 
 
 def decode_entry(
@@ -144,9 +213,8 @@ def decode_entry(
         opened_source, size = checked_entry_file(source, root)
     try:
         with h5py.File(_handle(opened_source), "r") as header:
-            check_header(header, expected_key, size, max_bytes)
-        with xr.open_datatree(_handle(opened_source), engine=ENGINE) as opened:
-            tree = opened.load()
+            engine = check_header(header, expected_key, size, max_bytes).engine
+        tree = _load(opened_source, engine)
     except CorruptEntry:
         raise
     except Exception as error:  # h5py/h5netcdf raise many types for damaged files
@@ -199,6 +267,53 @@ def check_entry(
 
 def _handle(source: bytes | str) -> Any:
     return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _load(source: bytes | str, engine: str) -> xr.DataTree:
+    """Every group and array of the (checked) entry, loaded with ``engine``."""
+    if engine == FAST_ENGINE:
+        return _load_with_netcdf4(source)
+    with xr.open_datatree(_handle(source), engine=engine) as opened:
+        return opened.load()
+
+
+def _load_with_netcdf4(source: bytes | str) -> xr.DataTree:
+    """The tree ``xarray.load_datatree(source, engine="netcdf4")`` gives, ~20 % sooner.
+
+    Each group's variables are read whole and undecoded, as xarray's netCDF4 backend reads
+    them (no masking, scaling or text conversion by netCDF4), and decoded by xarray's own
+    ``decode_cf``: only the per-variable lazy-array layers of ``open_datatree`` are skipped.
+    """
+    import netCDF4
+
+    with _NETCDF4_FILES, netcdf4_lock():  # ours (whole files), then xarray's (each call)
+        return _read_groups(netCDF4.Dataset, source)
+
+
+def _read_groups(dataset: Any, source: bytes | str) -> xr.DataTree:
+    if isinstance(source, bytes):
+        opened = dataset("entry.nc", mode="r", memory=source)
+    else:
+        opened = dataset(source, mode="r")
+    with opened as root:
+        root.set_auto_maskandscale(False)
+        root.set_auto_chartostring(False)
+        groups: dict[str, xr.Dataset] = {}
+        pending = [("/", root)]
+        while pending:
+            path, group = pending.pop()
+            variables = {
+                name: xr.Variable(
+                    variable.dimensions,
+                    _values(variable),
+                    {attr: variable.getncattr(attr) for attr in variable.ncattrs()},
+                )
+                for name, variable in group.variables.items()
+            }
+            attrs = {attr: group.getncattr(attr) for attr in group.ncattrs()}
+            groups[path] = xr.decode_cf(xr.Dataset(variables, attrs=attrs))
+            pending.extend((f"{path.rstrip('/')}/{name}", g) for name, g in group.groups.items())
+    return xr.DataTree.from_dict(groups)
 
 
 def _verify_checksums(tree: xr.DataTree, metadata: dict[str, Any]) -> None:
