@@ -9,8 +9,9 @@ Rejecting an entry therefore costs no more memory than the file itself.
 
 The same walk says which library may load the arrays: the netCDF4 C library (fast) reads
 every type NetCDF-4 defines, but crashes the process on some HDF5 types it does not (a
-half-precision float) and silently drops others (complex attributes). An entry holding any
-type outside NetCDF-4's own is therefore read with h5netcdf, which wrote such entries before.
+half-precision float), silently drops others (complex attributes) and reads a name longer than
+its ``NC_MAX_NAME`` bytes cut short (mid-character). An entry holding any type outside
+NetCDF-4's own, or a longer name, is therefore read with h5netcdf, which wrote such entries.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ GENERAL_ENGINE = "h5netcdf"
 #: HDF5 bit layouts (sign, exponent position and size, mantissa position and size) of the two
 #: floats NetCDF-4 knows: IEEE single and double precision.
 _NETCDF_FLOATS = {4: (31, 23, 8, 0, 23), 8: (63, 52, 11, 0, 52)}
+
+#: The longest name (in UTF-8 bytes) of a group, variable, dimension or attribute the netCDF4 C
+#: library reads whole (its ``NC_MAX_NAME``).
+NETCDF_MAX_NAME = 256
 
 
 @dataclass(frozen=True)
@@ -122,7 +127,7 @@ def _check_attribute_size(obj: Any, name: str, limit: int) -> int:
 
 def _declared_bytes(handle: h5py.File) -> tuple[int, bool]:
     """Bytes the datasets of the file declare, and whether every dataset and group attribute
-    has a NetCDF-4 type; refuses references outside the file.
+    has a NetCDF-4 type and a name netCDF4 reads whole; refuses references outside the file.
 
     One ``H5Lvisit`` finds every link (external and user-defined links are refused; soft
     links point inside the file), one ``H5Ovisit`` every object reachable by hard links, each
@@ -151,7 +156,8 @@ def _declared_bytes(handle: h5py.File) -> tuple[int, bool]:
             groups.append(name)
 
     h5py.h5o.visit(handle.id, collect, info=True)
-    declared, netcdf_types = 0, True
+    declared = 0
+    netcdf_types = all(_netcdf_name(name) for name in (*datasets, *groups))
     for name in datasets:
         size, native = _dataset_bytes(handle, name)
         declared += size
@@ -175,6 +181,11 @@ def is_netcdf_type(type_id: Any) -> bool:
     return False
 
 
+def _netcdf_name(path: bytes) -> bool:
+    """Whether every part of an HDF5 object ``path`` fits netCDF4's longest name."""
+    return all(len(part) <= NETCDF_MAX_NAME for part in path.split(b"/"))
+
+
 def _group_attributes_native(handle: h5py.File, name: bytes) -> bool:
     """Whether every attribute of the group ``name`` (``.`` is the root) is a NetCDF-4 one."""
     group = h5py.h5g.open(handle.id, name)
@@ -184,7 +195,11 @@ def _group_attributes_native(handle: h5py.File, name: bytes) -> bool:
         nonlocal native
         attribute = h5py.h5a.open(group, attribute_name)
         space = attribute.get_space()
-        if space.get_simple_extent_ndims() > 1 or not is_netcdf_type(attribute.get_type()):
+        if (
+            len(attribute_name) > NETCDF_MAX_NAME
+            or space.get_simple_extent_ndims() > 1
+            or not is_netcdf_type(attribute.get_type())
+        ):
             native = False
             return 1  # stop iterating
         return None
