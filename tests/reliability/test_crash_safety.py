@@ -70,8 +70,9 @@ def _check_store(root: Path, verified: set[tuple[int, int, int]]) -> tuple[int, 
     return served, len(temps)
 
 
-def _temp_count(root: Path) -> int:
-    return sum(name.endswith(".tmp") for _, _, names in os.walk(root) for name in names)
+def _temp_names(root: Path) -> set[str]:
+    """Temp files under ``root``; names are random, so a new write's temp is a new name."""
+    return {name for _, _, names in os.walk(root) for name in names if name.endswith(".tmp")}
 
 
 def test_killed_filestore_writer_never_leaves_a_served_bad_entry(
@@ -85,6 +86,7 @@ def test_killed_filestore_writer_never_leaves_a_served_bad_entry(
     kills_leaving_temp = 0
     for trial in range(count):
         ready = tmp_path / f"ready-{trial}"
+        left_by_earlier_kills = _temp_names(root)
         worker = zygote.fork(
             "write_loop",
             tmp_path,
@@ -96,16 +98,16 @@ def test_killed_filestore_writer_never_leaves_a_served_bad_entry(
             ready_path=str(ready),
         )
         assert wait_until(ready.exists, timeout=60), worker.log()
-        temps_before = _temp_count(root)
         if trial % 2:  # a uniformly random moment of the write loop
             time.sleep(rng.uniform(0.0, 0.8))
-        else:  # a random moment inside the file write itself
-            assert wait_until(lambda n=temps_before: _temp_count(root) > n, 30, 0.0005)
+        else:  # a random moment inside a file write that starts after this point
+            seen = _temp_names(root)  # (the write in progress now, if any, is not waited for)
+            assert wait_until(lambda seen=seen: bool(_temp_names(root) - seen), 30, 0.0005)
             time.sleep(rng.uniform(0.0, 0.003))
         worker.kill()
-        served, temps = _check_store(root, verified)
+        served, _ = _check_store(root, verified)
         served_total += served
-        kills_leaving_temp += temps > temps_before
+        kills_leaving_temp += bool(_temp_names(root) - left_by_earlier_kills)
     assert kills_leaving_temp >= 1, "no kill landed inside a write: the test proved nothing"
     _verify_fix_removes_only_temp_files(root)
     record_trials(
