@@ -97,7 +97,11 @@ def check_walkthrough(summary: dict[str, Any], cache_dir: Path) -> None:
     assert summary["from_disk"]["location"] == first["location"]
     assert Path(first["location"]).is_file() and Path(first["location"]).parent.parent == cache_dir
     assert centred["key"] != first["key"] and Path(centred["location"]).is_file()
-    assert Path(summary["ppc"]["location"]).name.startswith(f"ppc_{first['key'][:8]}-")
+    # The posterior predictive sits beside the posterior it read, labelled by that trace's
+    # content (issue 20.1: a trace is known by its content, not by the entry it came from).
+    ppc = Path(summary["ppc"]["location"])
+    assert ppc.parent == Path(first["location"]).parent
+    assert re.fullmatch(r"ppc_[0-9a-f]{8}-[0-9a-f]{16}\.nc", ppc.name), ppc.name
     assert set(summary["cli_lists"]) == set(EXPECTED_HITS)
 
 
