@@ -138,6 +138,7 @@ def model_graph(
     """
     from cloudcache.backends.numpyro.data_flow import arithmetic_only
     from cloudcache.backends.numpyro.gradient_hazards import gradient_hazard
+    from cloudcache.backends.numpyro.splines import splines_as_arithmetic
 
     value_vars = tuple(model.value_vars)
     candidates = model.unobserved_value_vars
@@ -147,7 +148,8 @@ def model_graph(
             raise ValueError(f"var_names not in the model's posterior: {sorted(unknown)}")
         candidates = [v for v in candidates if v.name in var_names]
     outputs = list(get_default_varnames(candidates, include_transformed=keep_untransformed))
-    logp = model.logp()
+    # pm.Interpolated's SciPy spline as an interpolation JAX converts (:mod:`.splines`)
+    logp, *outputs = splines_as_arithmetic([model.logp(), *outputs])
     hazard = gradient_hazard(value_vars, [logp])
     if hazard is not None:
         raise BackendRefused(hazard)

@@ -53,10 +53,19 @@ def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
     }
 
 
+def _reads_values(op: object) -> bool:
+    """Whether a distribution's log density reads its parameters' values when it is built (they
+    must stay constants): ``pm.Interpolated``'s spline."""
+    from pymc.distributions.continuous import InterpolatedRV
+
+    return isinstance(op, InterpolatedRV)
+
+
 def lifted_model(model: pm.Model) -> pm.Model:
     """A copy of ``model`` whose large float constants are shared variables.
 
-    The lifted arrays are named ``cloudcache_data_<n>`` in graph order, so the same model
+    The lifted arrays are named ``cloudcache_data_<n>`` in graph order (``pm.Interpolated``'s
+    points, read by value when its log density is built, stay constants), so the same model
     built from other arrays of the same shapes lifts to the same structure. The copy has its
     own transforms: compiling with nutpie rewrites the graphs a transform holds (for example
     ``CholeskyCovPacked``'s indices) in place, which must not change the user's model (its
@@ -66,8 +75,11 @@ def lifted_model(model: pm.Model) -> pm.Model:
         fgraph, _ = fgraph_from_model(model, inlined_views=True)
     except Exception:  # a model PyMC cannot round-trip: compile it as it is
         return model
+    nodes = fgraph.toposort()
+    # pm.Interpolated builds its log density from its points' values (``x_points.data``)
+    read_by_value = [var for node in nodes if _reads_values(node.op) for var in node.inputs]
     constants: list[Constant] = []
-    for node in fgraph.toposort():
+    for node in nodes:
         for var in node.inputs:
             if (
                 isinstance(var, Constant)
@@ -75,6 +87,7 @@ def lifted_model(model: pm.Model) -> pm.Model:
                 and var.data.dtype.kind == "f"  # index arrays stay constants: faster code
                 and var.data.size >= LIFT_CONSTANT_SIZE
                 and all(var is not seen for seen in constants)
+                and all(var is not kept for kept in read_by_value)
             ):
                 constants.append(var)
     replacements = [
