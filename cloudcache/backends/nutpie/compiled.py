@@ -14,6 +14,7 @@ constants: PyTensor compiles gathers over a constant index into much faster code
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Hashable
 from typing import Any
 
@@ -36,8 +37,8 @@ from cloudcache.fingerprint.model import model_components
 COMPILED = KernelCache()
 
 
-def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
-    """Current values of the named tensor shared variables the model's graphs read."""
+def shared_variables(model: pm.Model) -> list[SharedVariable]:
+    """The named tensor shared variables the model's graphs read, each once, in graph order."""
     roots = [
         *model.free_RVs,
         *model.observed_RVs,
@@ -45,12 +46,36 @@ def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
         *model.potentials,
         *(model.rvs_to_values[rv] for rv in model.observed_RVs),
     ]
-    found = [*model.data_vars, *model.dim_lengths.values(), *graph_inputs(roots)]
+    found: list[SharedVariable] = []
+    for var in [*model.data_vars, *model.dim_lengths.values(), *graph_inputs(roots)]:
+        if (
+            isinstance(var, SharedVariable)
+            and isinstance(var.type, TensorType)
+            and var.name
+            and all(var is not seen for seen in found)
+        ):
+            found.append(var)
+    return found
+
+
+def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
+    """Current values of the shared variables a compiled model is fed by name (``with_data``):
+    those whose name no other shared variable of the model carries."""
+    variables = shared_variables(model)
+    counts = Counter(var.name for var in variables)
     return {
         var.name: np.asarray(var.get_value(borrow=True))
-        for var in found
-        if isinstance(var, SharedVariable) and isinstance(var.type, TensorType) and var.name
+        for var in variables
+        if counts[var.name] == 1
     }
+
+
+def ambiguous_values(model: pm.Model) -> list[np.ndarray]:
+    """Values of the shared variables whose name several carry, in graph order: nutpie cannot
+    feed them by name, so the compiled model keeps them and its key holds them by content."""
+    variables = shared_variables(model)
+    counts = Counter(var.name for var in variables)
+    return [np.asarray(var.get_value(borrow=True)) for var in variables if counts[var.name] > 1]
 
 
 def _reads_values(op: object) -> bool:
@@ -108,7 +133,8 @@ def structure_key(model: pm.Model, plan: NutpiePlan) -> Hashable:
 
     The graph digest comes from :mod:`cloudcache.fingerprint` (it leaves out shared values,
     never constants: call it on the :func:`lifted_model`); shared data enter by name, shape and
-    dtype only.
+    dtype only, except those of a name several shared variables carry (by content: the compiled
+    model keeps their values, ``with_data`` cannot tell them apart).
     """
     components = model_components(model)
     shapes = tuple(
@@ -119,6 +145,7 @@ def structure_key(model: pm.Model, plan: NutpiePlan) -> Hashable:
         components["coords"],
         components["settings"],
         shapes,
+        content_digest(ambiguous_values(model)),
         content_digest(dict(plan.initvals or {})),
         plan.var_names,
     )
