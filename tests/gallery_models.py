@@ -129,14 +129,17 @@ def poisson_mixture() -> pm.Model:
 
 
 def negative_binomial_mixture() -> pm.Model:
+    """Two well separated components (means 4.3 and 23, 60 counts each): with 40 counts of
+    means 3.3 and 20 the weights' posterior sd was 0.2 and four chains of 2000 draws of PyMC's
+    own sampler disagreed (the gallery's comparison failed 56 % of seeds against itself)."""
     rng = _rng(7)
-    y = np.concatenate([rng.negative_binomial(5, 0.6, 40), rng.negative_binomial(5, 0.2, 40)])
+    y = np.concatenate([rng.negative_binomial(10, 0.7, 60), rng.negative_binomial(10, 0.3, 60)])
     with pm.Model() as model:
         mu = pm.Gamma(
-            "mu", 2.0, 0.4, shape=2, transform=pm.distributions.transforms.ordered,
-            initval=np.array([2.0, 15.0]),
+            "mu", 2.0, 0.2, shape=2, transform=pm.distributions.transforms.ordered,
+            initval=np.array([3.0, 20.0]),
         )  # fmt: skip
-        alpha = pm.Gamma("alpha", 2.0, 0.4)
+        alpha = pm.Gamma("alpha", 2.0, 0.2)
         w = pm.Dirichlet("w", np.ones(2))
         pm.Mixture("y", w=w, comp_dists=pm.NegativeBinomial.dist(mu=mu, alpha=alpha), observed=y)
     return model
@@ -293,9 +296,11 @@ def censored_normal() -> pm.Model:
 
 
 def truncated_normal() -> pm.Model:
+    """200 observations: with 70, ``mu``'s heavy left tail made its sd vary 1.5x from chain to
+    chain of PyMC's own sampler (the comparison caught a 2x sd error in 62 % of seeds only)."""
     rng = _rng(16)
-    draws = rng.normal(0.5, 1.0, size=400)
-    y = draws[draws > 0][:70]
+    draws = rng.normal(0.5, 1.0, size=1000)
+    y = draws[draws > 0][:200]
     with pm.Model() as model:
         mu = pm.Normal("mu", 0, 3)
         sigma = pm.HalfNormal("sigma", 2)
