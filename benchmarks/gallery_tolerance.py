@@ -119,14 +119,20 @@ def trial(
     rules: list[tuple[float, float]],
     wrong: tuple[str | None, float] | None,
 ) -> list[bool]:
-    """One gallery comparison per rule; ``wrong``: (variable, factor) of a wrong sampler."""
+    """One gallery comparison per rule: whether its first comparison fails (one entry per rule),
+    then whether the test fails, the recheck too (one per rule); ``wrong``: (variable, factor)
+    of a wrong sampler."""
     order = rng.permutation(4)
     mine, theirs = (int(order[0]), int(order[1])), (int(order[2]), int(order[3]))
     got, want = window(arrays, mine, FIRST, rng), window(arrays, theirs, FIRST, rng)
     got_again, want_again = window(arrays, mine, RECHECK, rng), window(arrays, theirs, RECHECK, rng)
     if wrong is not None:
         got, got_again = (scaled(run, truth, *wrong) for run in (got, got_again))
-    return [mismatch(got, want, *rule) and mismatch(got_again, want_again, *rule) for rule in rules]
+    first = [mismatch(got, want, *rule) for rule in rules]
+    return first + [
+        failed and mismatch(got_again, want_again, *rule)
+        for failed, rule in zip(first, rules, strict=True)
+    ]
 
 
 def rates(folder: Path, trials: int, rules: list[tuple[float, float]], seed: int) -> dict:
@@ -138,7 +144,9 @@ def rates(folder: Path, trials: int, rules: list[tuple[float, float]], seed: int
             arrays = {name: stored[name] for name in stored.files}
         truth = {name: flat(a).mean(0) for name, a in arrays.items()}
         case: dict[str, Any] = {"elements": int(sum(flat(a).shape[1] for a in arrays.values()))}
-        false = np.mean([trial(arrays, truth, rng, rules, None) for _ in range(trials)], axis=0)
+        outcomes = np.mean([trial(arrays, truth, rng, rules, None) for _ in range(trials)], 0)
+        first, false = outcomes[: len(rules)], outcomes[len(rules) :]
+        case["first_comparison_fails"] = dict(zip(map(str, rules), map(float, first), strict=True))
         case["false_alarm"] = dict(zip(map(str, rules), map(float, false), strict=True))
         for factor in (2.0, 0.5):
             worst = np.ones(len(rules))
@@ -146,7 +154,7 @@ def rates(folder: Path, trials: int, rules: list[tuple[float, float]], seed: int
                 caught = np.mean(
                     [trial(arrays, truth, rng, rules, (name, factor)) for _ in range(trials // 4)],
                     axis=0,
-                )
+                )[len(rules) :]
                 worst = np.minimum(worst, caught)
             case[f"detect_x{factor:g}_worst_variable"] = dict(
                 zip(map(str, rules), map(float, worst), strict=True)
@@ -172,7 +180,9 @@ def rates(folder: Path, trials: int, rules: list[tuple[float, float]], seed: int
             min(c[f"detect_x{f}_every_variable"][key] for f in ("2", "0.5"))
             for c in report.values()
         ]
+        first = [c["first_comparison_fails"][key] for c in report.values()]
         summary[key] = {
+            "rechecks_per_gallery_run": float(sum(first)),
             "worst_detection_every_variable": float(min(every)),
             "gallery_false_alarm": float(1 - np.prod(1 - np.array(false))),
             "worst_case_false_alarm": float(max(false)),
