@@ -150,7 +150,9 @@ def rates(folder: Path, trials: int, rules: list[tuple[float, float]], seed: int
         case["false_alarm"] = dict(zip(map(str, rules), map(float, false), strict=True))
         for factor in (2.0, 0.5):
             worst = np.ones(len(rules))
-            for name in [n for n, a in arrays.items() if np.ptp(a) > 0]:  # constants: no sd
+            for name in [
+                n for n, a in arrays.items() if np.ptp(a.astype(float)) > 0
+            ]:  # constants: no sd
                 caught = np.mean(
                     [trial(arrays, truth, rng, rules, (name, factor)) for _ in range(trials // 4)],
                     axis=0,
