@@ -50,14 +50,19 @@ def conjugate_mean(offset: float) -> float:
 @needs_nutpie
 def test_warmup_draws_with_two_shared_variables_of_one_name(tmp_path: Path) -> None:
     """The issue's crash: ``discard_tuned_samples=False`` sends auto from NumPyro to nutpie,
-    whose compiled-model reuse called ``with_data(w=...)``. nutpie samples it now, keyed by
-    the values it cannot be fed, so other values of those variables compile again."""
+    whose compiled-model reuse called ``with_data(w=...)``. nutpie 0.16.11 samples it now, keyed
+    by the values it cannot be fed, so other values of those variables compile again; nutpie
+    0.16.8 fails to compile it, and the call falls to PyMC's sampler."""
     for offset in (0.5, 3.0):
         with cloudcache.cloud(shared_names_model(offset), cache=str(tmp_path), quiet=True) as run:
             tree = as_tree(pm.sample(random_seed=1, discard_tuned_samples=False, **QUIET))
             again = as_tree(pm.sample(random_seed=1, discard_tuned_samples=False, **QUIET))
         first, second = run.records
-        assert first.backend == "nutpie" and "discard_tuned_samples" in first.metadata["choice"]
+        if first.backend == "pymc":  # nutpie 0.16.8 refuses such a model when it compiles it
+            assert "nutpie cannot sample this: it failed (ValueError: Shared" in first.reason
+        else:
+            assert first.backend == "nutpie"
+            assert "discard_tuned_samples" in first.metadata["choice"]
         assert second.hit and second.key == first.key
         a = tree.posterior["a"].values
         se = a.std() / np.sqrt(a.size / 4)  # generous: ~4 draws per independent one
