@@ -12,12 +12,12 @@ sampler with another seed, every element's mean must agree within :data:`MEAN_TO
 PyMC's posterior sd and its sd within a factor :data:`SD_RATIO`; a failure is rechecked with
 :data:`RECHECK_FACTOR` times more draws before it is reported.
 
-Rates of that rule (``benchmarks/gallery_tolerance.py``, 2000 resampled comparisons per case
-from 4 x 2000 draws of PyMC's sampler, see docs/validation.md): a correct sampler fails a case
-in at most 0.4 % of seeds (the truncated Dirichlet process; every other case below 0.1 %) and
-the whole gallery in about 0.5 %; a sampler whose posterior sd is 2x or 0.5x off in every
-variable is caught in at least 98 % of seeds on every case, in one variable alone in at least
-80 %. The former factor 2 caught a 2x error in one variable in 20-30 % of seeds only.
+Rates of that rule (``benchmarks/gallery_tolerance.py``: 2000 resampled comparisons per case
+from 4 x 2000 draws of PyMC's sampler; docs/validation.md): no false alarm in 54 000 (95 %
+bound 0.15 % per case); a recheck in 0.06 gallery runs per backend; a sampler whose sd is 2x or
+0.5x off is caught in at least 99.6 % of seeds when every variable is off, and in 87-100 % when
+one variable alone is (hsgp's worst variable 87 %, every case but four at least 96.8 %). The
+former factor 2 caught one such variable in 22-33 % of seeds on most cases.
 """
 
 from __future__ import annotations
