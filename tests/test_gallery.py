@@ -3,10 +3,21 @@
 For every backend of :data:`BACKENDS` and every case of
 :data:`gallery_models.GALLERY`: sample through ``cloud()``; the record names the backend that
 really sampled (and why, when it handed the model to PyMC's sampler); the DataTree has the
-groups, variables, dims and shapes of PyMC's own sampler on the same model; means agree within
-:data:`MEAN_TOL_SD` posterior sds and sds within :data:`SD_RATIO` (a failure is rechecked with
-:data:`RECHECK_FACTOR` times more draws before it is reported); the same call then hits in the
-same process, and the whole gallery hits again in one fresh process.
+groups, variables, dims and shapes of PyMC's own sampler on the same model; the same call then
+hits in the same process, and the whole gallery hits again in one fresh process.
+
+The posterior: where the backend handed the model to PyMC's sampler, the draws must be those of
+``pm.sample(nuts_sampler="pymc")`` with the same seed, exactly. Otherwise, against PyMC's
+sampler with another seed, every element's mean must agree within :data:`MEAN_TOL_SD` of
+PyMC's posterior sd and its sd within a factor :data:`SD_RATIO`; a failure is rechecked with
+:data:`RECHECK_FACTOR` times more draws before it is reported.
+
+Rates of that rule (``benchmarks/gallery_tolerance.py``: 2000 resampled comparisons per case
+from 4 x 2000 draws of PyMC's sampler; docs/validation.md): no false alarm in 54 000 (95 %
+bound 0.15 % per case); a recheck in 0.06 gallery runs per backend; a sampler whose sd is 2x or
+0.5x off is caught in at least 99.6 % of seeds when every variable is off, and in 87-100 % when
+one variable alone is (hsgp's worst variable 87 %, every case but four at least 96.8 %). The
+former factor 2 caught one such variable in 22-33 % of seeds on most cases.
 """
 
 from __future__ import annotations
@@ -47,8 +58,8 @@ SAMPLE: dict[str, Any] = {
 MEAN_TOL_SD = 0.5
 #: ... plus this absolute slack (variables whose posterior is a near point mass).
 MEAN_TOL_ABS = 1e-6
-#: ... and sd(cloud) / sd(PyMC) within this range (per element).
-SD_RATIO = (0.5, 2.0)
+#: ... and sd(cloud) / sd(PyMC) within this range (per element): a 2x sd error is outside it.
+SD_RATIO = (1 / 1.6, 1.6)
 #: A mismatch is rechecked with this many times more draws and tuning before it is reported.
 RECHECK_FACTOR = 4
 
@@ -93,7 +104,7 @@ class GalleryRuns:
     cloud_runs: dict[tuple[str, str], tuple[xr.DataTree, CallRecord, CallRecord]] = field(
         default_factory=dict
     )
-    references: dict[str, xr.DataTree] = field(default_factory=dict)
+    references: dict[tuple[str, int], xr.DataTree] = field(default_factory=dict)
 
     def through_cloud(
         self, backend: str, case: GalleryCase
@@ -117,18 +128,15 @@ class GalleryRuns:
             self.cloud_runs[backend, case.name] = (tree, first, second)
         return self.cloud_runs[backend, case.name]
 
-    def reference(self, case: GalleryCase) -> xr.DataTree:
-        """PyMC's own sampler on the same model (no cache)."""
-        if case.name not in self.references:
-            self.references[case.name] = as_tree(
-                pm.sample(
-                    model=case.build(),
-                    random_seed=seed_of(case) + 1,
-                    nuts_sampler="pymc",
-                    **SAMPLE,
-                )
+    def reference(self, case: GalleryCase, same_seed: bool = False) -> xr.DataTree:
+        """PyMC's own sampler on the same model (no cache): with the seed of the call through
+        ``cloud()`` (the draws of a model handed to PyMC's sampler), else another one."""
+        seed = seed_of(case) + (0 if same_seed else 1)
+        if (case.name, seed) not in self.references:
+            self.references[case.name, seed] = as_tree(
+                pm.sample(model=case.build(), random_seed=seed, nuts_sampler="pymc", **SAMPLE)
             )
-        return self.references[case.name]
+        return self.references[case.name, seed]
 
 
 @pytest.fixture(scope="module")
@@ -244,10 +252,14 @@ def test_gallery_case_matches_pymc_and_hits(
     assert not first.hit and second.hit, (first, second)
     assert second.backend == first.backend and second.reason == first.reason
 
-    reference = runs.reference(case)
+    reference = runs.reference(case, same_seed=bool(expected_reason))
     if not expected_reason:
         tree = as_pymc_sampler_shapes(tree, backend, case)
     assert structure_difference(tree, reference) is None, structure_difference(tree, reference)
+    if expected_reason:  # PyMC's sampler with the caller's seed: PyMC's draws, exactly
+        for name, want in reference.posterior.to_dataset().data_vars.items():
+            np.testing.assert_array_equal(tree.posterior[name].values, want.values, err_msg=name)
+        return
     difference = posterior_difference(tree, reference)
     if difference is not None:
         persisting = recheck(backend, case)

@@ -42,6 +42,11 @@ class LazyBackend(Backend):
         self.module = module
         self.attribute = attribute
 
+    def library_versions(self) -> dict[str, str]:
+        """The planner's: a backend may add more than its libraries (the NumPyro runner's
+        revision), and the key must hold exactly what the real backend names."""
+        return self.planner.library_versions()
+
     def refusal(self, model: Any, request: Any) -> str | None:
         return self.planner.refusal(model, request)
 

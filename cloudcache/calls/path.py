@@ -89,7 +89,8 @@ class CallKind:
         raise NotImplementedError
 
     def fallback(self, plan: Plan, refused: BackendRefused) -> Plan:
-        """The plan after ``plan``'s backend refused once it tried (nothing was sampled)."""
+        """The plan after ``plan``'s backend refused once it tried, or failed; raises
+        ``refused`` when no backend is left (each plan's fallback must come nearer to that)."""
         raise refused
 
     def run(self, plan: Plan, quiet: bool) -> Any:
@@ -153,10 +154,11 @@ class CachePath:
         except Uncacheable as uncacheable:
             return self.uncached(kind, call, uncacheable.request, str(uncacheable), started)
         plan = kind.plan(request, call)
-        try:
-            return self.answer_plan(kind, call, plan, started)
-        except BackendRefused as refused:  # found only once the backend tried: nothing sampled
-            return self.answer_plan(kind, call, kind.fallback(plan, refused), started)
+        while True:
+            try:
+                return self.answer_plan(kind, call, plan, started)
+            except BackendRefused as refused:  # found once the backend tried, or it failed
+                plan = kind.fallback(plan, refused)  # the next backend, with its own key
 
     def answer_plan(self, kind: CallKind, call: Call, plan: Plan, started: float) -> Any:
         """Read, or run under the single flight, the entry ``plan`` names."""

@@ -9,7 +9,8 @@ from typing import Any
 import pymc as pm
 
 from cloudcache.backends.choose import sampling_device
-from cloudcache.backends.registry import Resolution, pymc_fallback, resolve_backend
+from cloudcache.backends.failures import failure_reason, remember_failure
+from cloudcache.backends.registry import Resolution, next_backend, resolve_backend
 from cloudcache.backends.request import SampleRequest
 from cloudcache.calls.audit import audit_failure
 from cloudcache.calls.path import Call, CallKind, Plan
@@ -53,8 +54,13 @@ class SampleCall(CallKind):
         return self.plan_for(request, resolution, call.function)
 
     def fallback(self, plan: Plan, refused: BackendRefused) -> Plan:
+        """The next backend of the chain (the rest of the auto order, else PyMC's sampler)."""
         reason = f"{plan.backend_id} cannot sample this: {refused}"
-        return self.plan_for(plan.request, pymc_fallback(reason), plan.payload.pymc_sample)
+        payload: SamplePayload = plan.payload
+        resolution = next_backend(payload.resolution, self.model, plan.request, reason)
+        if resolution is None:
+            raise refused
+        return self.plan_for(plan.request, resolution, payload.pymc_sample)
 
     def plan_for(
         self, request: SampleRequest, resolution: Resolution, pymc_sample: Callable[..., Any]
@@ -74,7 +80,7 @@ class SampleCall(CallKind):
             },
             reason=resolution.reason,
             backend_label=resolution.choice,
-            note=f"sampling with PyMC's sampler: {resolution.reason}" if resolution.reason else "",
+            note=pymc_note(resolution),
             payload=SamplePayload(resolution, pymc_sample),
         )
 
@@ -85,15 +91,28 @@ class SampleCall(CallKind):
         return sampling_device(backend_id, self.device)
 
     def run(self, plan: Plan, quiet: bool) -> Any:
+        """Run the miss; a backend's failure becomes :class:`BackendRefused` (the path then
+        asks :meth:`fallback`) and is remembered, so the next such call skips the backend."""
         payload: SamplePayload = plan.payload
-        return self.executor.run(
-            payload.resolution.backend,
-            self.model,
-            plan.request,
-            device=self.device,
-            pymc_sample=payload.pymc_sample,
-            quiet=quiet,
-        )
+        try:
+            return self.executor.run(
+                payload.resolution.backend,
+                self.model,
+                plan.request,
+                device=self.device,
+                pymc_sample=payload.pymc_sample,
+                quiet=quiet,
+            )
+        except BackendRefused as refused:
+            if plan.backend_id != "pymc":
+                remember_failure(self.model, plan.backend_id, plan.request, str(refused))
+            raise
+        except Exception as error:
+            reason = failure_reason(plan.backend_id, error)
+            if reason is None:
+                raise
+            remember_failure(self.model, plan.backend_id, plan.request, reason)
+            raise BackendRefused(reason) from error
 
     def audit(self, tree: Any) -> str | None:
         return audit_failure(self.model, tree)
@@ -105,3 +124,11 @@ class SampleCall(CallKind):
 
     def uncached_note(self, reason: str) -> str:
         return f"running uncached with PyMC's sampler: {reason}"
+
+
+def pymc_note(resolution: Resolution) -> str:
+    """The line announced when PyMC's sampler takes a call another backend could not sample
+    (another backend's miss line names the reason in its choice: ``auto -> nutpie (...)``)."""
+    if resolution.backend_id != "pymc" or not resolution.reason:
+        return ""
+    return f"sampling with PyMC's sampler: {resolution.reason}"

@@ -21,12 +21,12 @@ from pytensor.graph.basic import Constant, Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.traversal import graph_inputs
-from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.type import RandomType
 
 from cloudcache.backends.kernel_cache import LIFT_CONSTANT_SIZE
 from cloudcache.compat.pytensor import generated_source_in_process_folder
 from cloudcache.errors import BackendRefused
+from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.graph import GraphKey, graph_key
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ class ModelGraph:
     outputs: tuple[Variable, ...]
     output_names: tuple[str, ...]
     key: GraphKey
+    #: ``model.check_bounds``: whether a failed parameter check is a log density of -inf.
+    check_bounds: bool = True
 
     def data_values(self) -> list[np.ndarray]:
         """Current values of the lifted data, in input order."""
@@ -74,8 +76,9 @@ class ModelGraph:
     @cached_property
     def _functions(self) -> tuple[Callable[..., Any], Callable[..., Any]]:
         try:
-            logp_jax = _jaxify(self.value_vars + self.data_inputs, [self.logp])
-            outputs_jax = _jaxify(self.value_vars + self.data_inputs, list(self.outputs))
+            inputs = self.value_vars + self.data_inputs
+            logp_jax = _jaxify(inputs, [self.logp], self.check_bounds)
+            outputs_jax = _jaxify(inputs, list(self.outputs), self.check_bounds)
         except NotImplementedError as exc:
             raise BackendRefused(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
 
@@ -88,17 +91,19 @@ class ModelGraph:
         return logp_fn, outputs_fn
 
 
-def _jaxify(inputs: Sequence[Variable], outputs: Sequence[Variable]) -> Callable[..., Any]:
+def _jaxify(
+    inputs: Sequence[Variable], outputs: Sequence[Variable], check_bounds: bool
+) -> Callable[..., Any]:
     """Rewrite the graph for JAX and turn it into a Python function of JAX arrays."""
     from pytensor.link.jax.dispatch import jax_funcify
 
+    from cloudcache.backends.numpyro.parameter_checks import checks_to_log_density
     from cloudcache.backends.numpyro.stable_ops import stabilise_reductions
 
     fgraph = FunctionGraph(inputs=list(inputs), outputs=list(outputs), clone=True)
-    # Value checks cannot raise inside traced JAX code; PyMC's JAX path drops them too.
-    checks = [node for node in fgraph.toposort() if isinstance(node.op, CheckAndRaise)]
-    for node in checks:
-        fgraph.replace(node.outputs[0], node.inputs[0], import_missing=True)
+    # Checks cannot raise inside traced JAX code: a failed parameter check is -inf, as in
+    # PyMC's own sampler; other assertions are dropped, as PyMC's JAX path drops them.
+    checks_to_log_density(fgraph, check_bounds)
     mode.JAX.optimizer.rewrite(fgraph)
     stabilise_reductions(fgraph)
     with generated_source_in_process_folder():  # not a file per function left in /tmp
@@ -133,6 +138,7 @@ def model_graph(
     """
     from cloudcache.backends.numpyro.data_flow import arithmetic_only
     from cloudcache.backends.numpyro.gradient_hazards import gradient_hazard
+    from cloudcache.backends.numpyro.splines import splines_as_arithmetic
 
     value_vars = tuple(model.value_vars)
     candidates = model.unobserved_value_vars
@@ -142,7 +148,8 @@ def model_graph(
             raise ValueError(f"var_names not in the model's posterior: {sorted(unknown)}")
         candidates = [v for v in candidates if v.name in var_names]
     outputs = list(get_default_varnames(candidates, include_transformed=keep_untransformed))
-    logp = model.logp()
+    # pm.Interpolated's SciPy spline as an interpolation JAX converts (:mod:`.splines`)
+    logp, *outputs = splines_as_arithmetic([model.logp(), *outputs])
     hazard = gradient_hazard(value_vars, [logp])
     if hazard is not None:
         raise BackendRefused(hazard)
@@ -172,6 +179,9 @@ def model_graph(
         replaced = clone_replace(replaced, replace=fixed)
     logp_new, outputs_new = replaced[0], tuple(replaced[1:])
     key = graph_key([*value_vars, *inputs], [logp_new, *outputs_new])
+    check_bounds = bool(model.check_bounds)
+    if not check_bounds:  # the same graph, compiled without its parameter checks
+        key = GraphKey(content_digest([key.digest, "unchecked"]), key.pinned)
     return ModelGraph(
         value_vars=value_vars,
         data_sources=tuple(lifted),
@@ -180,6 +190,7 @@ def model_graph(
         outputs=outputs_new,
         output_names=tuple(v.name for v in outputs),
         key=key,
+        check_bounds=check_bounds,
     )
 
 

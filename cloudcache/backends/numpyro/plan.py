@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 #: Libraries whose versions enter the key of a NumPyro run.
 LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
-#: Revision of the runner's program structure (2: init + one step program per chunk +
-#: outputs). It enters the key: another structure samples other, equally valid, draws.
-RUNNER_REVISION = 2
+#: Revision of the runner's program (2: init + one step program per chunk + outputs; 3: a
+#: distribution's parameter checks give a log density of -inf, as in PyMC's own sampler, instead
+#: of being dropped). It enters the key: entries of an older revision are not served.
+RUNNER_REVISION = 3
 
 #: NumPyro NUTS kernel options passed through as given (all hashable scalars).
 KERNEL_OPTIONS: frozenset[str] = frozenset(

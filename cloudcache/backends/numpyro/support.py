@@ -3,11 +3,11 @@
 :func:`unconvertible_reason` runs on every call, hits included (``Backend.refusal``), so it
 must stay cheap and must not import JAX. It walks the model's generative graph (memoised per
 model object and its number of variables) for ops that never have a JAX conversion:
-``as_op``/``FromFunctionOp`` (a Python function) and ``pm.Interpolated`` (its log density is a
-SciPy spline, ``SplineWrapper``). Any other op without a conversion (a user ``Op`` with only
-``perform``) is found when the runner first builds the model's JAX function; that discovery is
-remembered here for the model object (:func:`remember_refusal`), so later calls in the process
-refuse before the key and a hit stays JAX-free.
+``as_op``/``FromFunctionOp`` (a Python function). ``pm.Interpolated``'s SciPy spline is
+sampled (:mod:`~cloudcache.backends.numpyro.splines`). Any other op without a conversion (a
+user ``Op`` with only ``perform``) is found when the runner first builds the model's JAX
+function; that discovery is remembered here for the model object (:func:`remember_refusal`),
+so later calls in the process refuse before the key and a hit stays JAX-free.
 """
 
 from __future__ import annotations
@@ -32,12 +32,8 @@ def _size(model: pm.Model) -> int:
 
 
 def _describe_op(op: object) -> str | None:
-    from pymc.distributions.continuous import InterpolatedRV
-
     if is_instance(op, FromFunctionOp):
         return f"the model uses an as_op function ({op}) that has no JAX conversion"
-    if is_instance(op, InterpolatedRV):
-        return "pm.Interpolated's log density (SplineWrapper) has no JAX conversion"
     return None
 
 

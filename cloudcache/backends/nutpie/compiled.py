@@ -14,6 +14,7 @@ constants: PyTensor compiles gathers over a constant index into much faster code
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Hashable
 from typing import Any
 
@@ -36,8 +37,8 @@ from cloudcache.fingerprint.model import model_components
 COMPILED = KernelCache()
 
 
-def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
-    """Current values of the named tensor shared variables the model's graphs read."""
+def shared_variables(model: pm.Model) -> list[SharedVariable]:
+    """The named tensor shared variables the model's graphs read, each once, in graph order."""
     roots = [
         *model.free_RVs,
         *model.observed_RVs,
@@ -45,18 +46,51 @@ def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
         *model.potentials,
         *(model.rvs_to_values[rv] for rv in model.observed_RVs),
     ]
-    found = [*model.data_vars, *model.dim_lengths.values(), *graph_inputs(roots)]
+    found: list[SharedVariable] = []
+    for var in [*model.data_vars, *model.dim_lengths.values(), *graph_inputs(roots)]:
+        if (
+            isinstance(var, SharedVariable)
+            and isinstance(var.type, TensorType)
+            and var.name
+            and all(var is not seen for seen in found)
+        ):
+            found.append(var)
+    return found
+
+
+def shared_values(model: pm.Model) -> dict[str, np.ndarray]:
+    """Current values of the shared variables a compiled model is fed by name (``with_data``):
+    those whose name no other shared variable of the model carries."""
+    variables = shared_variables(model)
+    counts = Counter(var.name for var in variables)
     return {
         var.name: np.asarray(var.get_value(borrow=True))
-        for var in found
-        if isinstance(var, SharedVariable) and isinstance(var.type, TensorType) and var.name
+        for var in variables
+        if counts[var.name] == 1
     }
+
+
+def ambiguous_values(model: pm.Model) -> list[np.ndarray]:
+    """Values of the shared variables whose name several carry, in graph order: nutpie cannot
+    feed them by name, so the compiled model keeps them and its key holds them by content."""
+    variables = shared_variables(model)
+    counts = Counter(var.name for var in variables)
+    return [np.asarray(var.get_value(borrow=True)) for var in variables if counts[var.name] > 1]
+
+
+def _reads_values(op: object) -> bool:
+    """Whether a distribution's log density reads its parameters' values when it is built (they
+    must stay constants): ``pm.Interpolated``'s spline."""
+    from pymc.distributions.continuous import InterpolatedRV
+
+    return isinstance(op, InterpolatedRV)
 
 
 def lifted_model(model: pm.Model) -> pm.Model:
     """A copy of ``model`` whose large float constants are shared variables.
 
-    The lifted arrays are named ``cloudcache_data_<n>`` in graph order, so the same model
+    The lifted arrays are named ``cloudcache_data_<n>`` in graph order (``pm.Interpolated``'s
+    points, read by value when its log density is built, stay constants), so the same model
     built from other arrays of the same shapes lifts to the same structure. The copy has its
     own transforms: compiling with nutpie rewrites the graphs a transform holds (for example
     ``CholeskyCovPacked``'s indices) in place, which must not change the user's model (its
@@ -66,8 +100,11 @@ def lifted_model(model: pm.Model) -> pm.Model:
         fgraph, _ = fgraph_from_model(model, inlined_views=True)
     except Exception:  # a model PyMC cannot round-trip: compile it as it is
         return model
+    nodes = fgraph.toposort()
+    # pm.Interpolated builds its log density from its points' values (``x_points.data``)
+    read_by_value = [var for node in nodes if _reads_values(node.op) for var in node.inputs]
     constants: list[Constant] = []
-    for node in fgraph.toposort():
+    for node in nodes:
         for var in node.inputs:
             if (
                 isinstance(var, Constant)
@@ -75,6 +112,7 @@ def lifted_model(model: pm.Model) -> pm.Model:
                 and var.data.dtype.kind == "f"  # index arrays stay constants: faster code
                 and var.data.size >= LIFT_CONSTANT_SIZE
                 and all(var is not seen for seen in constants)
+                and all(var is not kept for kept in read_by_value)
             ):
                 constants.append(var)
     replacements = [
@@ -95,7 +133,8 @@ def structure_key(model: pm.Model, plan: NutpiePlan) -> Hashable:
 
     The graph digest comes from :mod:`cloudcache.fingerprint` (it leaves out shared values,
     never constants: call it on the :func:`lifted_model`); shared data enter by name, shape and
-    dtype only.
+    dtype only, except those of a name several shared variables carry (by content: the compiled
+    model keeps their values, ``with_data`` cannot tell them apart).
     """
     components = model_components(model)
     shapes = tuple(
@@ -106,6 +145,7 @@ def structure_key(model: pm.Model, plan: NutpiePlan) -> Hashable:
         components["coords"],
         components["settings"],
         shapes,
+        content_digest(ambiguous_values(model)),
         content_digest(dict(plan.initvals or {})),
         plan.var_names,
     )
