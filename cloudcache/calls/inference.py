@@ -116,10 +116,12 @@ class InferenceCall(CallKind):
     cosmetic: frozenset[str] = frozenset()
     #: Libraries whose versions enter the key besides pymc and pytensor.
     libraries: tuple[str, ...] = ()
+    #: The library whose function this is (the backend is named ``<library>-<name>``).
+    library: str = "pymc"
 
     def __init__(self, model: pm.Model) -> None:
         self.model = model
-        self.uncached_backend = f"pymc-{self.name}"
+        self.uncached_backend = f"{self.library}-{self.name}"
 
     # -- the particulars ----------------------------------------------------------------
     def check(self, arguments: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ class LaplaceCall(InferenceCall):
 
     name = "fit_laplace"
     libraries = ("pymc-extras", "scipy")
+    library = "pymc-extras"
 
     def key_form(self, arguments: dict[str, Any]) -> dict[str, Any]:
         parts = dict(arguments)

@@ -38,6 +38,7 @@ class PathfinderCall(InferenceCall):
     name = "fit_pathfinder"
     cosmetic = frozenset({"display_summary", "concurrent", "cores", "blas_cores", "mp_ctx"})
     libraries = ("pymc-extras", "scipy")
+    library = "pymc-extras"
 
     def key_form(self, arguments: dict[str, Any]) -> dict[str, Any]:
         parts = dict(arguments)
