@@ -86,7 +86,6 @@ OPTIONAL_PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
     "fit_laplace": (
         ("pymc_extras", "fit_laplace"),
         ("pymc_extras.inference", "fit_laplace"),
-        ("pymc_extras.inference.laplace_approx", "fit_laplace"),
         ("pymc_extras.inference.laplace_approx.laplace", "fit_laplace"),
     ),
 }
