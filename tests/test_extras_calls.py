@@ -321,3 +321,29 @@ def test_the_functions_are_pymc_extras_own_outside_the_block() -> None:
             assert getattr(patched, "__cloudcache_dispatcher__", False), (module, attribute)
     for (module, attribute), function in originals.items():
         assert getattr(importlib.import_module(module), attribute) is function
+
+
+def test_pymc_extras_is_patched_only_once_imported() -> None:
+    """cloud() never imports pymc-extras itself (it costs a process ~0.1 s); a block opened
+    after the user imports it dispatches its functions."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import cloudcache as cc
+        from test_inference_calls import build_model
+        model = build_model()
+        with cc.cloud(model, quiet=True):
+            assert "pymc_extras" not in sys.modules
+            import pymc_extras as pmx
+            assert not hasattr(pmx.fit_laplace, "__cloudcache_dispatcher__")
+            with cc.cloud(model, quiet=True):
+                assert pmx.fit_laplace.__cloudcache_dispatcher__
+        assert not hasattr(pmx.fit_laplace, "__cloudcache_dispatcher__")
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True
+    )
+    assert done.stdout.strip().splitlines()[-1] == "ok"

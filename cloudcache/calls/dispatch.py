@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.util
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -74,8 +74,9 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 #: Functions of optional packages (pymc-extras, the ``extras`` extra), by kind, the module that
-#: defines each function last. A kind is dispatched while its defining module imports; each
-#: other place is patched where it exists (the layout may differ between releases).
+#: defines each function last. A kind is dispatched once its package has been imported (by the
+#: user: importing pymc-extras costs a process ~0.1 s, so cloudcache never does it); each other
+#: place is patched where it exists (the layout may differ between releases).
 OPTIONAL_PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
     "fit_pathfinder": (
         ("pymc_extras", "fit_pathfinder"),
@@ -128,19 +129,19 @@ def original(kind: str) -> Callable[..., Any]:
 
 
 def available_targets() -> dict[str, tuple[tuple[str, str], ...]]:
-    """``PATCH_TARGETS`` and the optional kinds whose defining module imports, each with the
-    places that exist (the defining one last)."""
+    """``PATCH_TARGETS`` and the optional kinds whose package is imported, each with the places
+    that exist (the defining one last)."""
     targets = dict(PATCH_TARGETS)
     for kind, places in OPTIONAL_PATCH_TARGETS.items():
-        found = tuple(place for place in places if _importable(*place))
+        found = tuple(place for place in places if _loaded(*place))
         if found and found[-1] == places[-1]:
             targets[kind] = found
     return targets
 
 
-def _importable(module_name: str, attribute: str) -> bool:
-    """Whether ``module_name`` imports and holds ``attribute`` (an optional package)."""
-    if importlib.util.find_spec(module_name.partition(".")[0]) is None:
+def _loaded(module_name: str, attribute: str) -> bool:
+    """Whether ``module_name``'s package is imported and the module holds ``attribute``."""
+    if module_name.partition(".")[0] not in sys.modules:
         return False
     try:
         module = importlib.import_module(module_name)
@@ -157,11 +158,11 @@ def active_sessions() -> tuple[DispatchTarget, ...]:
 
 
 def open_block(session: DispatchTarget) -> Block:
-    """Open a block of ``session`` in the calling context; the first open block installs."""
+    """Open a block of ``session`` in the calling context; the first open block installs (a
+    later one adds an optional kind whose package was imported since)."""
     block = Block(session)
     with _lock:
-        if not _open_blocks:
-            _install()
+        _install()
         _open_blocks.append(block)
     _context_blocks.set((*_context_blocks.get(), block))
     return block
@@ -211,7 +212,10 @@ def is_installed() -> bool:
 
 
 def _install() -> None:
+    """Patch every available kind not patched yet."""
     for kind, targets in available_targets().items():
+        if kind in _dispatchers:
+            continue
         for module_name, attribute in targets:
             module = importlib.import_module(module_name)
             _originals[(module_name, attribute)] = getattr(module, attribute)
