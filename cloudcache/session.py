@@ -12,7 +12,9 @@ from cloudcache.backends.registry import BACKEND_NAMES, DEVICE_NAMES
 from cloudcache.calls import dispatch
 from cloudcache.calls.find_map import FindMapCall
 from cloudcache.calls.fit import FitCall
+from cloudcache.calls.laplace import LaplaceCall
 from cloudcache.calls.path import CachePath, Call, CallKind
+from cloudcache.calls.pathfinder import PathfinderCall
 from cloudcache.calls.predictive import PREDICTIVE_KINDS, PredictiveCall
 from cloudcache.calls.records import CallRecord
 from cloudcache.calls.sample import SampleCall
@@ -47,7 +49,8 @@ class Session:
     """``cloud(model, ...)``: answer ``pm.sample`` and the other inference calls from a cache.
 
     Cached: ``pm.sample``, ``sample_prior_predictive``, ``sample_posterior_predictive``,
-    ``sample_smc``, ``find_MAP`` and ``fit`` (docs/inference-calls.md).
+    ``sample_smc``, ``find_MAP`` and ``fit``, and pymc-extras' ``fit_pathfinder`` and
+    ``fit_laplace`` when it is installed (docs/inference-calls.md).
 
     Inside the ``with`` block, ``pm.sample``, ``pm.sample_prior_predictive`` and
     ``pm.sample_posterior_predictive`` for ``model`` are answered from the cache when the same
@@ -209,7 +212,10 @@ class Session:
         self.kinds = {
             "sample": SampleCall(model, self.backend_name, self.device, self.executor),
             **{kind: PredictiveCall(kind, model) for kind in PREDICTIVE_KINDS},
-            **{kind.name: kind(model) for kind in (SmcCall, FindMapCall, FitCall)},
+            **{
+                kind.name: kind(model)
+                for kind in (SmcCall, FindMapCall, FitCall, PathfinderCall, LaplaceCall)
+            },
         }
 
     def __repr__(self) -> str:  # terminals: the settings, a summary and one line per call

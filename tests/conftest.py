@@ -64,6 +64,7 @@ PYMC5_TESTS = frozenset(
         "test_process_settings.py",
         "test_import_graph.py",
         "test_inference_calls.py",
+        "test_extras_calls.py",
     }
 )
 

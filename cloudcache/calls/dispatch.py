@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
+import sys
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -71,6 +73,24 @@ PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
 }
 
+#: Functions of optional packages (pymc-extras, the ``extras`` extra), by kind, the module that
+#: defines each function last. A kind is dispatched once its package has been imported (by the
+#: user: importing pymc-extras costs a process ~0.1 s, so cloudcache never does it); each other
+#: place is patched where it exists (the layout may differ between releases).
+OPTIONAL_PATCH_TARGETS: dict[str, tuple[tuple[str, str], ...]] = {
+    "fit_pathfinder": (
+        ("pymc_extras", "fit_pathfinder"),
+        ("pymc_extras.inference", "fit_pathfinder"),
+        ("pymc_extras.inference.pathfinder", "fit_pathfinder"),
+        ("pymc_extras.inference.pathfinder.pathfinder", "fit_pathfinder"),
+    ),
+    "fit_laplace": (
+        ("pymc_extras", "fit_laplace"),
+        ("pymc_extras.inference", "fit_laplace"),
+        ("pymc_extras.inference.laplace_approx.laplace", "fit_laplace"),
+    ),
+}
+
 
 @dataclass(eq=False)
 class Block:
@@ -88,16 +108,47 @@ _lock = ForkSafeLock(reentrant=True)
 _open_blocks: list[Block] = []
 _originals: dict[tuple[str, str], Callable[..., Any]] = {}
 _dispatchers: dict[str, Callable[..., Any]] = {}
+#: The kind each patched place belongs to, while installed.
+_patched_kinds: dict[tuple[str, str], str] = {}
+
+logger = logging.getLogger("cloudcache")
 
 
 def original(kind: str) -> Callable[..., Any]:
-    """PyMC's own function for ``kind``, whether or not the patch is installed."""
-    module_name, attribute = PATCH_TARGETS[kind][-1]
+    """PyMC's own function for ``kind``, whether or not the patch is installed.
+
+    Raises ``KeyError`` for an optional kind whose package does not import.
+    """
+    targets = PATCH_TARGETS.get(kind) or available_targets()[kind]
+    module_name, attribute = targets[-1]
     with _lock:
         saved = _originals.get((module_name, attribute))
     if saved is not None:
         return saved
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def available_targets() -> dict[str, tuple[tuple[str, str], ...]]:
+    """``PATCH_TARGETS`` and the optional kinds whose package is imported, each with the places
+    that exist (the defining one last)."""
+    targets = dict(PATCH_TARGETS)
+    for kind, places in OPTIONAL_PATCH_TARGETS.items():
+        found = tuple(place for place in places if _loaded(*place))
+        if found and found[-1] == places[-1]:
+            targets[kind] = found
+    return targets
+
+
+def _loaded(module_name: str, attribute: str) -> bool:
+    """Whether ``module_name``'s package is imported and the module holds ``attribute``."""
+    if module_name.partition(".")[0] not in sys.modules:
+        return False
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # an installed package that fails to import: not dispatched
+        logger.info("%s does not import (%s): its calls are not cached", module_name, error)
+        return False
+    return callable(getattr(module, attribute, None))
 
 
 def active_sessions() -> tuple[DispatchTarget, ...]:
@@ -107,11 +158,11 @@ def active_sessions() -> tuple[DispatchTarget, ...]:
 
 
 def open_block(session: DispatchTarget) -> Block:
-    """Open a block of ``session`` in the calling context; the first open block installs."""
+    """Open a block of ``session`` in the calling context; the first open block installs (a
+    later one adds an optional kind whose package was imported since)."""
     block = Block(session)
     with _lock:
-        if not _open_blocks:
-            _install()
+        _install()
         _open_blocks.append(block)
     _context_blocks.set((*_context_blocks.get(), block))
     return block
@@ -161,10 +212,14 @@ def is_installed() -> bool:
 
 
 def _install() -> None:
-    for kind, targets in PATCH_TARGETS.items():
+    """Patch every available kind not patched yet."""
+    for kind, targets in available_targets().items():
+        if kind in _dispatchers:
+            continue
         for module_name, attribute in targets:
             module = importlib.import_module(module_name)
             _originals[(module_name, attribute)] = getattr(module, attribute)
+            _patched_kinds[(module_name, attribute)] = kind
         dispatcher = _make_dispatcher(kind, _originals[targets[-1]])
         _dispatchers[kind] = dispatcher
         for module_name, attribute in targets:
@@ -174,10 +229,11 @@ def _install() -> None:
 def _uninstall() -> None:
     for (module_name, attribute), function in _originals.items():
         module = importlib.import_module(module_name)
-        if getattr(module, attribute) is _dispatchers.get(_kind_of(module_name, attribute)):
+        if getattr(module, attribute) is _dispatchers.get(_patched_kinds[(module_name, attribute)]):
             setattr(module, attribute, function)
     _originals.clear()
     _dispatchers.clear()
+    _patched_kinds.clear()
 
 
 def _close_other_threads_blocks() -> None:
@@ -191,13 +247,6 @@ def _close_other_threads_blocks() -> None:
 
 
 after_fork_in_child(_close_other_threads_blocks)
-
-
-def _kind_of(module_name: str, attribute: str) -> str:
-    for kind, targets in PATCH_TARGETS.items():
-        if (module_name, attribute) in targets:
-            return kind
-    raise KeyError((module_name, attribute))
 
 
 def _make_dispatcher(kind: str, function: Callable[..., Any]) -> Callable[..., Any]:

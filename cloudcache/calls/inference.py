@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +22,12 @@ import xarray as xr
 
 from cloudcache.calls.path import Call, CallKind, Plan
 from cloudcache.calls.request import generator_state
+from cloudcache.compat.pymc import as_pymc_result, as_pymc_result_in_order, as_tree
 from cloudcache.errors import PassThrough, Uncacheable
 from cloudcache.util.versions import installed_versions
+
+#: The root attribute of a stored tree that lists its groups in the result's order.
+GROUP_ORDER = "cloudcache_group_order"
 
 #: Arguments of every one-shot call that cannot change its result.
 ALWAYS_COSMETIC: frozenset[str] = frozenset({"progressbar", "progressbar_theme", "model"})
@@ -80,6 +85,14 @@ def generator_seed_key(random_seed: Any) -> Any:
     return ("generator", generator_state(generator))
 
 
+def count_label(value: Any) -> str:
+    """A count argument as a file label writes it (``"x"`` for one that is not an integer)."""
+    try:
+        return str(int(value))
+    except (TypeError, ValueError, OverflowError):
+        return "x"
+
+
 def variable_names(value: Any) -> Any:
     """Model variables (or their names) as a tuple of names; other values as they are."""
     if value is None or isinstance(value, str | Mapping):
@@ -103,10 +116,12 @@ class InferenceCall(CallKind):
     cosmetic: frozenset[str] = frozenset()
     #: Libraries whose versions enter the key besides pymc and pytensor.
     libraries: tuple[str, ...] = ()
+    #: The library whose function this is (the backend is named ``<library>-<name>``).
+    library: str = "pymc"
 
     def __init__(self, model: pm.Model) -> None:
         self.model = model
-        self.uncached_backend = f"pymc-{self.name}"
+        self.uncached_backend = f"{self.library}-{self.name}"
 
     # -- the particulars ----------------------------------------------------------------
     def check(self, arguments: dict[str, Any]) -> None:
@@ -163,6 +178,26 @@ def uncacheable_unless(condition: bool, reason: str) -> None:
     """Raise :class:`Uncacheable` with ``reason`` when ``condition`` is false."""
     if not condition:
         raise Uncacheable(reason)
+
+
+def ordered_tree(result: Any) -> Any:
+    """``result`` as a tree that remembers its groups' order (in a root attribute)."""
+    tree = as_tree(result)
+    if not isinstance(tree, xr.DataTree) or tree.variables:
+        return tree
+    tree = tree.copy(deep=False)
+    tree.attrs = {**tree.attrs, GROUP_ORDER: json.dumps(list(tree.children))}
+    return tree
+
+
+def ordered_result(tree: Any) -> Any:
+    """An :func:`ordered_tree` as the installed PyMC returns results, its groups in order."""
+    if not isinstance(tree, xr.DataTree) or GROUP_ORDER not in tree.attrs:
+        return as_pymc_result(tree)
+    order = json.loads(tree.attrs[GROUP_ORDER])
+    tree = tree.copy(deep=False)
+    tree.attrs = {name: value for name, value in tree.attrs.items() if name != GROUP_ORDER}
+    return as_pymc_result_in_order(tree, order)
 
 
 def point_tree(values: Mapping[str, Any], **attrs: Any) -> xr.DataTree:

@@ -46,6 +46,8 @@ KIND_NAMES = {
     "sample_smc": "SMC",
     "find_MAP": "find_MAP",
     "fit": "fit",
+    "fit_pathfinder": "pathfinder",
+    "fit_laplace": "Laplace",
 }
 
 

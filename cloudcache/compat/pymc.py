@@ -113,6 +113,30 @@ def as_pymc_result(tree: Any) -> Any:
     return tree
 
 
+def as_pymc_result_in_order(tree: Any, order: Sequence[str]) -> Any:
+    """:func:`as_pymc_result` with the groups in ``order`` (then any others in the tree's order).
+
+    ``InferenceData(**groups)`` puts ArviZ's known groups first; a result built group by group
+    (pymc-extras adds ``fit`` and ``unconstrained_posterior`` before ``observed_data``) lists
+    them in the order they were added, which ``add_groups`` one at a time rebuilds.
+    """
+    if not isinstance(tree, xr.DataTree) or tree.variables:
+        return tree
+    names = [name for name in order if name in tree.children]
+    names += [name for name in tree.children if name not in names]
+    if RETURNS_INFERENCEDATA:
+        from arviz import InferenceData
+
+        result = InferenceData(attrs=dict(tree.attrs))
+        for name in names:
+            result.add_groups({name: tree[name].to_dataset(inherit=False)})
+        return result
+    groups = {f"/{name}": tree[name].to_dataset(inherit=False) for name in names}
+    ordered = xr.DataTree.from_dict(groups)
+    ordered.attrs = dict(tree.attrs)
+    return ordered
+
+
 def default_prior_outputs(model: Any) -> tuple[str, ...]:
     """What ``sample_prior_predictive`` samples without ``var_names``, as its sorted names.
 
