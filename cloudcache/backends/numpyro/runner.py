@@ -66,6 +66,19 @@ def chunk_length(plan: RunPlan) -> int:
     return max(MIN_CHUNK, -(-total // chunks))
 
 
+#: The sampler stats every draw records, in the order the step program returns them.
+STAT_NAMES = (
+    "lp",
+    "energy",
+    "diverging",
+    "n_steps",
+    "tree_depth",
+    "reached_max_treedepth",
+    "acceptance_rate",
+    "step_size",
+)
+
+
 def _chain_programs(
     logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
@@ -97,16 +110,17 @@ def _chain_programs(
 
         def record(state):
             depth = _tree_depth(state.num_steps)
-            return state.z, {
-                "lp": -state.potential_energy,
-                "energy": state.energy,
-                "diverging": state.diverging,
-                "n_steps": state.num_steps,
-                "tree_depth": depth,
-                "reached_max_treedepth": depth >= plan.max_tree_depth,
-                "acceptance_rate": state.accept_prob,
-                "step_size": state.adapt_state.step_size,
-            }
+            stats = (
+                -state.potential_energy,
+                state.energy,
+                state.diverging,
+                state.num_steps,
+                depth,
+                depth >= plan.max_tree_depth,
+                state.accept_prob,
+                state.adapt_state.step_size,
+            )
+            return state.z, dict(zip(STAT_NAMES, stats, strict=True))
 
         buffers = jax.tree_util.tree_map(
             lambda leaf: jnp.zeros((length, *leaf.shape), leaf.dtype), jax.eval_shape(record, state)
