@@ -31,7 +31,7 @@ import numpy as np
 
 from cloudcache.backends.numpyro.plan import RUNNER_REVISION
 from cloudcache.backends.numpyro.progress import progress_bar
-from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
+from cloudcache.backends.numpyro.runner import STAT_NAMES, STEP_CAPACITY, progress_stride
 from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
 from cloudcache.stores.final_states import FinalState, active_final_states, extended_text
 from cloudcache.util.versions import installed_versions
@@ -294,18 +294,23 @@ def _run_to_end(
 
     programs, plan = run.executable, run.plan
     total = plan.tune + plan.draws
+    stride = np.int64(progress_stride(plan))
     last_save = time.monotonic()
     warmup_saved = start >= plan.tune  # a resumed run was saved after its warm-up already
     while start < total:
-        done = min(programs.chunk, total - start)
-        state, (positions, stats) = programs.step(state, data, np.int64(start), np.int64(done))
-        first = max(0, plan.tune - start)  # where the draws begin in this chunk
-        if first < done:
-            positions, stats = jax.device_get((positions, stats))
-            chunk = {f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)}
-            chunk.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
-            draws.add(chunk)
-        start += done
+        end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
+        while start < end:
+            done = min(STEP_CAPACITY, end - start)
+            state, (positions, stats) = programs.step(
+                state, data, np.int64(start), np.int64(done), stride
+            )
+            first = max(0, plan.tune - start)  # where the draws begin in this call
+            if first < done:
+                positions, stats = jax.device_get((positions, stats))
+                kept = {f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)}
+                kept.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
+                draws.add(kept)
+            start += done
         due = (not warmup_saved and start >= plan.tune) or time.monotonic() - last_save >= interval
         if folder is not None and start < total and due:
             if not _save(folder, state, draws, start, record):
