@@ -4,7 +4,7 @@
 
 Prints one JSON document:
 
-``checkpoint_cost``: one process, the same call (eight schools, 4 chains) with the default
+``checkpoint_cost``: one process, the same call (``--model``, 4 chains) with the default
 checkpoint interval, with checkpoints at every chunk boundary (``CLOUDCACHE_CHECKPOINT_SECONDS=0``,
 the most a run ever saves) and with none, alternating, medians of ``--repeats``: the ratios are
 what checkpointing costs.
@@ -41,13 +41,17 @@ import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import pymc as pm
 import cloudcache as cc
-from cloudcache.demo.models import eight_schools_model
+import os
+from cloudcache.demo import models
 
 root, draws, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 call = dict(draws=draws, tune=1000, chains=4, random_seed=7, progressbar=False)
-model = eight_schools_model()
+name = os.environ.get("BENCH_RESUME_MODEL", "eight_schools")
+if name.startswith("slopes"):  # slopes<N>: varying slopes over N observations
+    model = models.varying_slopes_model(int(name[len("slopes"):]))
+else:
+    model = getattr(models, name + "_model")()
 if repeats:  # the checkpoint-cost section: one process, alternating settings
-    import os
     times = {"every_chunk": [], "default": [], "none": []}
     for _ in range(repeats):
         for setting, value in (("every_chunk", "0"), ("default", ""), ("none", "off")):
@@ -183,15 +187,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--extend-draws", type=int, default=2000)
     parser.add_argument(
+        "--model",
+        default="eight_schools",
+        help="the model every section samples (cloudcache.demo.models): eight_schools, radon "
+        "or slopes<N> (varying slopes over N observations)",
+    )
+    parser.add_argument(
         "--only", choices=("checkpoint_cost", "resume", "extend"), help="run one section"
     )
     args = parser.parse_args()
+    os.environ["BENCH_RESUME_MODEL"] = args.model  # the children read it
     sections = {
         "checkpoint_cost": lambda: checkpoint_cost(args.draws, args.repeats),
         "resume": lambda: resume(args.draws),
         "extend": lambda: extend(args.extend_draws, args.repeats),
     }
-    figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "model": args.model}
     for name, section in sections.items():
         if args.only in (None, name):
             figures[name] = section()
