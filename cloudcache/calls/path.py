@@ -249,7 +249,7 @@ class CachePath:
         folder = self.store.checkpoint_folder(ref) if self.store is not None else None
         if folder is not None and self.overwrite:
             folder.clear()  # overwrite=True samples from the start
-        run_key, final = self.final_states(kind, plan, ref)
+        run_key, final = self.final_states(kind, plan, ref, reuse=not failed_audit)
         with running_backend(), checkpointing(folder), extending(final):
             tree = as_tree(kind.run(plan, self.quiet))
         metadata = self.metadata(kind, plan, key, time.perf_counter() - run_started)
@@ -270,12 +270,14 @@ class CachePath:
         return kind.deliver(plan.request, kind.result(tree), record)
 
     def final_states(
-        self, kind: CallKind, plan: Plan, ref: EntryRef
+        self, kind: CallKind, plan: Plan, ref: EntryRef, *, reuse: bool = True
     ) -> tuple[str, FinalStates | None]:
         """The run key of an extendable ``plan`` and where its store keeps final states.
 
         The run key is computed exactly as the key, from ``plan.run_request`` instead of the
-        request: a stored run is extended only when every other component is equal.
+        request: a stored run is extended only when every other component is equal. With
+        ``reuse=False`` (an entry failed its audit) or ``overwrite=True`` nothing stored is
+        extended; the finished run still keeps its final state.
         """
         if self.store is None or plan.run_request is None:
             return "", None
@@ -292,7 +294,7 @@ class CachePath:
             return "", None
         final = self.store.final_states(ref, run_key)
         if final is not None:
-            final.reuse = not self.overwrite  # overwrite=True samples from the start
+            final.reuse = reuse and not self.overwrite  # else: sample from the start
         return run_key, final
 
     def uncached(

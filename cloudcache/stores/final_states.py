@@ -123,6 +123,9 @@ class FinalStates:
                     for name in archive.files
                     if name.startswith("draws_")
                 }
+        except FileNotFoundError:  # replaced by a longer run a moment ago
+            _log.info("cloudcache: the stored run of %s draws in %s is gone", count, self.path)
+            return None
         except Exception as error:  # a torn or foreign file: sample everything, never crash
             self.warn(count, draws, f"it cannot be read ({type(error).__name__}: {error})")
             return None
