@@ -21,6 +21,8 @@ import pymc as pm
 import pytest
 
 import cloudcache as cc
+from cloudcache.backends.numpyro import runner
+from cloudcache.backends.numpyro.runner import KERNELS
 from cloudcache.stores.checkpoints import RESUME_DIR
 from cloudcache.stores.final_states import EXTEND_DIR
 
@@ -89,6 +91,21 @@ def test_the_first_draws_of_a_longer_run_are_those_of_the_shorter_run(tmp_path: 
         np.testing.assert_array_equal(short.posterior[name], long.posterior[name][:, :150])
     for name in short.sample_stats.data_vars:
         np.testing.assert_array_equal(short.sample_stats[name], long.sample_stats[name][:, :150])
+
+
+def test_where_the_step_program_is_called_changes_no_draw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step program of 16-iteration buffers, called 20 times more often, gives the very draws
+    of the default one: buffer length and call boundaries change no float."""
+    reference, _ = _sample(tmp_path / "a", draws=150)
+    KERNELS.clear()
+    monkeypatch.setattr(runner, "MAX_CAPACITY", 16)
+    try:
+        small, _ = _sample(tmp_path / "b", draws=150, overwrite=True)
+    finally:
+        KERNELS.clear()  # no program of 16-iteration buffers outlives the test
+    _assert_identical(small, reference)
 
 
 @pytest.mark.parametrize(
@@ -176,6 +193,8 @@ SCRIPT = textwrap.dedent(
     warnings.simplefilter("ignore")
     import numpy as np, pymc as pm
     import cloudcache as cc
+from cloudcache.backends.numpyro import runner
+from cloudcache.backends.numpyro.runner import KERNELS
 
     with pm.Model() as m:
         mu = pm.Normal("mu", 0, 5)

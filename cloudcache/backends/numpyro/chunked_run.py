@@ -31,7 +31,7 @@ import numpy as np
 
 from cloudcache.backends.numpyro.plan import RUNNER_REVISION
 from cloudcache.backends.numpyro.progress import progress_bar
-from cloudcache.backends.numpyro.runner import STAT_NAMES, STEP_CAPACITY, progress_stride
+from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
 from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
 from cloudcache.stores.final_states import FinalState, active_final_states, extended_text
 from cloudcache.util.versions import installed_versions
@@ -300,7 +300,7 @@ def _run_to_end(
     while start < total:
         end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
         while start < end:
-            done = min(STEP_CAPACITY, end - start)
+            done = min(programs.capacity, end - start)
             state, (positions, stats) = programs.step(
                 state, data, np.int64(start), np.int64(done), stride
             )

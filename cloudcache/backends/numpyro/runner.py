@@ -1,7 +1,7 @@
 """The compiled NUTS runner and its bounded in-process cache.
 
 A run is three XLA programs, always in the same structure: ``init`` (the sampler's state for
-every chain), ``step`` (up to :data:`STEP_CAPACITY` iterations, warm-up and draws alike, called
+every chain), ``step`` (up to :func:`step_capacity` iterations, warm-up and draws alike, called
 again and again with the state of the last call; the number of iterations and where they start
 are run-time arguments) and ``outputs`` (deterministics and untransformed values of every
 draw). Checkpoints are taken at chunk boundaries fixed by the request (:func:`chunk_length`);
@@ -59,9 +59,29 @@ ITERATIONS_PER_CHUNK = 2000
 MIN_CHUNK = 10
 
 
-#: Iterations one call of the step program runs at most: the length of its draw buffers, the
-#: same for every run, so runs that differ only in ``draws`` share one compiled step program.
-STEP_CAPACITY = 256
+#: Bounds of the iterations one call of the step program runs (:func:`step_capacity`), and the
+#: most its draw buffers may hold.
+MIN_CAPACITY = 16
+MAX_CAPACITY = 1024
+CAPACITY_BYTES = 256 * 2**20
+
+
+def step_capacity(signature: Signature, chains: int) -> int:
+    """Iterations one call of the step program runs at most: the length of its draw buffers.
+
+    Fixed by the model's size and the chains, never by ``draws``, so runs that differ only in
+    ``draws`` share one compiled step program: the largest power of two from
+    :data:`MIN_CAPACITY` to :data:`MAX_CAPACITY` whose buffers hold at most
+    :data:`CAPACITY_BYTES` (fewer calls for small models, bounded memory for large ones).
+    """
+    per_iteration = len(STAT_NAMES) * 8 + sum(
+        int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        for shape, dtype in signature.values
+    )
+    capacity = MAX_CAPACITY
+    while capacity > MIN_CAPACITY and capacity * chains * per_iteration > CAPACITY_BYTES:
+        capacity //= 2
+    return capacity
 
 
 def chunk_length(plan: RunPlan) -> int:
@@ -90,13 +110,13 @@ STAT_NAMES = (
 
 
 def _chain_programs(
-    logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan
+    logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan, capacity: int
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """One chain's ``init``, ``step`` and ``outputs`` functions.
 
     ``init(key, values, data) -> state``; ``step(state, data, start, count, stride) ->
     (state, (positions, stats))`` runs the iterations ``start .. start + count`` (``count`` at
-    most :data:`STEP_CAPACITY`, given at run time), reports progress every ``stride``
+    most ``capacity``, given at run time), reports progress every ``stride``
     iterations and returns their positions and stats in the first ``count`` rows;
     ``outputs(positions, data)`` evaluates the posterior outputs of every draw. Nothing of
     ``init`` and ``step`` depends on the run's number of draws.
@@ -104,7 +124,7 @@ def _chain_programs(
     from numpyro.infer import NUTS
 
     kernel_kwargs = plan.kernel_kwargs()
-    length = STEP_CAPACITY
+    length = capacity
 
     def kernel_for(data: tuple[jax.Array, ...]) -> Any:
         return NUTS(potential_fn=lambda values: -logp_fn(values, data), **kernel_kwargs)
@@ -234,7 +254,7 @@ class Programs:
     """The compiled programs of one run structure and the shape of the sampler's state.
 
     ``init(keys, values, data) -> state``; ``step(state, data, start, count, stride) ->
-    (state, (positions, stats))`` for up to :data:`STEP_CAPACITY` iterations;
+    (state, (positions, stats))`` for up to ``capacity`` iterations;
     ``outputs(positions, data)``. ``state`` (a pytree of ``ShapeDtypeStruct``) rebuilds a
     checkpointed state from its leaves; ``chunk`` is the run's checkpoint interval.
     """
@@ -245,6 +265,7 @@ class Programs:
     state: Any
     chunk: int
     data_sharding: Any
+    capacity: int
 
 
 def compiled_programs(
@@ -253,9 +274,11 @@ def compiled_programs(
     """The compiled programs for this structure (from :data:`KERNELS` when cached): ``init``
     and ``step`` shared by every number of draws, ``outputs`` compiled per number of draws."""
 
+    capacity = step_capacity(signature, plan.chains)
+
     def functions() -> tuple[Any, Any, Any, Any, Any]:
         logp_fn, outputs_fn = graph.jax_functions()
-        init_one, step_one, outputs_one = _chain_programs(logp_fn, outputs_fn, plan)
+        init_one, step_one, outputs_one = _chain_programs(logp_fn, outputs_fn, plan, capacity)
         init_fn, batched, replicated = _all_chains(init_one, 2, layout)
         step_fn, _, _ = _all_chains(step_one, 1, layout)
         outputs_fn_all, _, _ = _all_chains(outputs_one, 1, layout)
@@ -276,6 +299,7 @@ def compiled_programs(
             state=state,
             chunk=0,
             data_sharding=replicated,
+            capacity=capacity,
         )
 
     def compile_outputs() -> Any:
