@@ -193,8 +193,6 @@ SCRIPT = textwrap.dedent(
     warnings.simplefilter("ignore")
     import numpy as np, pymc as pm
     import cloudcache as cc
-from cloudcache.backends.numpyro import runner
-from cloudcache.backends.numpyro.runner import KERNELS
 
     with pm.Model() as m:
         mu = pm.Normal("mu", 0, 5)
