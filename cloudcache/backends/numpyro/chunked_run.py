@@ -183,11 +183,16 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
     if saved is not None and not _complete(saved.draws, saved.iteration - plan.tune):
         folder.warn("its draws do not cover its iterations")
         saved = None
+    state = None
+    if saved is not None and saved.iteration <= total:
+        try:
+            state = _restored(programs.state, saved.state)
+        except ValueError as error:
+            folder.warn(str(error))
     draws = Draws()
     extended_from = None
-    stored = _stored_shorter_run(run) if saved is None else None
-    if saved is not None and saved.iteration <= total:
-        state = _restored(programs.state, saved.state)
+    stored = _stored_shorter_run(run) if state is None else None
+    if state is not None:
         start, resumed_at = saved.iteration, saved.iteration
         draws.saved = dict(saved.draws)
     elif stored is not None:
