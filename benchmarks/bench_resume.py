@@ -1,10 +1,10 @@
-"""Resumable NumPyro misses: the cost of checkpoints and the time a resumed call takes.
+"""Resumable NumPyro misses: the cost of checkpoints, the time a resumed or extended call takes.
 
-    python benchmarks/bench_resume.py [--draws 40000] [--repeats 3]
+    python benchmarks/bench_resume.py [--draws 40000] [--repeats 3] [--extend-draws 2000]
 
 Prints one JSON document:
 
-``checkpoint_cost``: one process, the same call (eight schools, 4 chains) with the default
+``checkpoint_cost``: one process, the same call (``--model``, 4 chains) with the default
 checkpoint interval, with checkpoints at every chunk boundary (``CLOUDCACHE_CHECKPOINT_SECONDS=0``,
 the most a run ever saves) and with none, alternating, medians of ``--repeats``: the ratios are
 what checkpointing costs.
@@ -12,6 +12,13 @@ what checkpointing costs.
 ``resume``: fresh processes, as a user meets it. An uninterrupted call (its wall time ``full``,
 start-up included), then the same call killed at 60 % of ``full`` and made again in a fresh
 process (``resumed``); the draws of the resumed call are compared with the uninterrupted ones.
+
+``extend``: fresh processes. ``draws=--extend-draws`` is stored, then twice as many draws are
+asked for in a fresh process (``extended``: it samples only the extra draws) and, in another
+fresh process and cache folder, the same larger call from scratch (``fresh``); wall times
+include start-up and compilation, the two orders alternate (``--repeats``), each timed process
+has its own cold JAX compilation cache (``cold``) or both find their programs in a shared,
+already filled one (``warm``). Every variable and stat of the two results is compared exactly.
 """
 
 from __future__ import annotations
@@ -34,13 +41,17 @@ import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import pymc as pm
 import cloudcache as cc
-from cloudcache.demo.models import eight_schools_model
+import os
+from cloudcache.demo import models
 
 root, draws, repeats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 call = dict(draws=draws, tune=1000, chains=4, random_seed=7, progressbar=False)
-model = eight_schools_model()
+name = os.environ.get("BENCH_RESUME_MODEL", "eight_schools")
+if name.startswith("slopes"):  # slopes<N>: varying slopes over N observations
+    model = models.varying_slopes_model(int(name[len("slopes"):]))
+else:
+    model = getattr(models, name + "_model")()
 if repeats:  # the checkpoint-cost section: one process, alternating settings
-    import os
     times = {"every_chunk": [], "default": [], "none": []}
     for _ in range(repeats):
         for setting, value in (("every_chunk", "0"), ("default", ""), ("none", "off")):
@@ -54,8 +65,15 @@ else:
     with cc.cloud(model, cache=root, quiet=True, backend="numpyro") as run:
         tree = pm.sample(**call)
     first = sorted(tree["posterior"].data_vars)[0]
+    import hashlib
+    digest = hashlib.sha256()
+    for group in ("posterior", "sample_stats"):
+        for name in sorted(tree[group].data_vars):
+            digest.update(name.encode() + tree[group][name].values.tobytes())
     print(json.dumps({"mu": tree["posterior"][first].values.ravel()[-50:].tolist(),
-                      "resumed": run.last.metadata.get("resumed")}))
+                      "digest": digest.hexdigest(),
+                      "resumed": run.last.metadata.get("resumed"),
+                      "extended": run.last.metadata.get("extended")}))
 """
 
 
@@ -113,21 +131,82 @@ def resume(draws: int) -> dict[str, object]:
     }
 
 
+def _timed(root: str, draws: int, env: dict[str, str]) -> tuple[float, dict[str, object]]:
+    start = time.perf_counter()
+    done = subprocess.run(
+        _child(root, draws, 0, env), capture_output=True, text=True, check=True, env=env
+    )
+    seconds = time.perf_counter() - start
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+#: The processes of one repeat of ``extend``, each with its own JAX cache when cold.
+NAMES = ("short", "warmup", "extended", "fresh")
+
+
+def _jax_env(jax_dir: str) -> dict[str, str]:
+    return {**os.environ, "CLOUDCACHE_JAX_CACHE_DIR": jax_dir}
+
+
+def extend(draws: int, repeats: int) -> dict[str, object]:
+    """``draws`` stored, then ``2 * draws`` extended vs sampled fresh (see the module doc)."""
+    figures: dict[str, object] = {}
+    for mode in ("cold", "warm"):
+        warm = mode == "warm"
+        extended_s, fresh_s, identical, said = [], [], [], set()
+        with tempfile.TemporaryDirectory() as shared_jax:
+            for repeat in range(repeats):
+                with tempfile.TemporaryDirectory() as work:
+                    jax = {name: shared_jax if warm else f"{work}/jax-{name}" for name in NAMES}
+                    _timed(f"{work}/cache", draws, _jax_env(jax["short"]))
+                    if warm and repeat == 0:  # fill the shared JAX cache first
+                        _timed(f"{work}/warmup", 2 * draws, _jax_env(jax["warmup"]))
+                    order = ("extended", "fresh") if repeat % 2 == 0 else ("fresh", "extended")
+                    results = {}
+                    for which in order:
+                        root = f"{work}/cache" if which == "extended" else f"{work}/fresh"
+                        results[which] = _timed(root, 2 * draws, _jax_env(jax[which]))
+                extended_s.append(results["extended"][0])
+                fresh_s.append(results["fresh"][0])
+                said.add(str(results["extended"][1]["extended"]))
+                identical.append(results["extended"][1]["digest"] == results["fresh"][1]["digest"])
+        extended, fresh = float(np.median(extended_s)), float(np.median(fresh_s))
+        figures[mode] = {
+            "fresh_s": round(fresh, 2),
+            "extended_s": round(extended, 2),
+            "ratio": round(extended / fresh, 3),
+            "extended": sorted(said),
+            "bit_identical": all(identical),
+        }
+    return {"stored_draws": draws, "requested_draws": 2 * draws, **figures}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=40_000)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    print(
-        json.dumps(
-            {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-                "checkpoint_cost": checkpoint_cost(args.draws, args.repeats),
-                "resume": resume(args.draws),
-            },
-            indent=2,
-        )
+    parser.add_argument("--extend-draws", type=int, default=2000)
+    parser.add_argument(
+        "--model",
+        default="eight_schools",
+        help="the model every section samples (cloudcache.demo.models): eight_schools, radon "
+        "or slopes<N> (varying slopes over N observations)",
     )
+    parser.add_argument(
+        "--only", choices=("checkpoint_cost", "resume", "extend"), help="run one section"
+    )
+    args = parser.parse_args()
+    os.environ["BENCH_RESUME_MODEL"] = args.model  # the children read it
+    sections = {
+        "checkpoint_cost": lambda: checkpoint_cost(args.draws, args.repeats),
+        "resume": lambda: resume(args.draws),
+        "extend": lambda: extend(args.extend_draws, args.repeats),
+    }
+    figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "model": args.model}
+    for name, section in sections.items():
+        if args.only in (None, name):
+            figures[name] = section()
+    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ class Backend:
     libraries: tuple[str, ...] = ("pymc", "pytensor")
     #: Whether the backend samples models with discrete free variables.
     samples_discrete: bool = True
+    #: Whether a finished run can be extended by more draws (it keeps its final state).
+    extendable: bool = False
 
     def library_versions(self) -> dict[str, str]:
         """Exact versions of :attr:`libraries` (their major.minor enter the key)."""

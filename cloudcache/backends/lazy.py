@@ -39,6 +39,7 @@ class LazyBackend(Backend):
         self.planner = planner
         self.name = planner.name
         self.libraries = planner.libraries
+        self.extendable = planner.extendable
         self.module = module
         self.attribute = attribute
 

@@ -101,6 +101,23 @@ class SampleRequest:
         return merged
 
 
+@dataclass(frozen=True)
+class DrawsLeftOut:
+    """A request's *run key* form: its key arguments without ``draws``.
+
+    Runs that differ only in ``draws`` share it, so a stored shorter run can be found and
+    extended; every other argument (the seed, ``tune``, ``chains``, NUTS options...) stays in.
+    """
+
+    request: SampleRequest
+
+    def key_arguments(self) -> dict[str, Any]:
+        arguments = self.request.key_arguments()
+        del arguments["draws"]
+        arguments["run key"] = "draws left out"  # never equal to a request's own key form
+        return arguments
+
+
 def _uses_advi(init: Any) -> bool:
     """Whether PyMC's ``init`` method runs ADVI (the only ones that read ``n_init``)."""
     return not isinstance(init, str) or "advi" in init

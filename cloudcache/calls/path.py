@@ -31,6 +31,7 @@ from cloudcache.fingerprint import CacheKey, compute_key
 from cloudcache.fingerprint.model import model_variable_digests
 from cloudcache.stores.base import Entry, EntryRef, Store
 from cloudcache.stores.checkpoints import RESUMED_ATTR, checkpointing
+from cloudcache.stores.final_states import EXTENDED_ATTR, FinalStates, extending
 from cloudcache.ui.announce import announce, announce_hit, announce_miss, logger
 from cloudcache.util.jsonable import jsonable
 from cloudcache.util.versions import installed_version
@@ -56,6 +57,8 @@ class Plan:
     the key; ``extra`` holds further key components (a posterior predictive's trace identity).
     ``details`` are kind-specific metadata fields. ``reason`` says why ``backend_id`` samples
     (stored); ``note`` is announced on a miss. ``payload`` is whatever the kind's ``run`` needs.
+    ``run_request`` (a request's key form without the count a stored run can be extended by,
+    ``None``: not extendable) gives the *run key*: every other key component stays the same.
     """
 
     request: Any
@@ -69,6 +72,7 @@ class Plan:
     payload: Any = None
     #: How the miss line names the backend when more than its id helps (``auto -> nutpie (...)``).
     backend_label: str = ""
+    run_request: Any = None
 
 
 class CallKind:
@@ -247,14 +251,18 @@ class CachePath:
         folder = self.store.checkpoint_folder(ref) if self.store is not None else None
         if folder is not None and self.overwrite:
             folder.clear()  # overwrite=True samples from the start
-        with running_backend(), checkpointing(folder):
+        run_key, final = self.final_states(kind, plan, ref, reuse=not failed_audit)
+        with running_backend(), checkpointing(folder), extending(final):
             tree = as_tree(kind.run(plan, self.quiet))
         metadata = self.metadata(kind, plan, key, time.perf_counter() - run_started)
         metadata.update(kind.result_details(tree))
-        resumed = tree.attrs.pop(RESUMED_ATTR, None) if isinstance(tree, xr.DataTree) else None
-        if resumed:
-            metadata["resumed"] = str(resumed)
-            announce(str(resumed), quiet=self.quiet)
+        if run_key:
+            metadata["run_key"] = run_key
+        for attr, field_name in ((RESUMED_ATTR, "resumed"), (EXTENDED_ATTR, "extended")):
+            said = tree.attrs.pop(attr, None) if isinstance(tree, xr.DataTree) else None
+            if said:
+                metadata[field_name] = str(said)
+                announce(str(said), quiet=self.quiet)
         location = "uncached"
         if self.store is not None and isinstance(tree, xr.DataTree):
             location = self.write(ref, Entry(tree, metadata))
@@ -262,6 +270,34 @@ class CachePath:
             folder.clear()  # the finished result is stored: the checkpoint has served
         record = self.record(kind, key, location, metadata, started, hit=False, audit=failed_audit)
         return kind.deliver(plan.request, kind.result(tree), record)
+
+    def final_states(
+        self, kind: CallKind, plan: Plan, ref: EntryRef, *, reuse: bool = True
+    ) -> tuple[str, FinalStates | None]:
+        """The run key of an extendable ``plan`` and where its store keeps final states.
+
+        The run key is computed exactly as the key, from ``plan.run_request`` instead of the
+        request: a stored run is extended only when every other component is equal. With
+        ``reuse=False`` (an entry failed its audit) or ``overwrite=True`` nothing stored is
+        extended; the finished run still keeps its final state.
+        """
+        if self.store is None or plan.run_request is None:
+            return "", None
+        try:
+            run_key = compute_key(
+                self.model,
+                plan.run_request,
+                plan.backend_id,
+                plan.versions,
+                kind=kind.name,
+                extra=plan.extra,
+            ).hex
+        except UnkeyableObject:
+            return "", None
+        final = self.store.final_states(ref, run_key)
+        if final is not None:
+            final.reuse = reuse and not self.overwrite  # else: sample from the start
+        return run_key, final
 
     def uncached(
         self, kind: CallKind, call: Call, request: Any, reason: str, started: float

@@ -11,7 +11,7 @@ import pymc as pm
 from cloudcache.backends.choose import sampling_device
 from cloudcache.backends.failures import failure_reason, remember_failure
 from cloudcache.backends.registry import Resolution, next_backend, resolve_backend
-from cloudcache.backends.request import SampleRequest
+from cloudcache.backends.request import DrawsLeftOut, SampleRequest
 from cloudcache.calls.audit import audit_failure
 from cloudcache.calls.path import Call, CallKind, Plan
 from cloudcache.calls.request import normalize_sample_call
@@ -82,7 +82,17 @@ class SampleCall(CallKind):
             backend_label=resolution.choice,
             note=pymc_note(resolution),
             payload=SamplePayload(resolution, pymc_sample),
+            run_request=self.run_request(request, resolution),
         )
+
+    def run_request(self, request: SampleRequest, resolution: Resolution) -> DrawsLeftOut | None:
+        """The run key form of ``request`` when a stored shorter run may be extended: a backend
+        that keeps final states, a seeded call (an unseeded one draws new seeds) and a miss
+        that runs here (a worker keeps no final states)."""
+        extendable = resolution.backend.extendable and request.seed_key is not None
+        if not extendable or self.executor.description != "local":
+            return None
+        return DrawsLeftOut(request)
 
     def miss_device(self, backend_id: str) -> str:
         """The device the miss line names: resolved here, or the worker's for remote runs."""

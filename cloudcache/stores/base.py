@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import CorruptEntry
 from cloudcache.stores.checkpoints import CheckpointFolder
+from cloudcache.stores.final_states import FinalStates
 
 if TYPE_CHECKING:  # the command line lists entries without importing xarray
     import xarray as xr
@@ -108,6 +109,11 @@ class Store:
 
     def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
         """Where an unfinished run of ``ref`` keeps its checkpoint (default: none is kept)."""
+        return None
+
+    def final_states(self, ref: EntryRef, run_key: str) -> FinalStates | None:
+        """Where finished runs of the run key ``run_key`` (``ref``'s key without ``draws``) keep
+        their final states for extension (default: none are kept)."""
         return None
 
     def entry_refs(self) -> Iterator[EntryRef]:

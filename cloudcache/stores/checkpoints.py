@@ -81,12 +81,12 @@ class CheckpointFolder:
         count = _draw_count(segment)
         if count:
             name = f"draws-{first:09d}-{first + count:09d}.npz"
-            nofollow.write_atomically(self.root, f"{self.relative}/{name}", _archive(segment))
+            nofollow.write_atomically(self.root, f"{self.relative}/{name}", archive_bytes(segment))
             self.segments.append(name)
         full = {**record, "iteration": int(iteration), "segments": list(self.segments)}
         arrays = {f"leaf_{n}": np.asarray(leaf) for n, leaf in enumerate(state)}
         arrays["record"] = np.array(json.dumps(full, sort_keys=True))
-        nofollow.write_atomically(self.root, f"{self.relative}/state.npz", _archive(arrays))
+        nofollow.write_atomically(self.root, f"{self.relative}/state.npz", archive_bytes(arrays))
 
     def load(self, expected: Mapping[str, Any]) -> Checkpoint | None:
         """The saved run if its record matches ``expected``; else ``None`` (reason logged)."""
@@ -133,21 +133,27 @@ class CheckpointFolder:
         _log.warning("cloudcache: ignoring the checkpoint in %s: %s; starting over", self.path, why)
         self.clear()
 
-    @contextlib.contextmanager
-    def _archive_at(self, name: str) -> Iterator[Any]:
-        """The NumPy archive ``name`` of this folder, read without following a link."""
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        with nofollow.opened_folder(self.root, self.relative, create=False) as folder:
-            descriptor = os.open(name, flags, dir_fd=folder)
-            with os.fdopen(descriptor, "rb") as handle:
-                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                    raise ValueError(f"{name} is not a regular file")
-                payload = handle.read()
-        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-            yield archive
+    def _archive_at(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        return read_archive(self.root, self.relative, name)
 
 
-def _archive(arrays: Mapping[str, np.ndarray]) -> bytes:
+@contextlib.contextmanager
+def read_archive(root: str, relative_folder: str, name: str) -> Iterator[Any]:
+    """The NumPy archive ``name`` in the folder ``relative_folder`` below ``root``, read
+    without following a link and without unpickling anything."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    with nofollow.opened_folder(root, relative_folder, create=False) as folder:
+        descriptor = os.open(name, flags, dir_fd=folder)
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ValueError(f"{name} is not a regular file")
+            payload = handle.read()
+    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+        yield archive
+
+
+def archive_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """``arrays`` as the bytes of one uncompressed NumPy archive (``np.savez``)."""
     buffer = io.BytesIO()
     np.savez(buffer, **dict(arrays))
     return buffer.getvalue()

@@ -41,6 +41,7 @@ from cloudcache.stores.deadline import (
     call_with_deadline,
     run_with_deadline,
 )
+from cloudcache.stores.final_states import EXTEND_DIR, FinalStates
 from cloudcache.stores.format.entryfile import checked_entry_file
 from cloudcache.stores.format.inspection import KEY_ATTR
 from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
@@ -270,6 +271,12 @@ class FileStore(Store):
         if not self.is_local:
             return None
         return CheckpointFolder(self.root, f"{RESUME_DIR}/{ref.slug}/{ref.key[:32]}")
+
+    def final_states(self, ref: EntryRef, run_key: str) -> FinalStates | None:
+        """``<root>/.extend/<model>/<run key>/`` in a local directory (object stores keep none)."""
+        if not self.is_local:
+            return None
+        return FinalStates(self.root, f"{EXTEND_DIR}/{ref.slug}/{run_key[:32]}")
 
     def entry_refs(self) -> Iterator[EntryRef]:
         """Every regular entry-shaped file below the root whose header names a key (links and

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from cloudcache.errors import StoreError
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
 from cloudcache.stores.checkpoints import CheckpointFolder
+from cloudcache.stores.final_states import FinalStates
 
 
 class TieredStore(Store):
@@ -85,6 +86,14 @@ class TieredStore(Store):
             folder = store.checkpoint_folder(ref)
             if folder is not None:
                 return folder
+        return None
+
+    def final_states(self, ref: EntryRef, run_key: str) -> FinalStates | None:
+        """The first tier that keeps final states (a directory cache behind the memory tier)."""
+        for store in self.stores:
+            states = store.final_states(ref, run_key)
+            if states is not None:
+                return states
         return None
 
     def entry_refs(self) -> Iterator[EntryRef]:

@@ -210,12 +210,13 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     Raises :class:`~cloudcache.backends.numpyro.run_checks.SamplerFailure` when the run shows
     the signs of a broken sampler (nothing is returned, so nothing is cached).
     """
-    from cloudcache.backends.numpyro.chunked_run import resumed_text, run_chunks
+    from cloudcache.backends.numpyro.chunked_run import keep_final_state, progress_text, run_chunks
     from cloudcache.backends.numpyro.results import build_datatree, convergence_warnings
     from cloudcache.backends.numpyro.run_checks import failure_symptom
     from cloudcache.backends.numpyro.runner import prng_keys
     from cloudcache.errors import SamplerFailure
     from cloudcache.stores.checkpoints import RESUMED_ATTR
+    from cloudcache.stores.final_states import EXTENDED_ATTR
 
     plan = run.plan
     start = time.perf_counter()
@@ -239,8 +240,10 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
             "compile_time": round(run.compile_seconds, 6),
         },
     )
-    if ran.resumed_at is not None:  # the cache path records and announces it
-        tree.attrs[RESUMED_ATTR] = resumed_text(run, ran)
+    said = progress_text(run, ran)
+    if said is not None:  # the cache path records and announces it
+        tree.attrs[{"resumed": RESUMED_ATTR, "extended": EXTENDED_ATTR}[said[0]]] = said[1]
+    keep_final_state(run, ran)  # a sampler failure above keeps nothing
     if plan.compute_convergence_checks:
         convergence_warnings(tree, model, quiet=plan.quiet)
     return tree

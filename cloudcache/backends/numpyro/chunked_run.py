@@ -7,11 +7,21 @@ far are saved at the first chunk boundary after warm-up and then whenever
 ``CLOUDCACHE_CHECKPOINT_SECONDS`` (default 2) have passed since the last save. A run that finds
 a checkpoint of its own structure goes on from it; as the programs and their inputs are the
 same, the draws are bit-identical to those of an uninterrupted run.
+
+A run that finds no checkpoint but a stored *shorter* run of the same request
+(:func:`cloudcache.stores.final_states.active_final_states`: same everything but ``draws``)
+goes on from that run's final state and samples only the extra draws. The step program gives
+the same floats whatever the chunk boundaries and whatever the run's ``draws`` (checked by
+``tests/test_extend.py``), so the first draws of a longer run are those of a shorter one; the
+deterministics of every draw are then evaluated by the longer run's own ``outputs`` program, as
+a fresh run would. A finished run keeps its final state for the next extension.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -21,8 +31,9 @@ import numpy as np
 
 from cloudcache.backends.numpyro.plan import RUNNER_REVISION
 from cloudcache.backends.numpyro.progress import progress_bar
-from cloudcache.backends.numpyro.runner import progress_stride
+from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
 from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
+from cloudcache.stores.final_states import FinalState, active_final_states, extended_text
 from cloudcache.util.versions import installed_versions
 
 if TYPE_CHECKING:
@@ -83,7 +94,21 @@ def run_record(run: PreparedRun) -> dict[str, Any]:
     """What a checkpoint must match to be resumed by ``run``: its exact program structure."""
     from cloudcache.backends.numpyro.runner import sampler_key
 
-    key = sampler_key(run.graph, _signature(run), run.plan, run.layout)
+    return _record(run, sampler_key(run.graph, _signature(run), run.plan, run.layout))
+
+
+def extension_record(run: PreparedRun) -> dict[str, Any]:
+    """What a stored finished run must match to be extended by ``run``: :func:`run_record`
+    without ``draws`` (the structure's draw count and the chunk length that follows from it)."""
+    from cloudcache.backends.numpyro.runner import sampler_key
+
+    any_draws = dataclasses.replace(run.plan, draws=0)
+    record = _record(run, sampler_key(run.graph, _signature(run), any_draws, run.layout))
+    del record["chunk"]
+    return record
+
+
+def _record(run: PreparedRun, key: Any) -> dict[str, Any]:
     return {
         "revision": RUNNER_REVISION,
         "structure": json.dumps(key, default=str),
@@ -117,17 +142,32 @@ def _digest(arrays: Any) -> str:
 
 @dataclass(frozen=True)
 class RunOutput:
-    """What the run produced: outputs and stats ``(chains, draws, ...)``, where it resumed."""
+    """What the run produced: outputs and stats ``(chains, draws, ...)``, where it resumed or
+    the draws of the stored run it extended; its final state and every draw (positions and
+    stats, as kept for a later extension)."""
 
     outputs: Any
     stats: dict[str, np.ndarray]
     resumed_at: int | None
+    extended_from: int | None = None
+    final_state: list[np.ndarray] = field(default_factory=list)
+    draws: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def resumed_text(run: PreparedRun, ran: RunOutput) -> str:
     """``"resumed at 600 of 1,000 draws"`` for a run that went on from a checkpoint."""
     done = max(0, (ran.resumed_at or 0) - run.plan.tune)
     return f"resumed at {done:,} of {run.plan.draws:,} draws"
+
+
+def progress_text(run: PreparedRun, ran: RunOutput) -> tuple[str, str] | None:
+    """What the result says about where the run started: ``("resumed", "resumed at 600 of
+    1,000 draws")``, ``("extended", "extended 1,000 -> 2,000 draws")`` or ``None``."""
+    if ran.resumed_at is not None:
+        return "resumed", resumed_text(run, ran)
+    if ran.extended_from is not None:
+        return "extended", extended_text(ran.extended_from, run.plan.draws)
+    return None
 
 
 def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
@@ -143,15 +183,22 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
     if saved is not None and not _complete(saved.draws, saved.iteration - plan.tune):
         folder.warn("its draws do not cover its iterations")
         saved = None
-    draws = Draws()
+    state = None
     if saved is not None and saved.iteration <= total:
-        leaves, treedef = jax.tree_util.tree_flatten(programs.state)
-        state = jax.tree_util.tree_unflatten(
-            treedef,
-            [jax.device_put(v, s.sharding) for v, s in zip(saved.state, leaves, strict=True)],
-        )
+        try:
+            state = _restored(programs.state, saved.state)
+        except ValueError as error:
+            folder.warn(str(error))
+    draws = Draws()
+    extended_from = None
+    stored = _stored_shorter_run(run) if state is None else None
+    if state is not None:
         start, resumed_at = saved.iteration, saved.iteration
         draws.saved = dict(saved.draws)
+    elif stored is not None:
+        state = _restored(programs.state, stored.state)
+        start, resumed_at, extended_from = plan.tune + stored.draws, None, stored.draws
+        draws.add(stored.arrays)  # pending: the run's first checkpoint saves them too
     else:
         state, start, resumed_at = programs.init(keys, run.init, data), 0, None
     interval = checkpoint_seconds() if folder is not None else float("inf")
@@ -162,12 +209,78 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
         enabled=plan.progressbar,
         completed=plan.chains * (start // stride * stride),
     ):
-        _run_to_end(run, state, data, start, draws, folder, record, interval)
+        state = _run_to_end(run, state, data, start, draws, folder, record, interval)
     kept = draws.all()
     positions = tuple(kept[f"value_{n}"] for n in range(len(run.init)))
     stats = {name[5:]: array for name, array in kept.items() if name.startswith("stat_")}
     outputs = jax.device_get(programs.outputs(positions, data))
-    return RunOutput(outputs, stats, resumed_at)
+    final = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
+    return RunOutput(outputs, stats, resumed_at, extended_from, final, kept)
+
+
+def _restored(structure: Any, leaves: list[np.ndarray]) -> Any:
+    """The sampler state of ``structure`` (``ShapeDtypeStruct`` leaves) from saved ``leaves``,
+    placed as the programs expect; ``ValueError`` when a leaf's shape or dtype differs."""
+    import jax
+
+    wanted, treedef = jax.tree_util.tree_flatten(structure)
+    _check_leaves(leaves, wanted)
+    return jax.tree_util.tree_unflatten(
+        treedef, [jax.device_put(v, s.sharding) for v, s in zip(leaves, wanted, strict=True)]
+    )
+
+
+def _stored_shorter_run(run: PreparedRun) -> FinalState | None:
+    """The longest stored finished run of this request with fewer draws, if it fits the
+    sampler exactly (anything else: one line, and the run samples everything)."""
+    import jax
+
+    states = active_final_states()
+    if states is None:
+        return None
+    stored = states.longest_below(run.plan.draws, extension_record(run))
+    if stored is None:
+        return None
+    try:
+        _check_leaves(stored.state, jax.tree_util.tree_leaves(run.executable.state))
+        _check_draws(stored.arrays, run)
+    except ValueError as error:
+        states.warn(stored.draws, run.plan.draws, str(error))
+        return None
+    return stored
+
+
+def _check_leaves(leaves: list[np.ndarray], wanted: list[Any]) -> None:
+    """``ValueError`` unless ``leaves`` have the shapes and dtypes of the sampler's state."""
+    if len(leaves) != len(wanted):
+        raise ValueError(f"{len(leaves)} state leaves, the sampler has {len(wanted)}")
+    for value, want in zip(leaves, wanted, strict=True):
+        value = np.asarray(value)
+        if value.shape != tuple(want.shape) or value.dtype != want.dtype:
+            raise ValueError(f"a state leaf is {value.dtype}{value.shape}, not {want.dtype}")
+
+
+def _check_draws(arrays: dict[str, np.ndarray], run: PreparedRun) -> None:
+    """``ValueError`` unless ``arrays`` are exactly the positions and stats a run keeps."""
+    names = {f"value_{n}" for n in range(len(run.init))} | {f"stat_{s}" for s in STAT_NAMES}
+    if set(arrays) != names:
+        raise ValueError(f"its draws are {', '.join(sorted(arrays))}")
+    for n, init in enumerate(run.init):
+        position = arrays[f"value_{n}"]
+        if position.shape[:1] + position.shape[2:] != init.shape or position.dtype != init.dtype:
+            raise ValueError(f"its positions value_{n} are {position.dtype}{position.shape}")
+
+
+def keep_final_state(run: PreparedRun, ran: RunOutput) -> None:
+    """Keep ``ran``'s final state for a later, longer request (when the store keeps them); a
+    failing save only logs: the result does not depend on it."""
+    states = active_final_states()
+    if states is None:
+        return
+    try:
+        states.save(run.plan.draws, ran.final_state, ran.draws, extension_record(run))
+    except Exception as error:
+        logging.getLogger("cloudcache").info("cannot keep the final state (%s)", error)
 
 
 def _run_to_end(
@@ -179,29 +292,36 @@ def _run_to_end(
     folder: CheckpointFolder | None,
     record: dict[str, Any],
     interval: float,
-) -> None:
-    """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints."""
+) -> Any:
+    """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints;
+    returns the final state."""
     import jax
 
     programs, plan = run.executable, run.plan
     total = plan.tune + plan.draws
+    stride = np.int64(progress_stride(plan))
     last_save = time.monotonic()
     warmup_saved = start >= plan.tune  # a resumed run was saved after its warm-up already
     while start < total:
-        done = min(programs.chunk, total - start)
-        state, (positions, stats) = programs.step(state, data, np.int64(start), np.int64(done))
-        first = max(0, plan.tune - start)  # where the draws begin in this chunk
-        if first < done:
-            positions, stats = jax.device_get((positions, stats))
-            chunk = {f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)}
-            chunk.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
-            draws.add(chunk)
-        start += done
+        end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
+        while start < end:
+            done = min(programs.capacity, end - start)
+            state, (positions, stats) = programs.step(
+                state, data, np.int64(start), np.int64(done), stride
+            )
+            first = max(0, plan.tune - start)  # where the draws begin in this call
+            if first < done:
+                positions, stats = jax.device_get((positions, stats))
+                kept = {f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)}
+                kept.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
+                draws.add(kept)
+            start += done
         due = (not warmup_saved and start >= plan.tune) or time.monotonic() - last_save >= interval
         if folder is not None and start < total and due:
             if not _save(folder, state, draws, start, record):
                 folder, interval = None, float("inf")  # no partial checkpoint is ever left
             warmup_saved, last_save = True, time.monotonic()
+    return state
 
 
 def _complete(saved: dict[str, np.ndarray], expected: int) -> bool:

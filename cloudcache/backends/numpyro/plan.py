@@ -187,6 +187,7 @@ class NumpyroPlanner(Backend):
     name = "numpyro"
     libraries = LIBRARIES
     samples_discrete = False
+    extendable = True
 
     def library_versions(self) -> dict[str, str]:
         """The libraries' versions and the runner's revision: a new program structure samples

@@ -1,21 +1,25 @@
 """The compiled NUTS runner and its bounded in-process cache.
 
 A run is three XLA programs, always in the same structure: ``init`` (the sampler's state for
-every chain), ``step`` (one chunk of iterations, warm-up and draws alike, called once per chunk
-with the state of the last) and ``outputs`` (deterministics and untransformed values of every
-draw). Chunk boundaries are fixed by the request (:func:`chunk_length`), so a run stopped at a
-boundary and resumed from the state saved there gives bit-identical draws (XLA fuses one
-program the same way every time; fusing different steps together would change floats).
+every chain), ``step`` (up to :func:`step_capacity` iterations, warm-up and draws alike, called
+again and again with the state of the last call; the number of iterations and where they start
+are run-time arguments) and ``outputs`` (deterministics and untransformed values of every
+draw). Checkpoints are taken at chunk boundaries fixed by the request (:func:`chunk_length`);
+a run stopped at a boundary and resumed from the state saved there gives bit-identical draws
+(XLA fuses one program the same way every time; fusing different steps together would change
+floats). Where the calls of the step program begin and end does not change a float.
 
 The programs take the PRNG keys, the initial points and the data as arguments, so they are
-compiled once per *structure* -- model graph, data shapes and dtypes, draws, tune, chains,
-NUTS options, device layout -- and reused when only the seed or the values of same-shaped data
-change. They are compiled ahead of time (``jit(...).lower(...).compile()``), so a cache hit can
-never trigger a retrace, and :data:`KERNELS` counts every compilation.
+compiled once per *structure* -- model graph, data shapes and dtypes, tune, chains, NUTS
+options, device layout; ``outputs`` also per number of draws -- and reused when only the seed,
+the values of same-shaped data or (``init`` and ``step``) the number of draws change. They
+are compiled ahead of time (``jit(...).lower(...).compile()``), so a cache hit can never
+trigger a retrace, and :data:`KERNELS` counts every compilation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,8 +59,34 @@ ITERATIONS_PER_CHUNK = 2000
 MIN_CHUNK = 10
 
 
+#: Bounds of the iterations one call of the step program runs (:func:`step_capacity`), and the
+#: most its draw buffers may hold.
+MIN_CAPACITY = 16
+MAX_CAPACITY = 1024
+CAPACITY_BYTES = 256 * 2**20
+
+
+def step_capacity(signature: Signature, chains: int) -> int:
+    """Iterations one call of the step program runs at most: the length of its draw buffers.
+
+    Fixed by the model's size and the chains, never by ``draws``, so runs that differ only in
+    ``draws`` share one compiled step program: the largest power of two from
+    :data:`MIN_CAPACITY` to :data:`MAX_CAPACITY` whose buffers hold at most
+    :data:`CAPACITY_BYTES` (fewer calls for small models, bounded memory for large ones).
+    """
+    per_iteration = len(STAT_NAMES) * 8 + sum(
+        int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        for shape, dtype in signature.values
+    )
+    capacity = MAX_CAPACITY
+    while capacity > MIN_CAPACITY and capacity * chains * per_iteration > CAPACITY_BYTES:
+        capacity //= 2
+    return capacity
+
+
 def chunk_length(plan: RunPlan) -> int:
-    """Iterations per step-program call, fixed by the request (never by time or interruptions).
+    """Iterations between two checkpoint boundaries, fixed by the request (never by time or
+    interruptions): one or more calls of the step program.
 
     Chunk boundaries are where a run can be checkpointed and resumed; each call of the step
     program costs about a millisecond, so small runs get few chunks and long runs many.
@@ -66,22 +96,35 @@ def chunk_length(plan: RunPlan) -> int:
     return max(MIN_CHUNK, -(-total // chunks))
 
 
+#: The sampler stats every draw records, in the order the step program returns them.
+STAT_NAMES = (
+    "lp",
+    "energy",
+    "diverging",
+    "n_steps",
+    "tree_depth",
+    "reached_max_treedepth",
+    "acceptance_rate",
+    "step_size",
+)
+
+
 def _chain_programs(
-    logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan
+    logp_fn: Callable[..., Any], outputs_fn: Callable[..., Any], plan: RunPlan, capacity: int
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """One chain's ``init``, ``step`` and ``outputs`` functions.
 
-    ``init(key, values, data) -> state``; ``step(state, data, start, count) -> (state,
-    (positions, stats))`` runs the iterations ``start .. start + count`` (``count`` at most one
-    chunk, given at run time so the last chunk needs no program of its own) and returns their
-    positions and stats in the first ``count`` rows; ``outputs(positions, data)`` evaluates the
-    posterior outputs of every draw.
+    ``init(key, values, data) -> state``; ``step(state, data, start, count, stride) ->
+    (state, (positions, stats))`` runs the iterations ``start .. start + count`` (``count`` at
+    most ``capacity``, given at run time), reports progress every ``stride``
+    iterations and returns their positions and stats in the first ``count`` rows;
+    ``outputs(positions, data)`` evaluates the posterior outputs of every draw. Nothing of
+    ``init`` and ``step`` depends on the run's number of draws.
     """
     from numpyro.infer import NUTS
 
     kernel_kwargs = plan.kernel_kwargs()
-    length = chunk_length(plan)
-    stride = progress_stride(plan)
+    length = capacity
 
     def kernel_for(data: tuple[jax.Array, ...]) -> Any:
         return NUTS(potential_fn=lambda values: -logp_fn(values, data), **kernel_kwargs)
@@ -89,7 +132,13 @@ def _chain_programs(
     def init(key: jax.Array, values: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
         return kernel_for(data).init(key, plan.tune, values, (), {})
 
-    def step(state: Any, data: tuple[jax.Array, ...], start: jax.Array, count: jax.Array):
+    def step(
+        state: Any,
+        data: tuple[jax.Array, ...],
+        start: jax.Array,
+        count: jax.Array,
+        stride: jax.Array,
+    ):
         kernel = kernel_for(data)
         # NumPyro's kernel keeps its adaptation schedule in closures made by ``init``: make them
         # (the state it computes is unused, so XLA drops that work); the run's state goes on.
@@ -97,16 +146,17 @@ def _chain_programs(
 
         def record(state):
             depth = _tree_depth(state.num_steps)
-            return state.z, {
-                "lp": -state.potential_energy,
-                "energy": state.energy,
-                "diverging": state.diverging,
-                "n_steps": state.num_steps,
-                "tree_depth": depth,
-                "reached_max_treedepth": depth >= plan.max_tree_depth,
-                "acceptance_rate": state.accept_prob,
-                "step_size": state.adapt_state.step_size,
-            }
+            stats = (
+                -state.potential_energy,
+                state.energy,
+                state.diverging,
+                state.num_steps,
+                depth,
+                depth >= plan.max_tree_depth,
+                state.accept_prob,
+                state.adapt_state.step_size,
+            )
+            return state.z, dict(zip(STAT_NAMES, stats, strict=True))
 
         buffers = jax.tree_util.tree_map(
             lambda leaf: jnp.zeros((length, *leaf.shape), leaf.dtype), jax.eval_shape(record, state)
@@ -117,7 +167,7 @@ def _chain_programs(
             iteration = start + offset
             jax.lax.cond(
                 (iteration + 1) % stride == 0,
-                lambda: jax.debug.callback(progress.tick, np.int64(stride)),
+                lambda: jax.debug.callback(progress.tick, stride),
                 lambda: None,
             )
             state = kernel.sample(state, (), {})
@@ -126,7 +176,7 @@ def _chain_programs(
             )
             return state, buffers
 
-        # ``count`` (at most ``length``) is a run-time number: the last chunk runs the rest.
+        # ``count`` (at most ``length``) is a run-time number: a call runs what is asked.
         return jax.lax.fori_loop(0, count, one, (state, buffers))
 
     def outputs(positions: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
@@ -176,6 +226,12 @@ class Signature:
     data: tuple[tuple[tuple[int, ...], str], ...]
 
 
+def step_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout):
+    """Everything the ``init`` and ``step`` programs depend on: :func:`sampler_key` less draws."""
+    key = sampler_key(graph, signature, plan, layout)
+    return ("steps", *key[1:3], *key[4:])
+
+
 def sampler_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout):
     """Everything the compiled programs depend on, and nothing else."""
     return (
@@ -197,9 +253,10 @@ def sampler_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: 
 class Programs:
     """The compiled programs of one run structure and the shape of the sampler's state.
 
-    ``init(keys, values, data) -> state``; ``step(state, data, start, count) -> (state,
-    (positions, stats))`` for up to ``chunk`` iterations; ``outputs(positions, data)``. ``state``
-    (a pytree of ``ShapeDtypeStruct``) rebuilds a checkpointed state from its leaves.
+    ``init(keys, values, data) -> state``; ``step(state, data, start, count, stride) ->
+    (state, (positions, stats))`` for up to ``capacity`` iterations;
+    ``outputs(positions, data)``. ``state`` (a pytree of ``ShapeDtypeStruct``) rebuilds a
+    checkpointed state from its leaves; ``chunk`` is the run's checkpoint interval.
     """
 
     init: Any
@@ -208,39 +265,56 @@ class Programs:
     state: Any
     chunk: int
     data_sharding: Any
+    capacity: int
 
 
 def compiled_programs(
     graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout
 ) -> Programs:
-    """The compiled programs for this structure (from :data:`KERNELS` when cached)."""
+    """The compiled programs for this structure (from :data:`KERNELS` when cached): ``init``
+    and ``step`` shared by every number of draws, ``outputs`` compiled per number of draws."""
 
-    def compile_it() -> Programs:
+    capacity = step_capacity(signature, plan.chains)
+
+    def functions() -> tuple[Any, Any, Any, Any, Any]:
         logp_fn, outputs_fn = graph.jax_functions()
-        init_one, step_one, outputs_one = _chain_programs(logp_fn, outputs_fn, plan)
+        init_one, step_one, outputs_one = _chain_programs(logp_fn, outputs_fn, plan, capacity)
         init_fn, batched, replicated = _all_chains(init_one, 2, layout)
         step_fn, _, _ = _all_chains(step_one, 1, layout)
         outputs_fn_all, _, _ = _all_chains(outputs_one, 1, layout)
+        return init_fn, step_fn, outputs_fn_all, batched, replicated
+
+    def compile_steps() -> Programs:
+        init_fn, step_fn, _, batched, replicated = functions()
         keys = _struct((plan.chains, 2), np.uint32, batched)
         values = tuple(_struct((plan.chains, *s), d, batched) for s, d in signature.values)
         data = tuple(_struct(s, d, replicated) for s, d in signature.data)
-        start = _struct((), np.int64, replicated)
-        count = _struct((), np.int64, replicated)
+        scalar = _struct((), np.int64, replicated)
         state = jax.eval_shape(init_fn, keys, values, data)
         state = jax.tree_util.tree_map(lambda leaf: _struct(leaf.shape, leaf.dtype, batched), state)
+        return Programs(
+            init=jax.jit(init_fn).lower(keys, values, data).compile(),
+            step=jax.jit(step_fn).lower(state, data, scalar, scalar, scalar).compile(),
+            outputs=None,
+            state=state,
+            chunk=0,
+            data_sharding=replicated,
+            capacity=capacity,
+        )
+
+    def compile_outputs() -> Any:
+        _, _, outputs_fn_all, batched, replicated = functions()
+        data = tuple(_struct(s, d, replicated) for s, d in signature.data)
         positions = tuple(
             _struct((plan.chains, plan.draws, *s), d, batched) for s, d in signature.values
         )
-        return Programs(
-            init=jax.jit(init_fn).lower(keys, values, data).compile(),
-            step=jax.jit(step_fn).lower(state, data, start, count).compile(),
-            outputs=jax.jit(outputs_fn_all).lower(positions, data).compile(),
-            state=state,
-            chunk=chunk_length(plan),
-            data_sharding=replicated,
-        )
+        return jax.jit(outputs_fn_all).lower(positions, data).compile()
 
-    return KERNELS.get_or_compile(sampler_key(graph, signature, plan, layout), compile_it)
+    steps = KERNELS.get_or_compile(step_key(graph, signature, plan, layout), compile_steps)
+    outputs = KERNELS.get_or_compile(
+        ("outputs", *sampler_key(graph, signature, plan, layout)), compile_outputs
+    )
+    return dataclasses.replace(steps, outputs=outputs, chunk=chunk_length(plan))
 
 
 def compiled_logp(graph: ModelGraph, signature: Signature, device: object) -> Any:
