@@ -16,7 +16,8 @@ other arguments differently, and each is keyed as the installed one takes it:
   ``display_summary`` only prints.
 * 0.12 (PyMC 6.4): the L-BFGS settings as one ``LBFGSConfig``, keyed as its settings by name
   (``None`` as the defaults, :func:`~cloudcache.compat.pymc_extras.lbfgs_settings`);
-  ``jacobian_correction``, ``vectorize_logp``, ``vectorize_postprocessing`` as given.
+  ``jacobian_correction``, ``vectorize_logp``, ``vectorize_postprocessing`` as given (the last
+  changes the last bits of the deterministics).
   ``parallel`` only decides where paths run: pymc-extras puts them back in path order, so
   serial and parallel runs give the same result.
 
