@@ -7,7 +7,7 @@ derives, one per path and one for the importance resampling (three with 0.10's
 ``importance_sampling`` is keyed in lower case, as pymc-extras reads it. The releases name the
 other arguments differently, and each is keyed as the installed one takes it:
 
-* 0.10 and 0.11 (PyMC 5 / PyMC 6 before 6.4): ``num_paths``, ``num_draws``,
+* 0.10 (PyMC 5; 0.11 spells them alike): ``num_paths``, ``num_draws``,
   ``num_draws_per_path``, the L-BFGS settings as arguments, ``jitter``, ``inference_backend``,
   ``postprocessing_backend``, ``initvals``, ``pathfinder_kwargs``, ``compile_kwargs``, the groups
   asked for. ``concurrent`` only decides where paths run; run in parallel, the paths are
