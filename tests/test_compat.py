@@ -234,3 +234,21 @@ def test_netcdf4_lock_is_the_one_xarray_holds() -> None:
     from cloudcache.compat.xarray import netcdf4_lock
 
     assert netcdf4_lock() is NETCDF4_PYTHON_LOCK
+
+
+# -- pymc-extras ---------------------------------------------------------------------------------
+def test_lbfgs_settings_are_every_setting_pathfinder_reads() -> None:
+    """pymc-extras 0.12's ``LBFGSConfig`` as its six settings by name, ``None`` as its defaults,
+    and exactly the fields pathfinder copies into its ``PathfinderConfig``."""
+    lbfgs = pytest.importorskip("pymc_extras.inference.pathfinder.lbfgs")
+    if not hasattr(lbfgs, "LBFGSConfig"):
+        pytest.skip("this pymc-extras takes the L-BFGS settings as arguments (0.10, 0.11)")
+    from cloudcache.compat.pymc_extras import lbfgs_settings
+
+    defaults = lbfgs_settings(None)
+    assert defaults == lbfgs_settings(lbfgs.LBFGSConfig())
+    assert set(defaults) == {"maxcor", "maxiter", "ftol", "gtol", "maxls", "epsilon"}
+    assert defaults["maxcor"] is None  # derived from the model's size when pathfinder runs
+    assert lbfgs_settings(lbfgs.LBFGSConfig(maxiter=7))["maxiter"] == 7
+    config = lbfgs.LBFGSConfig(maxcor=6).set_default_maxcor(100)
+    assert lbfgs_settings(config)["maxcor"] == 6  # an explicit maxcor is kept as given

@@ -3,13 +3,17 @@
 Each kind: a miss returns what the uncached call returns (the same groups in the same order, the
 same numbers, dtypes and attributes), a memory hit and a fresh-process disk hit return the same,
 a changed argument misses, and every key rule is proven by running both spellings uncached.
-pymc-extras installs only beside PyMC 5 (the ``extras`` extra; see pyproject.toml), so on PyMC 6
-this module is skipped.
+It runs with the pymc-extras the ``extras`` extra installs (pyproject.toml): 0.10 beside PyMC 5,
+0.12 beside PyMC 6.4. The releases name pathfinder's arguments differently (0.12 takes the L-BFGS
+settings as one ``LBFGSConfig`` and ``parallel=`` for 0.10's ``concurrent=``, and keeps its
+diagnostics in a ``pathfinder`` group rather than ``sample_stats``): the spellings below follow
+the installed one's signature.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -29,25 +33,44 @@ from cloudcache.compat.pymc import as_tree
 
 pmx = pytest.importorskip(
     "pymc_extras",
-    reason="pymc-extras is not installed: it installs only beside PyMC 5 (Python 3.11, the "
-    "`extras` extra): its releases that name the PyMC they support exclude PyMC 6.4 "
-    "(0.15.1: pymc>=6.3,<6.4)",
+    reason="pymc-extras is not installed (the `extras` extra: pip install -e '.[test,extras]')",
 )
-if not pmx.__version__.startswith("0.10."):
-    pytest.skip(
-        f"pymc-extras {pmx.__version__}: these tests call 0.10's arguments (the extra pins 0.10)",
-        allow_module_level=True,
+
+#: 0.12 and later: the L-BFGS settings as one ``LBFGSConfig``, ``parallel=`` for where paths run.
+LBFGS_CONFIG = "lbfgs_config" in inspect.signature(pmx.fit_pathfinder).parameters
+#: The group of pathfinder's diagnostics and timings.
+STATS = "pathfinder" if LBFGS_CONFIG else "sample_stats"
+
+
+def lbfgs(**settings) -> dict:
+    """The L-BFGS settings as the installed ``fit_pathfinder`` takes them."""
+    if LBFGS_CONFIG:
+        from pymc_extras.inference.pathfinder.lbfgs import LBFGSConfig
+
+        return {"lbfgs_config": LBFGSConfig(**settings)}
+    return settings
+
+
+#: Paths run one after the other in this process, and in a pool of ``cores`` worker processes.
+SERIAL = {"parallel": False} if LBFGS_CONFIG else {"concurrent": None, "display_summary": False}
+
+
+def in_a_pool(cores: int) -> dict:
+    return (
+        {"parallel": True, "cores": cores}
+        if LBFGS_CONFIG
+        else {"concurrent": "process", "cores": cores}
     )
 
-#: Small and serial (``concurrent=None``): each call takes a few seconds, mostly compiling.
+
+#: Small and serial: each call takes a few seconds, mostly compiling.
 PF = {
     "num_paths": 2,
     "num_draws": 30,
     "num_draws_per_path": 30,
-    "maxiter": 30,
+    **lbfgs(maxiter=30),
     "progressbar": False,
-    "concurrent": None,
-    "display_summary": False,
+    **SERIAL,
 }
 LA = {"draws": 30, "progressbar": False}
 KINDS = ("fit_pathfinder", "fit_laplace")
@@ -124,7 +147,8 @@ def test_a_miss_returns_what_the_uncached_call_returns(uncached: dict, filled) -
     _, results, records = filled
     assert [(r.kind, r.hit) for r in records[:2]] == [(kind, False) for kind in KINDS]
     assert [r.backend for r in records[:2]] == [f"pymc-extras-{kind}" for kind in KINDS]
-    assert summary(uncached)["fit_laplace"]["order"][-1] == "observed_data"  # pymc-extras' order
+    order = summary(uncached)["fit_laplace"]["order"]
+    assert order.index("fit") < order.index("observed_data")  # pymc-extras' order, not ArviZ's
     assert_same(summary(results["miss"]), summary(uncached))
 
 
@@ -134,8 +158,8 @@ def test_a_memory_hit_returns_the_same_numbers(filled) -> None:
         (kind, True, "memory") for kind in KINDS
     ]
     assert_same(summary(results["hit"]), summary(results["miss"]))
-    timings = as_tree(results["miss"]["fit_pathfinder"])["sample_stats"]["total_time"]
-    assert as_tree(results["hit"]["fit_pathfinder"])["sample_stats"]["total_time"] == timings
+    timings = as_tree(results["miss"]["fit_pathfinder"])[STATS]["total_time"]
+    assert as_tree(results["hit"]["fit_pathfinder"])[STATS]["total_time"] == timings
 
 
 def test_a_fresh_process_hits_the_files_with_the_same_numbers(filled) -> None:
@@ -188,6 +212,7 @@ def test_entries_are_plain_netcdf_and_ls_names_their_kind(filled) -> None:
         ("fit_pathfinder", {"random_seed": 3, **PF}, {**PF, "random_seed": 4}),
         ("fit_pathfinder", {"random_seed": 3, **PF}, {"random_seed": 3, **PF, "num_draws": 31}),
         ("fit_pathfinder", {"random_seed": 3, **PF}, {"random_seed": 3, **PF, "jitter": 1.0}),
+        ("fit_pathfinder", {"random_seed": 3, **PF}, {"random_seed": 3, **PF, **lbfgs(maxiter=5)}),
         ("fit_laplace", {"random_seed": 3, **LA}, {**LA, "random_seed": 4}),
         ("fit_laplace", {"random_seed": 3, **LA}, {"random_seed": 3, **LA, "draws": 31}),
         ("fit_laplace", {"random_seed": 3, **LA}, {"random_seed": 3, **LA, "freeze_model": False}),
@@ -197,7 +222,16 @@ def test_entries_are_plain_netcdf_and_ls_names_their_kind(filled) -> None:
             {"random_seed": 3, **LA, "optimize_method": "L-BFGS-B"},
         ),
     ],
-    ids=["pf-seed", "pf-num-draws", "pf-jitter", "la-seed", "la-draws", "la-freeze", "la-method"],
+    ids=[
+        "pf-seed",
+        "pf-num-draws",
+        "pf-jitter",
+        "pf-lbfgs-maxiter",
+        "la-seed",
+        "la-draws",
+        "la-freeze",
+        "la-method",
+    ],
 )
 def test_a_changed_argument_misses(kind: str, first: dict, changed: dict) -> None:
     model = build_model()
@@ -215,7 +249,15 @@ def test_a_changed_argument_misses(kind: str, first: dict, changed: dict) -> Non
         ("fit_pathfinder", {"random_seed": 3}, {"random_seed": np.int64(3)}),
         ("fit_pathfinder", {"random_seed": 3}, {"random_seed": "rng:3"}),
         ("fit_pathfinder", {"random_seed": 3}, {"random_seed": 3, "importance_sampling": "PSIS"}),
-        ("fit_pathfinder", {"random_seed": 3}, {"random_seed": 3, "concurrent": "process"}),
+        ("fit_pathfinder", {"random_seed": 3}, {"random_seed": 3, **in_a_pool(1)}),
+        pytest.param(
+            "fit_pathfinder",
+            {"random_seed": 3, "lbfgs_config": None},
+            {"random_seed": 3, "lbfgs_config": "LBFGSConfig()"},
+            marks=pytest.mark.skipif(
+                not LBFGS_CONFIG, reason="this pymc-extras takes the L-BFGS settings one by one"
+            ),
+        ),
         ("fit_laplace", {"random_seed": 3}, {"random_seed": np.int64(3)}),
         ("fit_laplace", {"random_seed": 3}, {"random_seed": 3, "jitter_rvs": []}),
         (
@@ -229,6 +271,7 @@ def test_a_changed_argument_misses(kind: str, first: dict, changed: dict) -> Non
         "pf-seed-generator",
         "pf-importance-sampling-case",
         "pf-paths-in-a-process-pool",
+        "pf-lbfgs-config-none-is-the-defaults",
         "la-seed-int64",
         "la-jitter-none-is-empty",
         "la-jitter-order",
@@ -237,14 +280,12 @@ def test_a_changed_argument_misses(kind: str, first: dict, changed: dict) -> Non
 def test_spellings_pymc_extras_treats_alike_are_one_key(kind: str, one: dict, other: dict) -> None:
     """Each rule proven: both spellings run uncached give the same numbers, then one key.
 
-    ``concurrent="process"`` with ``cores=1`` runs the paths in a worker process, one after the
-    other (the order they finish in is the order they started in).
+    A pool of one worker runs the paths in a worker process, one after the other (the order they
+    finish in is the order they started in).
     """
     model = build_model()
     base = PF if kind == "fit_pathfinder" else LA
     spellings = [{**base, **spelling} for spelling in (one, other)]  # resolved at each call
-    if spellings[1].get("concurrent") == "process":
-        spellings[1]["cores"] = 1
     with model:
         plain = [_numbers(getattr(pmx, kind)(**_resolved(model, s))) for s in spellings]
     np.testing.assert_array_equal(plain[0], plain[1])
@@ -255,8 +296,11 @@ def test_spellings_pymc_extras_treats_alike_are_one_key(kind: str, one: dict, ot
 
 
 def _resolved(model: pm.Model, arguments: dict) -> dict:
-    """``"rng:3"`` as a fresh ``Generator``, ``"mu sigma"`` as those model variables."""
+    """``"rng:3"`` as a fresh ``Generator``, ``"mu sigma"`` as those model variables,
+    ``"LBFGSConfig()"`` as pymc-extras' default L-BFGS settings."""
     resolved = dict(arguments)
+    if resolved.get("lbfgs_config") == "LBFGSConfig()":
+        resolved.update(lbfgs())
     seed = resolved.get("random_seed")
     if isinstance(seed, str):
         resolved["random_seed"] = np.random.default_rng(int(seed.split(":")[1]))
@@ -274,24 +318,28 @@ def _numbers(result) -> np.ndarray:
             np.ravel(tree["fit"][name].values) for name in ("mean_vector", "covariance_matrix")
         ]
     else:
-        arrays.append(np.ravel(tree["sample_stats"]["paths_logP_mean"].values))
+        arrays.append(np.ravel(tree[STATS]["paths_logP_mean"].values))
     return np.concatenate(arrays)
 
 
 def test_paths_run_in_parallel_are_the_same_paths() -> None:
-    """``cores`` only decides where paths run: two paths on two workers are the paths run in
-    series (each path has its own seed). They may finish in either order, and pymc-extras
-    collects them as they finish, so only the set of paths is compared; the cache serves the
-    first result to both."""
+    """Where paths run is left out of the key: two paths on two workers are the paths run in
+    series (each path has its own seed). pymc-extras 0.12 puts them back in path order, so the
+    whole result is the same; 0.10 collects them as they finish, in either order, so there only
+    the set of paths is compared. The cache serves the first result to both."""
     model = build_model()
-    parallel = {**PF, "concurrent": "process", "cores": 2}
+    parallel = {**PF, **in_a_pool(2)}
     with model:
-        serial_stats = as_tree(pmx.fit_pathfinder(random_seed=3, **PF))["sample_stats"]
-        parallel_stats = as_tree(pmx.fit_pathfinder(random_seed=3, **parallel))["sample_stats"]
-    for name in ("paths_logP_mean", "paths_lbfgs_niter", "paths_elbo_argmax"):
-        np.testing.assert_array_equal(
-            np.sort(serial_stats[name].values), np.sort(parallel_stats[name].values)
-        )
+        serial = pmx.fit_pathfinder(random_seed=3, **PF)
+        pooled = pmx.fit_pathfinder(random_seed=3, **parallel)
+    if LBFGS_CONFIG:
+        assert_same(summary({"pf": pooled}), summary({"pf": serial}))
+    else:
+        serial_stats, parallel_stats = as_tree(serial)[STATS], as_tree(pooled)[STATS]
+        for name in ("paths_logP_mean", "paths_lbfgs_niter", "paths_elbo_argmax"):
+            np.testing.assert_array_equal(
+                np.sort(serial_stats[name].values), np.sort(parallel_stats[name].values)
+            )
     with cc.cloud(model, quiet=True) as run:
         pmx.fit_pathfinder(random_seed=3, **PF)
         pmx.fit_pathfinder(random_seed=3, **parallel)

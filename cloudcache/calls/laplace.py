@@ -9,9 +9,11 @@ last bits), ``gradient_backend``, ``chains``, ``draws``, ``vectorize_draws``,
 
 The seed reseeds both the jittered start and the draws from the approximation (NumPy's
 ``SeedSequence``): an integer is keyed as that integer (``1`` and ``np.int64(1)`` are one key), a
-sequence of integers as that sequence, a ``Generator`` (refused by pymc-extras 0.10) by its
-state. ``jitter_rvs`` is read as a set of variables, ``None`` as none (pymc-extras jitters
-nothing then): it is keyed as the sorted names.
+sequence of integers as that sequence, a ``Generator`` (which ``SeedSequence`` refuses, so
+pymc-extras 0.10 and 0.12 raise) by its state. ``jitter_rvs`` is read as a set of variables,
+``None`` as none (pymc-extras jitters nothing then): it is keyed as the sorted names. 0.10
+(PyMC 5) and 0.12 (PyMC 6.4) take the same arguments and seed the same way; 0.12 returns a
+DataTree.
 
 The result is the InferenceData (a DataTree where pymc-extras returns one) stored as it is, with
 the order of its groups (ArviZ would otherwise put its own known groups first).

@@ -1,1 +1,2 @@
-"""Every dependency on a PyMC, ArviZ, PyTensor, JAX, nutpie or xarray version or private API."""
+"""Every dependency on a PyMC, ArviZ, PyTensor, JAX, nutpie, xarray or pymc-extras version or
+private API."""
