@@ -91,10 +91,13 @@ class Draws:
 
 
 def run_record(run: PreparedRun) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed by ``run``: its exact program structure."""
+    """What a checkpoint must match to be resumed by ``run``: its exact program structure,
+    and its ``draws``, ``tune`` and ``chains`` in plain words (``cloudcache ls --partial``)."""
     from cloudcache.backends.numpyro.runner import sampler_key
 
-    return _record(run, sampler_key(run.graph, _signature(run), run.plan, run.layout))
+    plan = run.plan
+    record = _record(run, sampler_key(run.graph, _signature(run), plan, run.layout))
+    return {**record, "draws": plan.draws, "tune": plan.tune, "chains": plan.chains}
 
 
 def extension_record(run: PreparedRun) -> dict[str, Any]:
