@@ -71,7 +71,8 @@ def list_partial(catalog: Catalog, model: str | None, as_json: bool) -> None:
     if finals:
         count = sum(len(folder.files) for folder in finals)
         size = format_size(sum(folder.size for folder in finals))
-        lines.append(f"final states kept for extending finished runs: {count} files, {size}")
+        files = counted(count, "file")
+        lines.append(f"final states kept for extending finished runs: {files}, {size}")
     if lines:
         click.echo("\n".join(printable(line) for line in lines))
 
