@@ -15,12 +15,15 @@ import pickle
 import shutil
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
 import fsspec
 import numpy as np
 import pytest
+import xarray as xr
 from click.testing import CliRunner
 from test_resume import CALL, SHORTER, _command, _run, _saved_draws, _state_files
 
@@ -131,6 +134,64 @@ def test_the_same_call_resumes_from_the_interrupt_with_identical_draws(
     for name in ("mu", "theta", "lp"):
         np.testing.assert_array_equal(np.asarray(resumed[name]), np.asarray(uninterrupted[name]))
     assert not checkpoint_folders(cache), "the checkpoint is removed once the result is stored"
+
+
+PYMC_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    warnings.simplefilter("ignore")
+    import numpy as np, pymc as pm
+    import cloudcache as cc
+
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 5)
+        pm.Normal("y", mu, 1, observed=np.array([1.0, 2.0, 3.0]))
+    with cc.cloud(model, cache=sys.argv[1], backend="pymc") as run:
+        tree = pm.sample(draws=int(sys.argv[2]), tune=50, chains=1, cores=1, random_seed=1,
+                         progressbar=False, compute_convergence_checks=False)
+    print(json.dumps({"draws": tree["posterior"].sizes["draw"], "location": run.last.location}))
+    """
+)
+
+
+def test_ctrl_c_on_pymc_s_sampler_never_stores_the_draws_it_returns(tmp_path: Path) -> None:
+    """PyMC's sampler returns the draws so far on a KeyboardInterrupt (or, when the signal
+    lands in compiled code, raises): either way no entry of the full request is stored."""
+    draws = 50_000
+    process = subprocess.Popen(
+        [sys.executable, "-c", PYMC_SCRIPT, str(tmp_path), str(draws)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        seen = []
+        for line in process.stderr:  # PyMC names the step methods just before its loop
+            seen.append(line)
+            if line.startswith("NUTS: ["):
+                break
+        # The assertions hold wherever the signal lands; a moment into the loop (a 50,000-draw
+        # run takes seconds) PyMC usually catches it and returns the draws so far.
+        time.sleep(1.5)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    err = "".join(seen) + err
+    stored = list(tmp_path.glob("*/*.nc"))
+    for entry in stored:
+        with xr.open_datatree(entry, engine="h5netcdf") as tree:
+            assert tree["posterior"].sizes["draw"] == draws, "a stored entry is whole"
+    if process.returncode == 0:
+        result = json.loads(out.strip().splitlines()[-1])
+        if result["draws"] < draws:
+            assert result["location"] == "uncached" and not stored
+            assert "the sampler stopped early" in err
+    else:
+        assert not stored, err[-2000:]
 
 
 # -- ls --partial -----------------------------------------------------------------------

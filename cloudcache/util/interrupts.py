@@ -23,11 +23,9 @@ _log = logging.getLogger("cloudcache")
 
 @dataclass
 class Interrupt:
-    """Whether a Ctrl-C asked the running loop to stop (``requested``), and whether the block
-    defers one at all (``deferred``: else a Ctrl-C raises as usual)."""
+    """Whether a Ctrl-C asked the running loop to stop."""
 
     requested: bool = False
-    deferred: bool = False
 
 
 @contextlib.contextmanager
@@ -50,7 +48,6 @@ def deferred_interrupt(message: str, *, enabled: bool = True) -> Iterator[Interr
         _log.warning(message)
 
     signal.signal(signal.SIGINT, handler)
-    interrupt.deferred = True
     try:
         yield interrupt
     finally:

@@ -328,6 +328,7 @@ def _run_to_end(
     while start < total:
         end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
         while start < end:
+            _stop_if_interrupted(interrupt, folder, state, draws, start, record, plan)
             done = min(programs.capacity, end - start)
             state, (positions, stats) = programs.step(
                 state, data, np.int64(start), np.int64(done), stride
@@ -339,35 +340,47 @@ def _run_to_end(
                 kept.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
                 draws.add(kept)
             start += done
-            if interrupt.requested and folder is not None:
-                _save_and_stop(folder, state, draws, start, record, plan)
         due = (not warmup_saved and start >= plan.tune) or time.monotonic() - last_save >= interval
         if folder is not None and start < total and due:
             if not _save(folder, state, draws, start, record):
                 folder, interval = None, float("inf")  # no partial checkpoint is ever left
             warmup_saved, last_save = True, time.monotonic()
+    _stop_if_interrupted(interrupt, folder, state, draws, start, record, plan)
     return state
 
 
-def _save_and_stop(
-    folder: CheckpointFolder,
+def _stop_if_interrupted(
+    interrupt: Interrupt,
+    folder: CheckpointFolder | None,
     state: Any,
     draws: Draws,
     iteration: int,
     record: dict[str, Any],
     plan: RunPlan,
 ) -> None:
-    """Save the run at ``iteration`` (a step call's end: the programs give the same floats
-    wherever a call ends) and raise ``KeyboardInterrupt``, as a Ctrl-C would have."""
+    """After a Ctrl-C: save the run at ``iteration`` (between two step calls: the programs
+    give the same floats wherever a call ends) and raise ``KeyboardInterrupt``, as the Ctrl-C
+    would have. A save that fails leaves the last checkpoint as it was."""
+    if not interrupt.requested:
+        return
+    import jax
+
     log = logging.getLogger("cloudcache")
-    if _save(folder, state, draws, iteration, record):
-        done = max(0, iteration - plan.tune)
-        where = (
-            f"{done:,} of {plan.draws:,} draws"
-            if iteration >= plan.tune
-            else f"warm-up {iteration:,} of {plan.tune:,}"
-        )
-        log.warning("cloudcache: saved the run at %s; the same call resumes from there", where)
+    if folder is not None:
+        first = draws.saved_count()
+        segment = draws.take_pending()
+        leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
+        try:
+            folder.save(iteration, leaves, segment, first, record)
+        except Exception as error:
+            log.warning("cloudcache: cannot save the run (%s); its last checkpoint stays", error)
+        else:
+            where = (
+                f"{iteration - plan.tune:,} of {plan.draws:,} draws"
+                if iteration >= plan.tune
+                else f"warm-up {iteration:,} of {plan.tune:,}"
+            )
+            log.warning("cloudcache: saved the run at %s; the same call resumes from there", where)
     raise KeyboardInterrupt
 
 

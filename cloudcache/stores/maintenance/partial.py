@@ -251,7 +251,7 @@ def remove_file(folder: RunFolder, found: Found) -> None:
 
 
 # -- pruning -----------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)
 class PruneUnit:
     """What ``prune`` keeps or removes as one: an entry with the final state its run left, the
     checkpoint of an interrupted run, or a final state whose entry is gone."""
