@@ -30,6 +30,7 @@ from test_resume import CALL, SHORTER, _command, _run, _saved_draws, _state_file
 from cloudcache.cli import app
 from cloudcache.stores.checkpoints import RESUME_DIR
 from cloudcache.stores.final_states import EXTEND_DIR
+from cloudcache.stores.maintenance.partial import RunFolder, progress
 
 #: One checkpoint after warm-up, then none until the interrupt: the save at the interrupt is
 #: then the only one that can hold more draws.
@@ -223,6 +224,19 @@ def test_ls_partial_lists_the_interrupted_run_with_its_progress(cache: Path) -> 
     assert row["draws_done"] == record["iteration"] - CALL["tune"]
     assert row["size"] == sum(p.stat().st_size for p in folder.iterdir())
     assert row["age_seconds"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("record", "said"),
+    [
+        ({"iteration": 300, "tune": 1000, "draws": 4000}, "warm-up: 300 of 1,000"),
+        ({"iteration": 3400, "tune": 1000, "draws": 4000}, "2,400 of 4,000 draws"),
+        ({"iteration": 3400}, "at iteration 3,400"),
+        ({"iteration": "3400"}, "?"),
+    ],
+)
+def test_progress_is_what_the_record_says(record: dict, said: str) -> None:
+    assert progress(RunFolder("/nowhere", RESUME_DIR, "m", "0" * 32, [], record)) == said
 
 
 def test_ls_without_partial_never_lists_partial_state(cache: Path) -> None:
