@@ -116,6 +116,11 @@ class CallKind:
         """Metadata fields only known once the result exists."""
         return {}
 
+    def incomplete(self, request: Any, tree: Any) -> str:
+        """Why ``tree`` is not the whole result of ``request`` (a sampler stopped by Ctrl-C
+        returns what it has), or ``""``. An incomplete result is returned, never stored."""
+        return ""
+
     def result(self, tree: Any) -> Any:
         """The stored (or just computed) ``tree`` as this kind's function returns its result."""
         return as_pymc_result(tree)
@@ -264,7 +269,11 @@ class CachePath:
                 metadata[field_name] = str(said)
                 announce(str(said), quiet=self.quiet)
         location = "uncached"
-        if self.store is not None and isinstance(tree, xr.DataTree):
+        unfinished = kind.incomplete(plan.request, tree)
+        if unfinished:
+            message = f"{unfinished}: returning it as the sampler did, not storing it"
+            announce(message, quiet=self.quiet, level=logging.WARNING)
+        elif self.store is not None and isinstance(tree, xr.DataTree):
             location = self.write(ref, Entry(tree, metadata))
         if folder is not None and location != "uncached":
             folder.clear()  # the finished result is stored: the checkpoint has served

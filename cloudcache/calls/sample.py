@@ -127,6 +127,22 @@ class SampleCall(CallKind):
     def audit(self, tree: Any) -> str | None:
         return audit_failure(self.model, tree)
 
+    def incomplete(self, request: SampleRequest, tree: Any) -> str:
+        """A posterior with fewer draws or chains than asked for: PyMC's sampler returns the
+        draws so far when a Ctrl-C stops it, and those are not the result of the request."""
+        try:
+            sizes = dict(tree["posterior"].sizes)
+        except (KeyError, TypeError, AttributeError):
+            return ""
+        draws, chains = sizes.get("draw"), sizes.get("chain")
+        short = draws is not None and draws < request.draws
+        if short or (chains is not None and chains < request.chains):
+            return (
+                f"the sampler stopped early ({draws or 0:,} of {request.draws:,} draws, "
+                f"{chains or 0:,} of {request.chains:,} chains: interrupted?)"
+            )
+        return ""
+
     def run_uncached(self, call: Call, request: SampleRequest | None) -> Any:
         if request is None:
             return call.run_as_given()

@@ -31,6 +31,7 @@ from cloudcache.errors import CorruptEntry, StoreError
 
 if TYPE_CHECKING:
     from cloudcache.stores.maintenance.catalog import Catalog, CatalogEntry
+    from cloudcache.stores.maintenance.partial import RunFolder
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -297,17 +298,38 @@ def _entries_in(count: int, location: str) -> str:
 @app.command("ls", short_help="List the entries: model, kind, draws, backend, age, size, key.")
 @cache_options
 @model_option
+@click.option(
+    "--partial",
+    is_flag=True,
+    default=False,
+    help="List interrupted runs (their checkpoints) instead: progress, age, size, key.",
+)
 @json_flag
 def list_entries(
-    cache: str | None, options: tuple[str, ...], model: str | None, as_json: bool
+    cache: str | None,
+    options: tuple[str, ...],
+    model: str | None,
+    partial: bool,
+    as_json: bool,
 ) -> None:
     """List the entries: model, kind (sample, prior or posterior predictive),
     draws/tune/chains ("-" where a call has none), backend, created, size, the sampling
     time a hit saves, and the key prefix that show, rm and why take.
 
     Reads only each entry's root attributes (key and metadata), never its arrays.
+
+    --partial lists the interrupted runs instead: the checkpoints a directory cache keeps
+    for the next identical call to resume (model, progress such as "2,400 of 4,000 draws",
+    chains, when it was last saved, size, key prefix), a torn or foreign one marked TORN,
+    and the space final states kept for extending finished runs take. Object stores keep
+    no checkpoints.
     """
     catalog = _catalog(cache, options)
+    if partial:
+        from cloudcache.cli.partial import list_partial
+
+        list_partial(catalog, model, as_json)
+        return
     entries = catalog.entries(slug=model)
     if as_json:
         rows = [_json_row(entry) for entry in entries]  # one object a line: C-encoded, fast
@@ -347,54 +369,89 @@ def show(key_prefix: str, cache: str | None, options: tuple[str, ...]) -> None:
     click.echo(_json_text(record, sort_keys=True))
 
 
-@app.command(short_help="Remove entries by key prefix.")
+@app.command(short_help="Remove entries (and interrupted runs) by key prefix.")
 @click.argument("key_prefixes", metavar="KEY_PREFIX...", nargs=-1, required=True)
 @cache_options
 def rm(key_prefixes: tuple[str, ...], cache: str | None, options: tuple[str, ...]) -> None:
-    """Remove the entries the key prefixes name; each prefix must name exactly one entry
-    (a prefix that names none or several removes nothing, and the exit code is 1).
+    """Remove the entries the key prefixes name, with the checkpoint of their key and the
+    final state their run left for extending it; a prefix that names no entry but one
+    interrupted run (`ls --partial`) removes its checkpoint. Each prefix must name exactly
+    one key (a prefix that names none or several removes nothing, and the exit code is 1).
     """
+    from cloudcache.cli.partial import PartialState, remove_entry_state
+
     prefixes = [_check_prefix(prefix) for prefix in key_prefixes]
     catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
+    state = PartialState.of(catalog)
     failed = False
     for prefix in prefixes:
         matches = [entry for entry in entries if entry.prefix.startswith(prefix[:16])]
         if len(prefix) > 16:
             catalog.read_metadata(matches)
             matches = [entry for entry in matches if entry.key.startswith(prefix)]
-        if len(matches) != 1:
-            problem = "no entry" if not matches else f"{len(matches)} entries (ambiguous)"
+        saved = state.checkpoints_matching(prefix)
+        if len(matches) == 1:
+            saved = [folder for folder in saved if folder not in state.checkpoints_of(matches[0])]
+        if len(matches) + len(saved) != 1:
+            problem = (
+                "no entry or interrupted run"
+                if not matches and not saved
+                else f"{counted(len(matches) + len(saved), 'key')} (ambiguous)"
+            )
             _echo(f"{prefix}: {problem}; nothing removed", err=True)
             failed = True
             continue
-        catalog.remove(matches[0].path)
-        _echo(f"removed {catalog.url(matches[0].path)}")
+        if saved:
+            _remove_checkpoint(saved[0])
+            continue
+        entry = matches[0]
+        catalog.read_metadata([entry])  # its key and run key name its partial state
+        catalog.remove(entry.path)
+        _echo(f"removed {catalog.url(entry.path)}")
+        for line in remove_entry_state(state, entry):
+            _echo(line)
     if failed:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
 
 
-@app.command(short_help="Remove every entry (asks first).")
+def _remove_checkpoint(folder: RunFolder) -> None:
+    from cloudcache.stores.maintenance.partial import remove_folder
+
+    remove_folder(folder)
+    _echo(
+        f"removed the checkpoint of an interrupted run {folder.path} ({format_size(folder.size)})"
+    )
+
+
+@app.command(short_help="Remove every entry and interrupted run (asks first).")
 @cache_options
 @click.option("--yes", "-y", is_flag=True, default=False, help="Do not ask for confirmation.")
 def clear(cache: str | None, options: tuple[str, ...], yes: bool) -> None:
-    """Remove every entry, and temp files of interrupted writes, from the cache. Asks
-    first unless --yes; files not named like entries are left alone.
+    """Remove every entry, temp files of interrupted writes, the checkpoints of interrupted
+    runs (.resume) and the final states kept for extending runs (.extend) from the cache.
+    Asks first, saying what it removes, unless --yes; files not named like entries are left
+    alone.
     """
+    from cloudcache.cli.partial import PartialState
+
     catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
     strays = catalog.stray_files()
-    if not entries and not strays:
+    state = PartialState.of(catalog)
+    if not entries and not strays and not state.describe():
         _echo(f"no entries in {catalog.location}", err=True)
         return
-    what = (
-        f"{counted(len(entries), 'entry', 'entries')} ({format_size(sum(e.size for e in entries))})"
-    )
+    size = format_size(sum(entry.size for entry in entries))
+    parts = [f"{counted(len(entries), 'entry', 'entries')} ({size})"] if entries or strays else []
+    parts += state.describe()
+    what = " and ".join([", ".join(parts[:-1]), parts[-1]]) if len(parts) > 1 else parts[0]
     if not yes and not click.confirm(printable(f"Remove {what} from {catalog.location}?")):
         _echo("nothing removed", err=True)
         raise click.exceptions.Exit(EXIT_PROBLEMS)
     for path in [entry.path for entry in entries] + [stray.path for stray in strays]:
         catalog.remove(path)
+    state.remove_all()
     _echo(f"removed {what} from {catalog.location}")
 
 
@@ -432,6 +489,12 @@ def prune(
 ) -> None:
     """Remove least recently used entries until every given limit holds. "Used" means
     written or served as a hit; listing, showing or verifying an entry is not use.
+
+    Partial state counts too: the final state a run left for extending it goes with its
+    entry (its bytes count as the entry's); the checkpoint of an interrupted run, and a
+    final state whose entry is gone, count on their own, last used when written. --max-size
+    and --older-than apply to all of them, --keep counts entries only. Anything written in
+    the last minute may belong to a run going on: it is left alone.
     """
     if max_size is None and older_than is None and keep is None:
         raise click.UsageError("give at least one of --max-size, --older-than, --keep")
@@ -443,29 +506,42 @@ def prune(
         age_limit = parse_age(older_than) if older_than is not None else None
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from error
+    from cloudcache.stores.maintenance.partial import prune_units, remove_unit
     from cloudcache.stores.maintenance.pruning import last_use_clock, select_for_pruning
 
     catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
+    now = time.time()
+    units = prune_units(catalog, entries, now)
     # Last use = the last session hit (the store's markers), else the write time: reading
     # (ls, show, verify, sync) never counts as use.
     last_used = last_use_clock(catalog.fs, catalog.root, catalog.is_local)
-    doomed = select_for_pruning(
-        entries, size_limit, age_limit, keep, now=time.time(), last_used=last_used
-    )
-    for entry in doomed:
+    whole = [unit for unit in units if unit.entry is not None]
+    doomed = select_for_pruning(whole, None, None, keep, now=now, last_used=last_used)
+    rest = [unit for unit in units if unit not in doomed]
+    doomed += select_for_pruning(rest, size_limit, age_limit, None, now=now, last_used=last_used)
+    for unit in doomed:
         if not dry_run:
-            catalog.remove(entry.path)
+            remove_unit(catalog, unit)
         if not as_json:
             verb = "would remove" if dry_run else "removed"
-            _echo(f"{verb} {catalog.url(entry.path)} ({format_size(entry.size)})")
+            for path, size in unit.parts:
+                _echo(f"{verb} {catalog.url(path)} ({format_size(size)})")
     if as_json:
-        rows = [{"path": catalog.url(e.path), "size": e.size} for e in doomed]
+        rows = [
+            {"path": catalog.url(path), "size": size}
+            for unit in doomed
+            for path, size in unit.parts
+        ]
         click.echo(_json_text({"dry_run": dry_run, "removed": rows}))
         return
-    freed = format_size(sum(entry.size for entry in doomed))
+    freed = format_size(sum(unit.size for unit in doomed))
     verb = "would free" if dry_run else "freed"
-    _echo(f"{verb} {freed} ({counted(len(doomed), 'entry', 'entries')})", err=True)
+    removed = [unit for unit in doomed if unit.entry is not None]
+    what = counted(len(removed), "entry", "entries")
+    others = len(doomed) - len(removed)
+    also = f" and {counted(others, 'checkpoint or final state', 'checkpoints or final states')}"
+    _echo(f"{verb} {freed} ({what}{also if others else ''})", err=True)
 
 
 @app.command(short_help="Load every entry and check its key and checksums.")
@@ -475,26 +551,35 @@ def prune(
 )
 @json_flag
 def verify(cache: str | None, options: tuple[str, ...], fix: bool, as_json: bool) -> None:
-    """Load every entry as a hit would and check its stored key and checksums. --fix
-    removes damaged entries and temp files of interrupted writes older than a minute,
-    never an entry this user merely cannot read (reported as UNREADABLE and kept).
-    Object-store entries are fetched and checked concurrently.
+    """Load every entry as a hit would and check its stored key and checksums, and read
+    every checkpoint of an interrupted run and final state kept for extending a run as a
+    resume or an extension would (NumPy archives, never unpickled). --fix removes damaged
+    entries, torn or foreign checkpoints and final states, and temp files of interrupted
+    writes older than a minute, never an entry this user merely cannot read (reported as
+    UNREADABLE and kept). Partial state written in the last minute may belong to a run
+    going on: it is not checked. Object-store entries are fetched and checked concurrently.
     """
+    from cloudcache.cli.partial import partial_problems
+
     catalog = _catalog(cache, options)
     entries = catalog.entries(with_metadata=False)
-    problems: list[tuple[str, str, bool]] = []  # path, problem, may be removed
+    problems: list[tuple[str, str, Callable[[], None] | None]] = []  # path, problem, remover
     for entry, verdict in zip(entries, catalog.check_all(entries), strict=True):
         if verdict.status != "ok":
-            problems.append((entry.path, verdict.problem, verdict.removable))
+            remover = _remover(catalog, entry.path) if verdict.removable else None
+            problems.append((entry.path, verdict.problem, remover))
     now = time.time()
     for stray in catalog.stray_files():
         if now - stray.modified > STRAY_MIN_AGE_SECONDS:
-            problems.append((stray.path, "temp file left by an interrupted write", True))
+            why = "temp file left by an interrupted write"
+            problems.append((stray.path, why, _remover(catalog, stray.path)))
+    partial, partial_found = partial_problems(catalog)
+    problems += partial_found
     removed: set[str] = set()
-    for path, _, removable in problems:
-        if fix and removable:
+    for path, _, remover in problems:
+        if fix and remover is not None:
             try:
-                catalog.remove(path)
+                remover()
                 removed.add(path)
             except (OSError, StoreError) as error:
                 _echo(f"cannot remove {catalog.url(path)}: {error}", err=True)
@@ -503,13 +588,17 @@ def verify(cache: str | None, options: tuple[str, ...], fix: bool, as_json: bool
             {"path": catalog.url(path), "problem": why, "removed": path in removed}
             for path, why, _ in problems
         ]
-        click.echo(_json_text({"checked": len(entries), "problems": rows}))
+        report = {"checked": len(entries), "checked_partial": partial, "problems": rows}
+        click.echo(_json_text(report))
     else:
-        for path, why, removable in problems:
-            verb = "removed" if path in removed else "BROKEN" if removable else "UNREADABLE"
-            kept = " (kept: not readable by this user, not damaged)" if not removable else ""
+        for path, why, remover in problems:
+            verb = "removed" if path in removed else "BROKEN" if remover else "UNREADABLE"
+            kept = " (kept: not readable by this user, not damaged)" if remover is None else ""
             _echo(f"{verb} {catalog.url(path)}: {why}{kept}")
         checked = counted(len(entries), "entry", "entries")
+        if partial:
+            states = counted(partial, "checkpoint or final state", "checkpoints and final states")
+            checked += f" and {states}"
         found = counted(len(problems), "problem") if problems else "no problems"
         fixed = f", {len(removed)} removed" if removed else ""
         _echo(f"checked {checked} in {catalog.location}: {found}{fixed}", err=True)
@@ -575,6 +664,10 @@ def sync(
     _echo(f"{verb} {count} from {src.location} to {dst.location}{skipped}", err=True)
     if broken:
         raise click.exceptions.Exit(EXIT_PROBLEMS)
+
+
+def _remover(catalog: Catalog, path: str) -> Callable[[], None]:
+    return lambda: catalog.remove(path)
 
 
 def _copy(src: Catalog, dst: Catalog, entry: CatalogEntry) -> str:

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,6 +35,11 @@ from cloudcache.stores import nofollow
 
 #: The hidden folder below a cache root that holds checkpoints.
 RESUME_DIR = ".resume"
+
+#: The file that holds a checkpoint's state and record (written after its segments).
+STATE_FILE = "state.npz"
+#: The name of a segment of draws: ``draws-<first>-<end>.npz`` (9 digits each).
+SEGMENT_NAME = re.compile(r"^draws-(\d{9})-(\d{9})\.npz$")
 
 #: The result attribute by which a backend says its run resumed ("resumed at 600 of 1,000
 #: draws"); the cache path moves it into the call's record and its miss announcement.
@@ -86,16 +92,16 @@ class CheckpointFolder:
         full = {**record, "iteration": int(iteration), "segments": list(self.segments)}
         arrays = {f"leaf_{n}": np.asarray(leaf) for n, leaf in enumerate(state)}
         arrays["record"] = np.array(json.dumps(full, sort_keys=True))
-        nofollow.write_atomically(self.root, f"{self.relative}/state.npz", archive_bytes(arrays))
+        nofollow.write_atomically(self.root, f"{self.relative}/{STATE_FILE}", archive_bytes(arrays))
 
     def load(self, expected: Mapping[str, Any]) -> Checkpoint | None:
         """The saved run if its record matches ``expected``; else ``None`` (reason logged)."""
-        info = nofollow.lstat(self.root, f"{self.relative}/state.npz")
+        info = nofollow.lstat(self.root, f"{self.relative}/{STATE_FILE}")
         if info is None or not stat.S_ISREG(info.st_mode):
             return None
         expected = json.loads(json.dumps(dict(expected), sort_keys=True, default=str))
         try:
-            with self._archive_at("state.npz") as archive:
+            with self._archive_at(STATE_FILE) as archive:
                 record = json.loads(str(archive["record"][()]))
                 leaves = [np.asarray(archive[f"leaf_{n}"]) for n in range(len(archive.files) - 1)]
             mismatch = [name for name, value in expected.items() if record.get(name) != value]

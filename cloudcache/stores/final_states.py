@@ -38,7 +38,8 @@ EXTEND_DIR = ".extend"
 #: 1,000 -> 2,000 draws"); the cache path moves it into the call's record and its miss line.
 EXTENDED_ATTR = "cloudcache_extended"
 
-_NAME = re.compile(r"^draws-(\d{9})\.npz$")
+#: The name of a final state: ``draws-<draws, 9 digits>.npz``.
+FILE_NAME = re.compile(r"^draws-(\d{9})\.npz$")
 _RECORD = "record"
 _log = logging.getLogger("cloudcache")
 
@@ -76,7 +77,7 @@ class FinalStates:
             contents = nofollow.folder_contents(self.root, self.relative)
         except (OSError, PlantedLink):
             return []
-        counts = (_NAME.match(name) for name, _ in contents)
+        counts = (FILE_NAME.match(name) for name, _ in contents)
         return sorted(int(match[1]) for match in counts if match is not None)
 
     def save(

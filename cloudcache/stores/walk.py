@@ -1,12 +1,14 @@
 """The one walk over a file cache's entries (``<root>/<slug>/<file>``), by the strictest rules.
 
 Every reader of a cache directory's contents (a FileStore listing its entries, the catalog behind
-the command line) walks it here, so all follow the same rules: hidden folders (``.locks``) are
-skipped, symbolic links are never followed nor listed (a linked model folder or file is not
-part of the cache), and a file that is not a regular file (a FIFO, socket or device) is reported
-as such (:attr:`Found.regular`), never opened. Object stores have no links: their folders and
-files are listed as the filesystem reports them, within one total deadline for the whole walk
-(:data:`~cloudcache.stores.deadline.DEFAULT_LIST_DEADLINE`, or ``seconds``).
+the command line, its view of checkpoints and final states) walks it here, so all follow the
+same rules: hidden folders (``.locks``) are skipped unless one is asked for by name (``area``:
+the run folders of ``.resume`` and ``.extend``), symbolic links are never followed nor listed (a
+linked model folder or file is not part of the cache), and a file that is not a regular file (a
+FIFO, socket or device) is reported as such (:attr:`Found.regular`), never opened. Object stores
+have no links: their folders and files are listed as the filesystem reports them, within one
+total deadline for the whole walk (:data:`~cloudcache.stores.deadline.DEFAULT_LIST_DEADLINE`,
+or ``seconds``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class Found:
     modified: float
     #: ``"a regular file"``, or what else it is (``"a FIFO (named pipe)"``).
     kind: str = "a regular file"
+    #: The run folder below the model folder (in an ``area`` only: a key prefix), else ``""``.
+    run: str = ""
 
     @property
     def regular(self) -> bool:
@@ -52,8 +56,14 @@ def walk_files(
     slug: str | None = None,
     location: str | None = None,
     seconds: float = DEFAULT_LIST_DEADLINE,
+    area: str | None = None,
 ) -> Iterator[Found]:
     """Every file two levels below ``root`` (only in the folder ``slug`` when given).
+
+    With ``area`` (a hidden folder such as ``.resume``), every file of its run folders instead:
+    ``<root>/<area>/<slug>/<run>/<file>``, each folder opened without following a link (an
+    area, model or run folder that is a link holds nothing). Only a local directory has them:
+    an object store's area is empty.
 
     A missing root holds nothing; a root that cannot be listed raises :class:`StoreError`
     naming ``location`` (default: ``root``); a model folder this user may not list is skipped.
@@ -62,7 +72,11 @@ def walk_files(
     """
     where = location or root
     try:
-        if is_local:
+        if is_local and area is not None:
+            yield from _walk_area(root, area, slug)
+        elif area is not None:
+            return
+        elif is_local:
             yield from _walk_local(root, slug, where)
         else:
             deadline = Deadline(seconds, f"listing {where}")
@@ -87,16 +101,41 @@ def _walk_local(root: str, only: str | None, where: str) -> Iterator[Found]:
             continue
         if only is not None and folder.name != only:
             continue
-        try:  # opened without following a link: a folder swapped for one is not listed
-            items = nofollow.folder_contents(root, folder.name)
-        except (OSError, PlantedLink):
-            continue  # a folder this user may not list holds nothing it could use
-        for name, info in items:
-            if stat.S_ISLNK(info.st_mode):
-                continue  # never followed, never touched: not part of the cache
-            kind = "a regular file" if stat.S_ISREG(info.st_mode) else file_kind(info.st_mode)
-            path = os.path.join(folder.path, name)
-            yield Found(folder.name, name, path, info.st_size, info.st_mtime, kind)
+        yield from _files(root, folder.name, folder.name)
+
+
+def _walk_area(root: str, area: str, only: str | None) -> Iterator[Found]:
+    for slug in _folders(root, area):
+        if only is not None and slug != only:
+            continue
+        for run in _folders(root, f"{area}/{slug}"):
+            yield from _files(root, f"{area}/{slug}/{run}", slug, run)
+
+
+def _folders(root: str, relative: str) -> list[str]:
+    """The names of the (non-hidden) folders in ``relative``, links neither followed nor listed."""
+    try:
+        items = nofollow.folder_contents(root, relative)
+    except (OSError, PlantedLink):
+        return []  # missing, a link, or not listable by this user: holds nothing it could use
+    return sorted(
+        name for name, info in items if stat.S_ISDIR(info.st_mode) and not name.startswith(".")
+    )
+
+
+def _files(root: str, relative: str, slug: str, run: str = "") -> Iterator[Found]:
+    """Every file in the folder ``relative`` (opened without following a link: a folder
+    swapped for one is not listed); links in it are neither followed nor listed."""
+    try:
+        items = nofollow.folder_contents(root, relative)
+    except (OSError, PlantedLink):
+        return  # a folder this user may not list holds nothing it could use
+    for name, info in items:
+        if stat.S_ISLNK(info.st_mode):
+            continue  # never followed, never touched: not part of the cache
+        kind = "a regular file" if stat.S_ISREG(info.st_mode) else file_kind(info.st_mode)
+        path = os.path.join(root, relative, name)
+        yield Found(slug, name, path, info.st_size, info.st_mtime, kind, run)
 
 
 def _walk_remote(

@@ -15,6 +15,11 @@ the same floats whatever the chunk boundaries and whatever the run's ``draws`` (
 ``tests/test_extend.py``), so the first draws of a longer run are those of a shorter one; the
 deterministics of every draw are then evaluated by the longer run's own ``outputs`` program, as
 a fresh run would. A finished run keeps its final state for the next extension.
+
+A Ctrl-C (SIGINT) during a run that keeps checkpoints is deferred to the end of the step call in
+progress (:mod:`cloudcache.util.interrupts`): the state and every draw so far are saved there,
+then ``KeyboardInterrupt`` is raised, and the same call resumes from that point. A second
+Ctrl-C stops at once (the last checkpoint stays).
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cloudcache.backends.numpyro.plan import RUNNER_REVISION
+from cloudcache.backends.numpyro.plan import RUNNER_REVISION, RunPlan
 from cloudcache.backends.numpyro.progress import progress_bar
 from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
 from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
 from cloudcache.stores.final_states import FinalState, active_final_states, extended_text
+from cloudcache.util.interrupts import Interrupt, deferred_interrupt
 from cloudcache.util.versions import installed_versions
 
 if TYPE_CHECKING:
@@ -42,6 +48,11 @@ if TYPE_CHECKING:
 #: Seconds of sampling between two checkpoints (after the one that follows warm-up).
 CHECKPOINT_SECONDS_ENV = "CLOUDCACHE_CHECKPOINT_SECONDS"
 DEFAULT_CHECKPOINT_SECONDS = 2.0
+#: Said on the first Ctrl-C of a run that keeps checkpoints.
+INTERRUPTED = (
+    "cloudcache: interrupted: saving the run at the end of the current step, then stopping "
+    "(Ctrl-C again stops at once, keeping the last checkpoint)"
+)
 
 
 def checkpoint_seconds() -> float:
@@ -91,10 +102,13 @@ class Draws:
 
 
 def run_record(run: PreparedRun) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed by ``run``: its exact program structure."""
+    """What a checkpoint must match to be resumed by ``run``: its exact program structure,
+    and its ``draws``, ``tune`` and ``chains`` in plain words (``cloudcache ls --partial``)."""
     from cloudcache.backends.numpyro.runner import sampler_key
 
-    return _record(run, sampler_key(run.graph, _signature(run), run.plan, run.layout))
+    plan = run.plan
+    record = _record(run, sampler_key(run.graph, _signature(run), plan, run.layout))
+    return {**record, "draws": plan.draws, "tune": plan.tune, "chains": plan.chains}
 
 
 def extension_record(run: PreparedRun) -> dict[str, Any]:
@@ -155,9 +169,12 @@ class RunOutput:
 
 
 def resumed_text(run: PreparedRun, ran: RunOutput) -> str:
-    """``"resumed at 600 of 1,000 draws"`` for a run that went on from a checkpoint."""
-    done = max(0, (ran.resumed_at or 0) - run.plan.tune)
-    return f"resumed at {done:,} of {run.plan.draws:,} draws"
+    """``"resumed at 600 of 1,000 draws"`` for a run that went on from a checkpoint
+    (``"resumed in warm-up at 300 of 1,000"`` from one saved at a Ctrl-C in warm-up)."""
+    at, tune = ran.resumed_at or 0, run.plan.tune
+    if at < tune:
+        return f"resumed in warm-up at {at:,} of {tune:,}"
+    return f"resumed at {at - tune:,} of {run.plan.draws:,} draws"
 
 
 def progress_text(run: PreparedRun, ran: RunOutput) -> tuple[str, str] | None:
@@ -202,14 +219,18 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
     else:
         state, start, resumed_at = programs.init(keys, run.init, data), 0, None
     interval = checkpoint_seconds() if folder is not None else float("inf")
+    saving = folder if interval < float("inf") else None  # "off": no checkpoint is saved
     stride = progress_stride(plan)
-    with progress_bar(
-        plan.chains * (total // stride * stride),
-        f"Sampling {plan.chains} chains on {run.layout.describe()}",
-        enabled=plan.progressbar,
-        completed=plan.chains * (start // stride * stride),
+    with (
+        progress_bar(
+            plan.chains * (total // stride * stride),
+            f"Sampling {plan.chains} chains on {run.layout.describe()}",
+            enabled=plan.progressbar,
+            completed=plan.chains * (start // stride * stride),
+        ),
+        deferred_interrupt(INTERRUPTED, enabled=saving is not None) as interrupt,
     ):
-        state = _run_to_end(run, state, data, start, draws, folder, record, interval)
+        state = _run_to_end(run, state, data, start, draws, saving, record, interval, interrupt)
     kept = draws.all()
     positions = tuple(kept[f"value_{n}"] for n in range(len(run.init)))
     stats = {name[5:]: array for name, array in kept.items() if name.startswith("stat_")}
@@ -292,9 +313,11 @@ def _run_to_end(
     folder: CheckpointFolder | None,
     record: dict[str, Any],
     interval: float,
+    interrupt: Interrupt,
 ) -> Any:
     """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints;
-    returns the final state."""
+    returns the final state. A Ctrl-C (``interrupt``) stops the run after the step call in
+    progress: its state and every draw so far are saved, then ``KeyboardInterrupt`` is raised."""
     import jax
 
     programs, plan = run.executable, run.plan
@@ -305,6 +328,7 @@ def _run_to_end(
     while start < total:
         end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
         while start < end:
+            _stop_if_interrupted(interrupt, folder, state, draws, start, record, plan)
             done = min(programs.capacity, end - start)
             state, (positions, stats) = programs.step(
                 state, data, np.int64(start), np.int64(done), stride
@@ -321,7 +345,43 @@ def _run_to_end(
             if not _save(folder, state, draws, start, record):
                 folder, interval = None, float("inf")  # no partial checkpoint is ever left
             warmup_saved, last_save = True, time.monotonic()
+    _stop_if_interrupted(interrupt, folder, state, draws, start, record, plan)
     return state
+
+
+def _stop_if_interrupted(
+    interrupt: Interrupt,
+    folder: CheckpointFolder | None,
+    state: Any,
+    draws: Draws,
+    iteration: int,
+    record: dict[str, Any],
+    plan: RunPlan,
+) -> None:
+    """After a Ctrl-C: save the run at ``iteration`` (between two step calls: the programs
+    give the same floats wherever a call ends) and raise ``KeyboardInterrupt``, as the Ctrl-C
+    would have. A save that fails leaves the last checkpoint as it was."""
+    if not interrupt.requested:
+        return
+    import jax
+
+    log = logging.getLogger("cloudcache")
+    if folder is not None:
+        first = draws.saved_count()
+        segment = draws.take_pending()
+        leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
+        try:
+            folder.save(iteration, leaves, segment, first, record)
+        except Exception as error:
+            log.warning("cloudcache: cannot save the run (%s); its last checkpoint stays", error)
+        else:
+            where = (
+                f"{iteration - plan.tune:,} of {plan.draws:,} draws"
+                if iteration >= plan.tune
+                else f"warm-up {iteration:,} of {plan.tune:,}"
+            )
+            log.warning("cloudcache: saved the run at %s; the same call resumes from there", where)
+    raise KeyboardInterrupt
 
 
 def _complete(saved: dict[str, np.ndarray], expected: int) -> bool:
