@@ -25,6 +25,7 @@ import pymc as pm
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from fresh_calls import calls_in_fresh_process
 
 import cloudcache as cc
 from cloudcache.calls.dispatch import OPTIONAL_PATCH_TARGETS, available_targets
@@ -164,24 +165,7 @@ def test_a_memory_hit_returns_the_same_numbers(filled) -> None:
 
 def test_a_fresh_process_hits_the_files_with_the_same_numbers(filled) -> None:
     root, results, _ = filled
-    script = textwrap.dedent(
-        f"""
-        import json, sys, warnings
-        warnings.simplefilter("ignore")
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        import cloudcache as cc
-        from test_extras_calls import build_model, calls, summary
-        model = build_model()
-        with cc.cloud(model, cache={str(root)!r}, quiet=True) as run:
-            results = calls(model)
-        print(json.dumps({{"hits": [r.hit for r in run.records], "summary": summary(results),
-                          "kinds": [r.metadata.get("kind") for r in run.records]}}))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True
-    )
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    answer = calls_in_fresh_process("test_extras_calls", root)
     assert answer["hits"] == [True, True]
     assert answer["kinds"] == list(KINDS)
     assert_same(answer["summary"], summary(results["miss"]))

@@ -8,15 +8,13 @@ both spellings uncached, and calls the cache cannot keep run uncached with a rea
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pymc as pm
 import pytest
 import xarray as xr
+from fresh_calls import calls_in_fresh_process
 
 import cloudcache as cc
 from cloudcache.calls.smc import SmcCall
@@ -112,24 +110,7 @@ def test_a_memory_hit_returns_the_same_numbers(filled) -> None:
 
 def test_a_fresh_process_hits_the_files_with_the_same_numbers(filled) -> None:
     root, results, _ = filled
-    script = textwrap.dedent(
-        f"""
-        import json, sys, warnings
-        warnings.simplefilter("ignore")
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        import cloudcache as cc
-        from test_inference_calls import build_model, calls, summary
-        model = build_model()
-        with cc.cloud(model, cache={str(root)!r}, quiet=True) as run:
-            results = calls(model)
-        print(json.dumps({{"hits": [r.hit for r in run.records], "summary": summary(results),
-                          "kinds": [r.metadata.get("kind") for r in run.records]}}))
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True
-    )
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    answer = calls_in_fresh_process("test_inference_calls", root)
     assert answer["hits"] == [True, True, True]
     assert answer["kinds"] == ["sample_smc", "find_MAP", "fit"]
     assert answer["summary"] == json.loads(json.dumps(summary(results["miss"])))

@@ -174,6 +174,17 @@ class InferenceCall(CallKind):
         return call.run_as_given()
 
 
+class OrderedGroupsCall(InferenceCall):
+    """A call whose InferenceData is stored, and returned, with its groups in the order the
+    library gave them (ArviZ would otherwise put its own known groups first)."""
+
+    def to_tree(self, result: Any) -> Any:
+        return ordered_tree(result)
+
+    def result(self, tree: Any) -> Any:
+        return ordered_result(tree)
+
+
 def uncacheable_unless(condition: bool, reason: str) -> None:
     """Raise :class:`Uncacheable` with ``reason`` when ``condition`` is false."""
     if not condition:

@@ -26,16 +26,14 @@ from typing import Any
 import numpy as np
 
 from cloudcache.calls.inference import (
-    InferenceCall,
+    OrderedGroupsCall,
     count_label,
     generator_seed_key,
-    ordered_result,
-    ordered_tree,
     variable_names,
 )
 
 
-class LaplaceCall(InferenceCall):
+class LaplaceCall(OrderedGroupsCall):
     """Hooks of ``pymc_extras.fit_laplace``."""
 
     name = "fit_laplace"
@@ -49,12 +47,6 @@ class LaplaceCall(InferenceCall):
             parts["jitter_rvs"] = tuple(sorted(set(map(str, jittered))))
         parts["random_seed"] = seed_sequence_key(arguments.get("random_seed"))
         return parts
-
-    def to_tree(self, result: Any) -> Any:
-        return ordered_tree(result)
-
-    def result(self, tree: Any) -> Any:
-        return ordered_result(tree)
 
     def label_of(self, arguments: dict[str, Any]) -> str:
         method = arguments.get("optimize_method")

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from cloudcache.calls.inference import InferenceCall, count_label, ordered_result, ordered_tree
+from cloudcache.calls.inference import OrderedGroupsCall, count_label
 from cloudcache.compat.pymc import seeds_per_chain
 from cloudcache.compat.pymc_extras import lbfgs_settings
 
@@ -44,7 +44,7 @@ from cloudcache.compat.pymc_extras import lbfgs_settings
 BLACKJAX_SEEDS = 3
 
 
-class PathfinderCall(InferenceCall):
+class PathfinderCall(OrderedGroupsCall):
     """Hooks of ``pymc_extras.fit_pathfinder``."""
 
     name = "fit_pathfinder"
@@ -74,12 +74,6 @@ class PathfinderCall(InferenceCall):
             except (TypeError, ValueError) as error:
                 raise TypeError(str(error)) from error
         return parts
-
-    def to_tree(self, result: Any) -> Any:
-        return ordered_tree(result)
-
-    def result(self, tree: Any) -> Any:
-        return ordered_result(tree)
 
     def label_of(self, arguments: dict[str, Any]) -> str:
         paths, draws = count_label(arguments["num_paths"]), count_label(arguments["num_draws"])
