@@ -6,6 +6,10 @@
     python benchmarks/bench_backends.py remote                      # steady miss on a worker
     python benchmarks/bench_backends.py floor     [--n-obs 0] [--who ...]  # repeat miss, phases
 
+``fresh --new-structure``: every process adds a prior no process had before (a ``Potential``
+with a random scale), so nothing compiled for that structure is on disk: the first miss of a
+new structure (the shared libraries' own caches, PyTensor's per-op code, stay warm).
+
 ``floor`` (issue 27): a repeat miss (new seed, the structure compiled in this process) through
 ``cloud()`` per backend against nutpie compiled once (``nutpie.compile_pymc_model`` once,
 ``nutpie.sample`` per seed), plain ``pm.sample()`` and ``pm.sample(nuts_sampler="nutpie")``;
@@ -157,12 +161,22 @@ sys.path.insert(0, {bench!r})
 from bench_backends import _models, _ours, _pymc, _row
 settings = json.loads({settings!r})
 model = _models({n_obs})[{name!r}][0]
-if {who!r} == "cloud_default":
-    row = _row(_ours, model, settings, 7)
-else:
+if {new_structure!r}:  # a changed prior: a structure no cache has seen (a unique constant)
+    import random
+    import pymc as pm
+    with model:
+        free = model.free_RVs[0]
+        pm.Potential("changed_prior", -0.5 * (free / (10.0 + random.random())) ** 2)
+who = {who!r}
+if who == "pymc_nutpie":
     row = _row(_pymc, model, settings, 7, "nutpie")
+else:
+    row = _row(_ours, model, settings, 7, {{"cloud_default": "auto"}}.get(who, who[6:]))
 print(json.dumps(row))
 """
+
+#: ``fresh`` contenders: ``cloud_<backend>`` is ``cloud(backend=...)``, ``cloud_default`` auto.
+FRESH_CONTENDERS = ("cloud_default", "cloud_numpyro", "cloud_nutpie", "pymc_nutpie")
 
 
 def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,16 +185,18 @@ def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     results: dict[str, Any] = {}
     names = [name for name in ("radon", f"slopes_{args.n_obs}") if name.startswith(args.only)]
+    chosen = [who for who in FRESH_CONTENDERS if who.startswith(tuple(args.who))]
     for name in names:
-        runs: dict[str, list[dict[str, Any]]] = {"cloud_default": [], "pymc_nutpie": []}
-        for _ in range(2):  # the first round warms the persistent caches
-            for who in runs:  # alternated, so both see the same machine load
+        runs: dict[str, list[dict[str, Any]]] = {who: [] for who in chosen}
+        for _ in range(1 + args.reps):  # the first round warms the persistent caches
+            for who in runs:  # alternated, so all see the same machine load
                 code = _FRESH.format(
                     bench=str(REPO / "benchmarks"),
                     settings=settings,
                     n_obs=args.n_obs,
                     name=name,
                     who=who,
+                    new_structure=args.new_structure,
                 )
                 done = subprocess.run(
                     [sys.executable, "-c", code], env=env, capture_output=True, text=True
@@ -188,14 +204,24 @@ def bench_fresh(args: argparse.Namespace) -> dict[str, Any]:
                 if done.returncode:
                     raise RuntimeError(done.stderr[-2000:])
                 runs[who].append(json.loads(done.stdout.strip().splitlines()[-1]))
-        ours, nutpie = runs["cloud_default"][1], runs["pymc_nutpie"][1]
-        results[name] = {
-            **{who: {"cold": rows[0], "warm_caches": rows[1]} for who, rows in runs.items()},
-            "ratio_warm_caches": {
-                "wall": round(ours["seconds"] / nutpie["seconds"], 2),
-                "cpu": round(ours["cpu_s"] / nutpie["cpu_s"], 2),
-            },
+        result: dict[str, Any] = {
+            who: {"cold": rows[0], "warm_caches": _medians(rows[1:])} for who, rows in runs.items()
         }
+        base = "pymc_nutpie" if "pymc_nutpie" in runs else chosen[-1]
+        result["ratio_warm_caches_vs_" + base] = {
+            who: {
+                "wall": round(
+                    result[who]["warm_caches"]["seconds"] / result[base]["warm_caches"]["seconds"],
+                    2,
+                ),
+                "cpu": round(
+                    result[who]["warm_caches"]["cpu_s"] / result[base]["warm_caches"]["cpu_s"], 2
+                ),
+            }
+            for who in chosen
+            if who != base
+        }
+        results[name] = result
     return {"settings": _settings(args), "machine": _machine(), "first_miss_in_process": results}
 
 
@@ -410,6 +436,7 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         medians[name] = round(statistics.median(values), 4) if numeric else values[0]
     medians["wall_runs"] = [round(run["seconds"], 3) for run in runs]
     medians["cpu_runs"] = [round(run["cpu_s"], 3) for run in runs]
+    medians["min_ess_runs"] = [run["min_ess"] for run in runs]
     return medians
 
 
@@ -438,6 +465,7 @@ def bench_floor(args: argparse.Namespace) -> dict[str, Any]:
     models = {name: entry[0] for name, entry in _models(args.n_obs or 1000).items()}
     if not args.n_obs:
         models = {"radon": models["radon"]}
+    models = {name: model for name, model in models.items() if name.startswith(args.only)}
     results: dict[str, Any] = {}
     for name, model in models.items():
         contenders = {
@@ -478,10 +506,17 @@ def main() -> None:
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--sizes", type=int, nargs="+", default=[3_000, 10_000, 30_000])
-    parser.add_argument("--only", default="", help="fresh: only models named so (radon, slopes)")
-    parser.add_argument("--reps", type=int, default=3, help="floor: rounds (medians)")
     parser.add_argument(
-        "--who", nargs="+", default=[""], help="floor: only contenders whose label starts so"
+        "--only", default="", help="fresh, floor: only models named so (radon, slopes)"
+    )
+    parser.add_argument(
+        "--new-structure",
+        action="store_true",
+        help="fresh: every process samples a model structure never seen (a changed prior)",
+    )
+    parser.add_argument("--reps", type=int, default=3, help="floor, fresh: rounds (medians)")
+    parser.add_argument(
+        "--who", nargs="+", default=[""], help="floor, fresh: only contenders starting so"
     )
     args = parser.parse_args()
     sections = {

@@ -20,6 +20,12 @@ import pytest
 
 pytest.importorskip("nutpie")
 
+from cloudcache.backends.choose import nutpie_persists
+
+pytestmark = pytest.mark.skipif(
+    not nutpie_persists(), reason="nutpie < 0.16.11 or PyTensor's numba cache off"
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -28,6 +28,7 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor import TensorType
 
+from cloudcache.backends.choose import nutpie_persists
 from cloudcache.backends.kernel_cache import LIFT_CONSTANT_SIZE, KernelCache
 from cloudcache.backends.nutpie.disk_cached import compile_disk_cached
 from cloudcache.backends.nutpie.plan import NutpiePlan
@@ -165,10 +166,13 @@ def compiled_model(model: pm.Model, plan: NutpiePlan) -> Any:
     initial_points = None if plan.initvals is None else dict(plan.initvals)
 
     def compile_it() -> Any:
-        try:  # the callbacks come from numba's disk cache in a later process
-            return compile_disk_cached(model, var_names=var_names, initial_points=initial_points)
-        except Exception as error:  # anything: nutpie's own compilation gives the same model
-            _log.debug("cloudcache: nutpie compiles %s itself (%r)", model.name or "model", error)
+        if nutpie_persists():  # the callbacks come from numba's disk cache in a later process
+            try:
+                return compile_disk_cached(
+                    model, var_names=var_names, initial_points=initial_points
+                )
+            except Exception as error:  # anything: nutpie's own compilation gives the same
+                _log.debug("cloudcache: nutpie compiles %s itself (%r)", model.name, error)
         return nutpie.compile_pymc_model(model, var_names=var_names, initial_points=initial_points)
 
     compiled = COMPILED.get_or_compile(structure_key(model, plan), compile_it)
