@@ -13,7 +13,9 @@ new structure (the shared libraries' own caches, PyTensor's per-op code, stay wa
 ``floor`` (issue 27): a repeat miss (new seed, the structure compiled in this process) through
 ``cloud()`` per backend against nutpie compiled once (``nutpie.compile_pymc_model`` once,
 ``nutpie.sample`` per seed), plain ``pm.sample()`` and ``pm.sample(nuts_sampler="nutpie")``;
-medians of ``--reps`` rounds, the contenders' order rotated every round. Each ``cloud()`` miss
+medians of ``--reps`` rounds, the contenders' order rotated every round, one seed per round
+for all (nutpie compiled once gets the seed ``pm.sample`` derives, so every nutpie row of a
+round draws the same values: equal ESS, the time alone differs). Each ``cloud()`` miss
 is split into phases timed around the real code (wall and process CPU seconds): the key, the
 backend's prepare (kernel cache lookup, start points; nutpie: the compiled model with the
 data), the sampler itself (NumPyro: ``init`` + the chunked ``step`` calls + ``outputs``;
@@ -368,6 +370,7 @@ def _floor_contenders(model: Any, settings: dict[str, Any], cache_dir: str) -> d
 
     import cloudcache as cc
     from cloudcache.backends.nutpie.compiled import lifted_model
+    from cloudcache.compat.nutpie import nutpie_seed
 
     compiled_once = nutpie.compile_pymc_model(lifted_model(model))
 
@@ -388,7 +391,7 @@ def _floor_contenders(model: Any, settings: dict[str, Any], cache_dir: str) -> d
             draws=settings["draws"],
             tune=settings["tune"],
             chains=settings["chains"],
-            seed=seed,
+            seed=nutpie_seed(seed, settings["chains"]),  # pm.sample's: the same draws
             progress_bar=False,
         )
 
@@ -477,11 +480,9 @@ def bench_floor(args: argparse.Namespace) -> dict[str, Any]:
             fn(1)  # compiles (ours and nutpie's: once per process)
         rows: dict[str, list[dict[str, Any]]] = {label: [] for label in contenders}
         labels = list(contenders)
-        seed = 100
-        for rep in range(args.reps):
+        for rep in range(args.reps):  # one seed per round for all: nutpie's rows draw alike
             for label in labels[rep % len(labels) :] + labels[: rep % len(labels)]:
-                seed += 1
-                rows[label].append(_floor_row(phases, contenders[label], seed))
+                rows[label].append(_floor_row(phases, contenders[label], 101 + rep))
         result = {label: _medians(runs) for label, runs in rows.items()}
         if "nutpie_compiled_once" in result:
             result["ratios_vs_nutpie_compiled_once"] = _ratios(result, "nutpie_compiled_once")
