@@ -2,7 +2,8 @@
 
 The cross-process test runs two fresh processes over one empty PyTensor compile directory
 (``PYTENSOR_FLAGS=base_compiledir=...``): the first compiles and stores the callbacks, the
-second must load both and sample exactly what nutpie's own compilation samples.
+second must load both and sample exactly what nutpie's own compilation samples. A nutpie miss
+in a fresh process also leaves ArviZ unimported (nutpie is imported against a stand-in).
 """
 
 from __future__ import annotations
@@ -101,3 +102,41 @@ def test_a_new_process_loads_the_callbacks_from_disk(tmp_path):
     # same process. (Across processes draws may differ in the last bits: code PyTensor compiles
     # fresh and code it loads from its cache round differently, for nutpie's own path too.)
     assert runs[1]["same"]
+
+
+ARVIZ_PROCESS = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import pymc as pm
+    import cloudcache as cc
+    with pm.Model() as model:  # not the test module's: it imports nutpie (importorskip)
+        mu = pm.Normal("mu", 0.0, 1.0)
+        pm.Normal("y", mu, 1.0, observed=np.linspace(-1.0, 1.0, 70))
+    with cc.cloud(model, cache=False, backend="nutpie", quiet=True) as run:
+        tree = pm.sample(draws=30, tune=30, chains=2, random_seed=3, progressbar=False)
+    print(run.last.backend, "arviz" in sys.modules, "scipy.stats" in sys.modules)
+    import arviz
+    print(callable(arviz.summary), arviz.from_dict.__module__)
+    """
+)
+
+
+def test_a_nutpie_miss_does_not_import_arviz_and_arviz_stays_arviz():
+    """nutpie is imported against a stand-in ``arviz`` (1.5 CPU-s of a fresh process saved);
+    ``import arviz`` afterwards is the real ArviZ."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", ARVIZ_PROCESS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = done.stdout.strip().splitlines()[-2:]
+    assert first == "nutpie False False"
+    assert second.startswith("True arviz_base")
