@@ -19,7 +19,12 @@ import xarray as xr
 from tiny_models import TINY, tiny_model
 
 import cloudcache
-from cloudcache.backends.choose import auto_choice, observation_count, short_count
+from cloudcache.backends.choose import (
+    auto_choice,
+    nutpie_persists,
+    observation_count,
+    short_count,
+)
 from cloudcache.backends.nutpie.backend import NutpieBackend
 from cloudcache.backends.nutpie.compiled import COMPILED
 from cloudcache.backends.registry import resolve_backend
@@ -29,6 +34,10 @@ from cloudcache.demo.models import radon_model, varying_slopes_model
 from cloudcache.stores.files import FileStore
 
 pytest.importorskip("nutpie")
+
+#: What ``backend="auto"`` picks on a CPU for a small model: nutpie where its compiled models
+#: persist across processes (PyTensor's numba cache, nutpie >= 0.16.11), else NumPyro.
+AUTO_SMALL = "nutpie" if nutpie_persists() else "numpyro"
 
 
 def regression(shift: float = 0.0) -> pm.Model:
@@ -156,11 +165,11 @@ def test_gpu_device_hands_nutpie_calls_to_pymc():
     assert run.last.reason == "nutpie cannot sample this: nutpie runs on the CPU only"
 
 
-def test_auto_picks_numpyro_for_radon_and_nutpie_for_1e5_observations():
+def test_auto_picks_nutpie_for_radon_where_it_persists_and_for_1e5_observations():
     radon = radon_model()
     small = resolve_backend("auto", radon, request_for(radon), "cpu")
-    assert small.backend_id == "numpyro"
-    assert small.choice == "auto -> numpyro (CPU, 919 observations)"
+    assert small.backend_id == AUTO_SMALL
+    assert small.choice == f"auto -> {AUTO_SMALL} (CPU, 919 observations)"
 
     large = varying_slopes_model(100_000)
     assert observation_count(large) == 100_000
@@ -187,7 +196,7 @@ def test_auto_falls_back_to_the_next_backend_with_a_reason():
         pm.Poisson("k", 3.0)
     last = resolve_backend("auto", discrete, request_for(discrete), "cpu")
     assert last.backend_id == "pymc"
-    assert last.reason.startswith("numpyro cannot sample this: the model has discrete")
+    assert last.reason.startswith(f"{AUTO_SMALL} cannot sample this: the model has discrete")
 
 
 def test_explicit_nuts_sampler_wins_over_auto():
@@ -227,12 +236,12 @@ def test_auto_resolution_imports_no_sampler_library():
         """
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["numpyro", "nutpie", "[]"]
+    assert done.stdout.split() == [AUTO_SMALL, "nutpie", "[]"]
 
 
 @pytest.mark.parametrize(
     ("backend", "resolved"),
-    [("auto", "numpyro"), ("numpyro", "numpyro"), ("nutpie", "nutpie"), ("pymc", "pymc")],
+    [("auto", AUTO_SMALL), ("numpyro", "numpyro"), ("nutpie", "nutpie"), ("pymc", "pymc")],
 )
 def test_miss_then_hit_round_trip_per_backend(tmp_path, caplog, backend, resolved):
     caplog.set_level("INFO", logger="cloudcache")
@@ -249,13 +258,13 @@ def test_miss_then_hit_round_trip_per_backend(tmp_path, caplog, backend, resolve
         assert run.last.hit and run.last.location.endswith(".nc")
     xr.testing.assert_equal(from_disk.posterior, missed.posterior)
     if backend == "auto":
-        assert "auto -> numpyro (CPU, 80 observations)" in caplog.text
+        assert f"auto -> {AUTO_SMALL} (CPU, 80 observations)" in caplog.text
 
 
-def test_auto_and_numpyro_share_a_key_for_a_small_model(tmp_path):
+def test_auto_and_the_backend_it_picks_share_a_key_for_a_small_model(tmp_path):
     with cloudcache.cloud(regression(), cache=str(tmp_path), quiet=True, device="cpu") as run:
         pm.sample(**TINY)
-    with cloudcache.cloud(regression(), cache=str(tmp_path), backend="numpyro", quiet=True) as run:
+    with cloudcache.cloud(regression(), cache=str(tmp_path), backend=AUTO_SMALL, quiet=True) as run:
         pm.sample(**TINY)
         assert run.last.hit
 
@@ -288,3 +297,21 @@ def test_a_cloudpickled_model_has_the_same_numpyro_kernel_key():
     keys = [model_graph(m).key for m in (model, shipped)]
     assert keys[0] == keys[1]
     assert not keys[1].pinned  # nothing keyed by identity in a plain model
+
+
+def test_nutpie_persists_needs_pytensors_numba_cache_and_a_recent_nutpie(monkeypatch):
+    """The rule reads versions and PyTensor's flag only: deterministic for an environment."""
+    import pytensor
+
+    from cloudcache.backends import choose
+
+    assert choose._release("0.16.11") == (0, 16, 11)
+    assert choose._release("0.17.0rc1") == (0, 17, 0)
+    check = choose.nutpie_persists.__wrapped__
+    monkeypatch.setattr(pytensor.config, "numba__cache", False)
+    assert not check()
+    monkeypatch.setattr(pytensor.config, "numba__cache", True)
+    monkeypatch.setattr(choose, "NUTPIE_DISK_CACHE_SINCE", (99,))
+    assert not check()
+    monkeypatch.setattr(choose, "NUTPIE_DISK_CACHE_SINCE", (0,))
+    assert check()

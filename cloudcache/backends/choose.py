@@ -5,11 +5,14 @@ The rule (deterministic; calibrated in ``benchmarks/bench_backends.py``, see doc
 1. GPU (``device="gpu"``, or ``"auto"`` on a machine with a CUDA JAX plugin and an NVIDIA
    device): NumPyro, then PyMC (nutpie runs on CPUs only).
 2. CPU, nutpie not installed: NumPyro, then PyMC.
-3. CPU, at least :data:`NUTPIE_MIN_OBSERVATIONS` observed values: nutpie, then NumPyro, then
-   PyMC (XLA's CPU gradient of index gathers is a slow scatter-add; PyTensor's numba code wins
-   once the log density dominates each step).
-4. CPU, smaller models: NumPyro, then nutpie, then PyMC (the compiled JAX runner has less
-   overhead per step, and JAX's persistent cache makes a fresh process's first miss cheap).
+3. CPU, nutpie's compiled model kept on disk (:func:`nutpie_persists`: PyTensor's numba
+   cache on, a nutpie whose callbacks cloudcache caches): nutpie, then NumPyro, then PyMC, for
+   every size (its steps are cheaper, and a fresh process loads its compiled model).
+4. CPU otherwise, at least :data:`NUTPIE_MIN_OBSERVATIONS` observed values: nutpie, then
+   NumPyro, then PyMC (XLA's CPU gradient of index gathers is a slow scatter-add; PyTensor's
+   numba code wins once the log density dominates each step).
+5. CPU otherwise, smaller models: NumPyro, then nutpie, then PyMC (nutpie compiles again in
+   every process, JAX's persistent cache makes a fresh process's first miss cheap).
 
 Everything here is cheap and imports neither JAX nor nutpie nor numba: it runs on every call,
 hits included, before the key is computed.
@@ -18,6 +21,7 @@ hits included, before the key is computed.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -36,6 +40,10 @@ if TYPE_CHECKING:
 
 #: On a CPU, models with at least this many observed values sample faster with nutpie.
 NUTPIE_MIN_OBSERVATIONS = 5_000
+
+#: The oldest nutpie whose compiled model cloudcache rebuilds from numba's disk cache
+#: (:mod:`cloudcache.backends.nutpie.disk_cached`).
+NUTPIE_DISK_CACHE_SINCE: tuple[int, ...] = (0, 16, 11)
 
 #: JAX plugins that give JAX a CUDA device.
 CUDA_PLUGINS: tuple[str, ...] = ("jax_cuda12_plugin", "jax_cuda13_plugin")
@@ -98,6 +106,30 @@ def nutpie_installed() -> bool:
     return find_spec("nutpie") is not None
 
 
+def _release(version: str) -> tuple[int, ...]:
+    """``"0.16.11"`` -> ``(0, 16, 11)`` (a pre-release suffix is dropped)."""
+    parts = []
+    for part in version.split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+@functools.cache
+def nutpie_persists() -> bool:
+    """Whether a new process loads nutpie's compiled models from disk instead of compiling
+    them: PyTensor's numba cache is on and nutpie is recent enough (read from the installed
+    versions and PyTensor's configuration, once per process, without importing numba)."""
+    from pytensor import config
+
+    from cloudcache.util.versions import installed_versions
+
+    if not getattr(config, "numba__cache", False):
+        return False
+    version = installed_versions("nutpie")["nutpie"]
+    return version != "missing" and _release(version) >= NUTPIE_DISK_CACHE_SINCE
+
+
 def auto_choice(model: pm.Model, device: str) -> AutoChoice:
     """The order of preference of ``backend="auto"`` for ``model`` on ``device``."""
     if device == "gpu" or (device == "auto" and gpu_present()):
@@ -106,6 +138,6 @@ def auto_choice(model: pm.Model, device: str) -> AutoChoice:
         return AutoChoice(("numpyro", "pymc"), "CPU, nutpie not installed")
     observations = observation_count(model)
     size = f"CPU, {short_count(observations)} observations"
-    if observations >= NUTPIE_MIN_OBSERVATIONS:
+    if nutpie_persists() or observations >= NUTPIE_MIN_OBSERVATIONS:
         return AutoChoice(("nutpie", "numpyro", "pymc"), size)
     return AutoChoice(("numpyro", "nutpie", "pymc"), size)

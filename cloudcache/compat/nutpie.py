@@ -8,19 +8,74 @@ warm-up groups and the unconstrained values (nutpie's defaults) and adds
 ``constant_data``/``observed_data`` to nutpie's InferenceData itself.
 :mod:`cloudcache.backends.nutpie.backend` calls these so its result is shaped as that PyMC's.
 :func:`data_names` reads a compiled model's attributes, which changed within nutpie 0.16.
+:func:`import_nutpie` imports nutpie without ArviZ's statistics and plots.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import sys
+import threading
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import xarray as xr
 
 from cloudcache.compat.pymc import RETURNS_INFERENCEDATA, as_tree, chain_seeds, forward_seed
+from cloudcache.util.versions import installed_versions
 
 if TYPE_CHECKING:
     import pymc as pm
+
+
+_IMPORT_LOCK = threading.Lock()
+
+#: What nutpie's ``sample`` module reads of ``arviz`` (ArviZ 1.x takes both from arviz_base).
+ARVIZ_NAMES_NUTPIE_READS: tuple[str, ...] = ("from_dict", "dict_to_dataset")
+
+
+def _arviz_stand_in() -> ModuleType:
+    """A module ``arviz`` with arviz_base's functions; any other name comes from the real
+    ArviZ, imported on first use (so the stand-in behaves as ArviZ for whoever holds it)."""
+    import arviz_base
+
+    stand_in = ModuleType("arviz")
+    for name in ARVIZ_NAMES_NUTPIE_READS:
+        setattr(stand_in, name, getattr(arviz_base, name))
+
+    def real_attribute(name: str) -> Any:
+        if sys.modules.get("arviz") is stand_in:
+            del sys.modules["arviz"]
+        return getattr(importlib.import_module("arviz"), name)
+
+    stand_in.__getattr__ = real_attribute  # type: ignore[method-assign]
+    return stand_in
+
+
+def import_nutpie() -> ModuleType:
+    """``import nutpie``, without importing ArviZ itself where that is safe.
+
+    nutpie's ``sample`` module imports ``arviz`` for ``from_dict`` and ``dict_to_dataset``, and
+    ArviZ 1.x imports arviz_stats (SciPy's ``stats``) and arviz_plots (matplotlib) with it: 1.5
+    of the 2 CPU-s nutpie's import costs a fresh process. With ArviZ 1.x installed and not yet
+    imported, nutpie is imported against a stand-in ``arviz`` (arviz_base's own functions,
+    which ArviZ 1.x re-exports; any other name from the real ArviZ on first use); afterwards
+    ``import arviz`` gives the real module as always.
+    """
+    if "nutpie" in sys.modules or "arviz" in sys.modules:
+        return importlib.import_module("nutpie")
+    version = installed_versions("arviz")["arviz"]
+    if not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 1:
+        return importlib.import_module("nutpie")
+    with _IMPORT_LOCK:
+        stand_in = _arviz_stand_in()
+        sys.modules["arviz"] = stand_in
+        try:
+            return importlib.import_module("nutpie")
+        finally:
+            if sys.modules.get("arviz") is stand_in:
+                del sys.modules["arviz"]
 
 
 class NutpieRun(Protocol):

@@ -37,7 +37,7 @@ def kept_copy(tree: xr.DataTree) -> xr.DataTree:
     pairs = [
         (mine, theirs)
         for mine, theirs in zip(_variables(tree), _variables(kept), strict=True)
-        if _shareable(mine.data)
+        if _shareable(mine.data) and not isinstance(mine, xr.IndexVariable)  # data: immutable
     ]
     if pairs:
         shared, private = _map_twice([mine.data for mine, _ in pairs])

@@ -20,13 +20,19 @@ import xarray as xr
 from cloudcache.backends.nutpie.compiled import COMPILED, compiled_model
 from cloudcache.backends.nutpie.plan import NutpiePlan, NutpiePlanner, plan_nutpie
 from cloudcache.backends.request import SampleRequest
-from cloudcache.compat.nutpie import finished_result, nutpie_seed, progress, sample_options
+from cloudcache.compat.nutpie import (
+    finished_result,
+    import_nutpie,
+    nutpie_seed,
+    progress,
+    sample_options,
+)
 from cloudcache.errors import BackendRefused
 
 
 def run_nutpie(model: pm.Model, plan: NutpiePlan, random_seed: Any) -> xr.DataTree:
     """Sample ``model`` with nutpie as ``plan`` says; the seed is derived as ``pm.sample`` does."""
-    import nutpie
+    nutpie = import_nutpie()
 
     seed = nutpie_seed(random_seed, plan.chains)
     before_seconds = COMPILED.compile_seconds

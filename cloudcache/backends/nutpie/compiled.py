@@ -14,6 +14,7 @@ constants: PyTensor compiles gathers over a constant index into much faster code
 from __future__ import annotations
 
 import copy
+import logging
 from collections import Counter
 from collections.abc import Hashable
 from typing import Any
@@ -27,11 +28,15 @@ from pytensor.graph.basic import Constant
 from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor import TensorType
 
+from cloudcache.backends.choose import nutpie_persists
 from cloudcache.backends.kernel_cache import LIFT_CONSTANT_SIZE, KernelCache
+from cloudcache.backends.nutpie.disk_cached import compile_disk_cached
 from cloudcache.backends.nutpie.plan import NutpiePlan
 from cloudcache.compat.nutpie import data_names
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.model import model_components
+
+_log = logging.getLogger("cloudcache")
 
 #: The process-wide cache of compiled nutpie models (``COMPILED.compilations`` counts them).
 COMPILED = KernelCache()
@@ -157,12 +162,18 @@ def compiled_model(model: pm.Model, plan: NutpiePlan) -> Any:
 
     model = lifted_model(model)
 
+    var_names = None if plan.var_names is None else list(plan.var_names)
+    initial_points = None if plan.initvals is None else dict(plan.initvals)
+
     def compile_it() -> Any:
-        return nutpie.compile_pymc_model(
-            model,
-            var_names=None if plan.var_names is None else list(plan.var_names),
-            initial_points=None if plan.initvals is None else dict(plan.initvals),
-        )
+        if nutpie_persists():  # the callbacks come from numba's disk cache in a later process
+            try:
+                return compile_disk_cached(
+                    model, var_names=var_names, initial_points=initial_points
+                )
+            except Exception as error:  # anything: nutpie's own compilation gives the same
+                _log.debug("cloudcache: nutpie compiles %s itself (%r)", model.name, error)
+        return nutpie.compile_pymc_model(model, var_names=var_names, initial_points=initial_points)
 
     compiled = COMPILED.get_or_compile(structure_key(model, plan), compile_it)
     current = shared_values(model)
