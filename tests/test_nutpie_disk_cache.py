@@ -44,7 +44,7 @@ def small_model() -> pm.Model:
 def test_callbacks_are_generated_and_draw_what_nutpie_draws():
     import nutpie
 
-    from cloudcache.backends.nutpie.disk_cached import compile_disk_cached
+    from cloudcache.compat.nutpie_disk_cache import compile_disk_cached
 
     model = small_model()
     ours = compile_disk_cached(model)
@@ -69,7 +69,7 @@ PROCESS = textwrap.dedent(
     import nutpie
     sys.path.insert(0, {tests!r})
     from test_nutpie_disk_cache import small_model
-    from cloudcache.backends.nutpie.disk_cached import compile_disk_cached
+    from cloudcache.compat.nutpie_disk_cache import compile_disk_cached
     compiled = compile_disk_cached(small_model())
     settings = dict(draws=30, tune=30, chains=2, seed=9, progress_bar=False)
     tree = nutpie.sample(compiled, **settings)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 NUTPIE_MIN_OBSERVATIONS = 5_000
 
 #: The oldest nutpie whose compiled model cloudcache rebuilds from numba's disk cache
-#: (:mod:`cloudcache.backends.nutpie.disk_cached`).
+#: (:mod:`cloudcache.compat.nutpie_disk_cache`).
 NUTPIE_DISK_CACHE_SINCE: tuple[int, ...] = (0, 16, 11)
 
 #: JAX plugins that give JAX a CUDA device.

@@ -30,9 +30,9 @@ from pytensor.tensor import TensorType
 
 from cloudcache.backends.choose import nutpie_persists
 from cloudcache.backends.kernel_cache import LIFT_CONSTANT_SIZE, KernelCache
-from cloudcache.backends.nutpie.disk_cached import compile_disk_cached
 from cloudcache.backends.nutpie.plan import NutpiePlan
 from cloudcache.compat.nutpie import data_names
+from cloudcache.compat.nutpie_disk_cache import compile_disk_cached
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.model import model_components
 

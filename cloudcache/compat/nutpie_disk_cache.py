@@ -119,7 +119,8 @@ def expand_source(
 
 def cached_callback(source: str, name: str, inner: Any, record: np.dtype, signature: Any) -> Any:
     """``numba.cfunc(signature, cache=True)`` of ``source``, cached by PyTensor's locator under
-    a key of PyTensor's key of ``inner``, the source, the record layout and our revision."""
+    a key of PyTensor's key of ``inner``, the source, the record layout, our revision and this
+    module's name (numba's cached entry re-imports the module that compiled it by name)."""
     import numba
     from nutpie.compile_pymc import address_as_void_pointer
     from pytensor.link.numba.cache import CACHED_SRC_FUNCTIONS, compile_numba_function_src
@@ -128,7 +129,7 @@ def cached_callback(source: str, name: str, inner: Any, record: np.dtype, signat
     if inner_key is None:
         raise NotCacheable(name)
     key = hashlib.sha256(
-        f"{CALLBACK_REVISION}|{inner_key}|{record.descr}|{source}".encode()
+        f"{CALLBACK_REVISION}|{__name__}|{inner_key}|{record.descr}|{source}".encode()
     ).hexdigest()
     function = compile_numba_function_src(
         source,
