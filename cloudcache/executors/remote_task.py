@@ -3,8 +3,8 @@
 Progress travels to the caller as Dask events on a per-run topic (``started``, ``progress``
 with per-chain draw counts, ``running`` heartbeats, ``done`` or ``failed``). The result is
 returned as NetCDF4 bytes, never as a pickled object, written and read with the netCDF4 C
-library when it is installed (the ``dask`` extra brings it): h5netcdf spends ~0.2 s on each
-side per posterior in per-variable HDF5 lookups, netCDF4 ~0.05 s. Either engine reads what
+library (a core dependency; h5netcdf where an environment lacks it): h5netcdf spends ~0.2 s on
+each side per posterior in per-variable HDF5 lookups, netCDF4 ~0.05 s. Either engine reads what
 the other wrote, so a caller and a worker may differ here.
 """
 
@@ -41,7 +41,7 @@ def installed_versions(*packages: str) -> dict[str, str]:
 
 @functools.cache
 def result_engine() -> str:
-    """The first of :data:`ENGINES` installed here (netCDF4 is optional, h5netcdf is not)."""
+    """The first of :data:`ENGINES` installed here (netCDF4 normally; h5netcdf as a fallback)."""
     return next(
         engine for engine, module in ENGINES.items() if importlib.util.find_spec(module) is not None
     )
