@@ -363,16 +363,10 @@ def _stop_if_interrupted(
     would have. A save that fails leaves the last checkpoint as it was."""
     if not interrupt.requested:
         return
-    import jax
-
     log = logging.getLogger("cloudcache")
     if folder is not None:
-        first = draws.saved_count()
-        segment = draws.take_pending()
-        leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
-        try:
-            folder.save(iteration, leaves, segment, first, record)
-        except Exception as error:
+        error = _write(folder, state, draws, iteration, record)
+        if error is not None:
             log.warning("cloudcache: cannot save the run (%s); its last checkpoint stays", error)
         else:
             where = (
@@ -394,8 +388,19 @@ def _save(
 ) -> bool:
     """Save a checkpoint. A failing save removes what was saved and returns False: the run goes
     on without checkpoints (a full disk must not stop it)."""
-    import logging
+    error = _write(folder, state, draws, iteration, record)
+    if error is not None:
+        logging.getLogger("cloudcache").info("cannot save a checkpoint (%s); going on", error)
+        folder.clear()
+        return False
+    return True
 
+
+def _write(
+    folder: CheckpointFolder, state: Any, draws: Draws, iteration: int, record: dict[str, Any]
+) -> Exception | None:
+    """Write the sampler's state at ``iteration`` and the draws not saved yet; the error of a
+    write that failed, else None."""
     import jax
 
     first = draws.saved_count()
@@ -404,7 +409,5 @@ def _save(
     try:
         folder.save(iteration, leaves, segment, first, record)
     except Exception as error:
-        logging.getLogger("cloudcache").info("cannot save a checkpoint (%s); going on", error)
-        folder.clear()
-        return False
-    return True
+        return error
+    return None
