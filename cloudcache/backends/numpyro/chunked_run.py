@@ -75,30 +75,39 @@ def checkpoint_seconds() -> float:
 
 @dataclass
 class Draws:
-    """Post-warm-up positions and stats, ``(chains, draws, ...)``, kept and not yet saved."""
+    """Post-warm-up positions and stats, ``(chains, draws, ...)``: the segments saved in a
+    checkpoint already and the parts made since, joined once at the end (joining at every
+    save would copy every earlier draw again each time)."""
 
-    saved: dict[str, np.ndarray] = field(default_factory=dict)
+    saved: dict[str, list[np.ndarray]] = field(default_factory=dict)
     pending: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    saved_count: int = 0
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Start from ``arrays``, the draws of a checkpoint."""
+        self.saved = {name: [array] for name, array in arrays.items()}
+        self.saved_count = next((int(a.shape[1]) for a in arrays.values()), 0)
 
     def add(self, arrays: dict[str, np.ndarray]) -> None:
         for name, array in arrays.items():
             self.pending.setdefault(name, []).append(array)
-
-    def saved_count(self) -> int:
-        return next((int(a.shape[1]) for a in self.saved.values()), 0)
 
     def take_pending(self) -> dict[str, np.ndarray]:
         """The pending draws as one segment, moved to the saved ones."""
         segment = {name: np.concatenate(parts, axis=1) for name, parts in self.pending.items()}
         self.pending = {}
         for name, array in segment.items():
-            previous = self.saved.get(name)
-            self.saved[name] = array if previous is None else np.concatenate([previous, array], 1)
+            self.saved.setdefault(name, []).append(array)
+        self.saved_count += next((int(a.shape[1]) for a in segment.values()), 0)
         return segment
 
     def all(self) -> dict[str, np.ndarray]:
+        """Every draw, ``(chains, draws, ...)`` per name."""
         self.take_pending()
-        return self.saved
+        return {
+            name: parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+            for name, parts in self.saved.items()
+        }
 
 
 def run_record(run: PreparedRun) -> dict[str, Any]:
@@ -211,7 +220,7 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
     stored = _stored_shorter_run(run) if state is None else None
     if state is not None:
         start, resumed_at = saved.iteration, saved.iteration
-        draws.saved = dict(saved.draws)
+        draws.restore(saved.draws)
     elif stored is not None:
         state = _restored(programs.state, stored.state)
         start, resumed_at, extended_from = plan.tune + stored.draws, None, stored.draws
@@ -403,7 +412,7 @@ def _write(
     write that failed, else None."""
     import jax
 
-    first = draws.saved_count()
+    first = draws.saved_count
     segment = draws.take_pending()
     leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
     try:
