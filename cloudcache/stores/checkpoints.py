@@ -153,9 +153,8 @@ def read_archive(root: str, relative_folder: str, name: str) -> Iterator[Any]:
         with os.fdopen(descriptor, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise ValueError(f"{name} is not a regular file")
-            payload = handle.read()
-    with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-        yield archive
+            with np.load(handle, allow_pickle=False) as archive:  # read in place: no copy
+                yield archive
 
 
 def archive_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:

@@ -217,6 +217,7 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     from cloudcache.errors import SamplerFailure
     from cloudcache.stores.checkpoints import RESUMED_ATTR
     from cloudcache.stores.final_states import EXTENDED_ATTR
+    from cloudcache.util.background import in_background
 
     plan = run.plan
     start = time.perf_counter()
@@ -243,9 +244,14 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     said = progress_text(run, ran)
     if said is not None:  # the cache path records and announces it
         tree.attrs[{"resumed": RESUMED_ATTR, "extended": EXTENDED_ATTR}[said[0]]] = said[1]
-    keep_final_state(run, ran)  # a sampler failure above keeps nothing
-    if plan.compute_convergence_checks:
-        convergence_warnings(tree, model, quiet=plan.quiet)
+    # A sampler failure above keeps nothing. Writing the final state (files, fsync) overlaps
+    # PyMC's convergence checks (NumPy sorts): both cost seconds on long runs.
+    keeping = in_background(keep_final_state, run, ran)
+    try:
+        if plan.compute_convergence_checks:
+            convergence_warnings(tree, model, quiet=plan.quiet)
+    finally:
+        keeping.join()
     return tree
 
 

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cloudcache.backends.numpyro.checkpoint_writer import CheckpointWriter
 from cloudcache.backends.numpyro.plan import RUNNER_REVISION, RunPlan
 from cloudcache.backends.numpyro.progress import progress_bar
 from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
@@ -324,9 +325,10 @@ def _run_to_end(
     interval: float,
     interrupt: Interrupt,
 ) -> Any:
-    """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints;
-    returns the final state. A Ctrl-C (``interrupt``) stops the run after the step call in
-    progress: its state and every draw so far are saved, then ``KeyboardInterrupt`` is raised."""
+    """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints (in
+    the background, :class:`CheckpointWriter`); returns the final state. A Ctrl-C
+    (``interrupt``) stops the run after the step call in progress: its state and every draw so
+    far are saved, then ``KeyboardInterrupt`` is raised."""
     import jax
 
     programs, plan = run.executable, run.plan
@@ -334,33 +336,41 @@ def _run_to_end(
     stride = np.int64(progress_stride(plan))
     last_save = time.monotonic()
     warmup_saved = start >= plan.tune  # a resumed run was saved after its warm-up already
-    while start < total:
-        end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
-        while start < end:
-            _stop_if_interrupted(interrupt, folder, state, draws, start, record, plan)
-            done = min(programs.capacity, end - start)
-            state, (positions, stats) = programs.step(
-                state, data, np.int64(start), np.int64(done), stride
-            )
-            first = max(0, plan.tune - start)  # where the draws begin in this call
-            if first < done:
-                positions, stats = jax.device_get((positions, stats))
-                kept = {f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)}
-                kept.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
-                draws.add(kept)
-            start += done
-        due = (not warmup_saved and start >= plan.tune) or time.monotonic() - last_save >= interval
-        if folder is not None and start < total and due:
-            if not _save(folder, state, draws, start, record):
-                folder, interval = None, float("inf")  # no partial checkpoint is ever left
-            warmup_saved, last_save = True, time.monotonic()
-    _stop_if_interrupted(interrupt, folder, state, draws, start, record, plan)
+    writer = CheckpointWriter(folder)
+    try:
+        while start < total:
+            end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
+            while start < end:
+                _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
+                done = min(programs.capacity, end - start)
+                state, (positions, stats) = programs.step(
+                    state, data, np.int64(start), np.int64(done), stride
+                )
+                first = max(0, plan.tune - start)  # where the draws begin in this call
+                if first < done:
+                    positions, stats = jax.device_get((positions, stats))
+                    kept = {
+                        f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)
+                    }
+                    kept.update(
+                        {f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()}
+                    )
+                    draws.add(kept)
+                start += done
+            elapsed = time.monotonic() - last_save
+            due = (not warmup_saved and start >= plan.tune) or elapsed >= interval
+            if writer.folder is not None and start < total and due:
+                writer.save(start, *_snapshot(state, draws), record)
+                warmup_saved, last_save = True, time.monotonic()
+        _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
+    finally:
+        writer.wait()  # nothing is written after the run returns or raises
     return state
 
 
 def _stop_if_interrupted(
     interrupt: Interrupt,
-    folder: CheckpointFolder | None,
+    writer: CheckpointWriter,
     state: Any,
     draws: Draws,
     iteration: int,
@@ -373,8 +383,9 @@ def _stop_if_interrupted(
     if not interrupt.requested:
         return
     log = logging.getLogger("cloudcache")
-    if folder is not None:
-        error = _write(folder, state, draws, iteration, record)
+    writer.wait()  # the save in progress, if any, first
+    if writer.folder is not None:
+        error = writer.save_now(iteration, *_snapshot(state, draws), record)
         if error is not None:
             log.warning("cloudcache: cannot save the run (%s); its last checkpoint stays", error)
         else:
@@ -392,31 +403,12 @@ def _complete(saved: dict[str, np.ndarray], expected: int) -> bool:
     return all(array.shape[1] == max(0, expected) for array in saved.values())
 
 
-def _save(
-    folder: CheckpointFolder, state: Any, draws: Draws, iteration: int, record: dict[str, Any]
-) -> bool:
-    """Save a checkpoint. A failing save removes what was saved and returns False: the run goes
-    on without checkpoints (a full disk must not stop it)."""
-    error = _write(folder, state, draws, iteration, record)
-    if error is not None:
-        logging.getLogger("cloudcache").info("cannot save a checkpoint (%s); going on", error)
-        folder.clear()
-        return False
-    return True
-
-
-def _write(
-    folder: CheckpointFolder, state: Any, draws: Draws, iteration: int, record: dict[str, Any]
-) -> Exception | None:
-    """Write the sampler's state at ``iteration`` and the draws not saved yet; the error of a
-    write that failed, else None."""
+def _snapshot(state: Any, draws: Draws) -> tuple[list[np.ndarray], dict[str, np.ndarray], int]:
+    """What a checkpoint at this point writes: the state's leaves on the host, the draws made
+    since the last save (moved to the saved ones) and the index of the first of them."""
     import jax
 
     first = draws.saved_count
     segment = draws.take_pending()
     leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
-    try:
-        folder.save(iteration, leaves, segment, first, record)
-    except Exception as error:
-        return error
-    return None
+    return leaves, segment, first
