@@ -367,6 +367,26 @@ def test_local_ls_in_a_fresh_process_lists_every_entry_without_fsspec(cache, cop
     assert not any(row["error"] for row in rows)
 
 
+def test_verify_in_a_fresh_process_never_imports_dask_array(cache, copy):
+    """Loading entries builds xarray variables over arrays xarray never asks about Dask (the
+    question imports dask.array: ~0.3 s of a fresh process)."""
+    code = (
+        "import sys\n"
+        "from cloudcache.cli.commands import main\n"
+        f"sys.argv = ['cloudcache', 'verify', '-c', {str(copy)!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "print('netCDF4' in sys.modules, 'dask.array' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["True", "False"], done.stdout[-500:] + done.stderr[-2000:]
+    assert f"checked {len(cache.prefixes)} entries" in done.stderr
+
+
 # -- English, missing caches, predictive entries, help ----------------------------------
 def test_missing_cache_folder_is_an_error(tmp_path):
     missing = tmp_path / "nonexistent"
