@@ -367,6 +367,20 @@ def test_local_ls_in_a_fresh_process_lists_every_entry_without_fsspec(cache, cop
     assert not any(row["error"] for row in rows)
 
 
+@pytest.mark.parametrize("spelling", ["cache", "./cache/", "~/cache", "a//b/../cache", "x:y"])
+def test_a_directory_path_resolves_as_fsspecs_local_filesystem_resolves_it(
+    spelling, tmp_path, monkeypatch
+):
+    """Reading a directory without fsspec changes no root: the same absolute path as before."""
+    monkeypatch.chdir(tmp_path)
+    fs, root = fsspec.core.url_to_fs(spelling)
+    assert isinstance(fs, fsspec.implementations.local.LocalFileSystem)
+    catalog = Catalog(spelling)
+    assert catalog.is_local and catalog.object_fs is None
+    assert catalog.root == os.path.abspath(os.path.expanduser(root))
+    assert isinstance(catalog.fs, fsspec.implementations.local.LocalFileSystem)  # on request
+
+
 def test_verify_in_a_fresh_process_never_imports_dask_array(cache, copy):
     """Loading entries builds xarray variables over arrays xarray never asks about Dask (the
     question imports dask.array: ~0.3 s of a fresh process)."""
