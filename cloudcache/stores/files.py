@@ -9,7 +9,8 @@ with a warning (and is replaced by the next write).
 Every local create, rename and delete (entries, their temp files, lock folders) goes through
 :mod:`cloudcache.stores.nofollow`, so a symbolic link planted below the root is never followed
 out of it: a write through one fails with one warning, a lock path through one is reported and
-skipped.
+skipped. A directory path is read and written with the operating system's own calls only:
+fsspec (with asyncio) is imported for URLs, which keeps the command line's start-up short.
 
 Concurrency: on a directory, :meth:`FileStore.single_flight` lets one process sample a key
 while the others wait for its entry (see :mod:`cloudcache.stores.locking`). Object stores have
