@@ -323,6 +323,84 @@ def test_metadata_commands_import_no_array_library(cache, copy, command, returnc
     assert not modules & set(HEAVY), modules & set(HEAVY)
 
 
+@pytest.mark.parametrize(
+    ("command", "returncode"),
+    [
+        (["ls"], 0),
+        (["ls", "--json"], 0),
+        (["ls", "--partial"], 0),
+        (["show", "BASE"], 0),
+        (["rm", "0000"], 1),
+        (["prune", "--keep", "100", "--dry-run"], 0),
+        (["clear", "--yes"], 0),
+    ],
+)
+def test_local_caches_are_read_without_fsspec(cache, copy, command, returncode):
+    """A local directory is listed and read with the operating system's own calls: fsspec
+    (with asyncio and its scan of entry points) is for URLs only."""
+    arguments = [a.replace("BASE", cache.prefixes["base"]) for a in command]
+    modules = imported_modules(*arguments, "-c", copy, returncode=returncode)
+    assert "cloudcache" in modules
+    assert not modules & {"fsspec", "asyncio"}, modules & {"fsspec", "asyncio"}
+
+
+def test_local_ls_in_a_fresh_process_lists_every_entry_without_fsspec(cache, copy):
+    """The CLI's own entry point, run in a fresh interpreter: its listing is complete and
+    fsspec was never imported."""
+    code = (
+        "import sys\n"
+        "from cloudcache.cli.commands import main\n"
+        f"sys.argv = ['cloudcache', 'ls', '--json', '-c', {str(copy)!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "print('fsspec' in sys.modules, 'asyncio' in sys.modules, 'h5py' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    listing, _, flags = done.stdout.rpartition("]\n")
+    rows = json.loads(listing + "]")
+    assert flags.split() == ["False", "False", "True"], done.stdout[-500:]
+    assert sorted(row["prefix"] for row in rows) == sorted(cache.prefixes.values())
+    assert not any(row["error"] for row in rows)
+
+
+@pytest.mark.parametrize("spelling", ["cache", "./cache/", "~/cache", "a//b/../cache", "x:y"])
+def test_a_directory_path_resolves_as_fsspecs_local_filesystem_resolves_it(
+    spelling, tmp_path, monkeypatch
+):
+    """Reading a directory without fsspec changes no root: the same absolute path as before."""
+    monkeypatch.chdir(tmp_path)
+    fs, root = fsspec.core.url_to_fs(spelling)
+    assert isinstance(fs, fsspec.implementations.local.LocalFileSystem)
+    catalog = Catalog(spelling)
+    assert catalog.is_local and catalog.object_fs is None
+    assert catalog.root == os.path.abspath(os.path.expanduser(root))
+    assert isinstance(catalog.fs, fsspec.implementations.local.LocalFileSystem)  # on request
+
+
+def test_verify_in_a_fresh_process_never_imports_dask_array(cache, copy):
+    """Loading entries builds xarray variables over arrays xarray never asks about Dask (the
+    question imports dask.array: ~0.3 s of a fresh process)."""
+    code = (
+        "import sys\n"
+        "from cloudcache.cli.commands import main\n"
+        f"sys.argv = ['cloudcache', 'verify', '-c', {str(copy)!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "print('netCDF4' in sys.modules, 'dask.array' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["True", "False"], done.stdout[-500:] + done.stderr[-2000:]
+    assert f"checked {len(cache.prefixes)} entries" in done.stderr
+
+
 # -- English, missing caches, predictive entries, help ----------------------------------
 def test_missing_cache_folder_is_an_error(tmp_path):
     missing = tmp_path / "nonexistent"

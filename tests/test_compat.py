@@ -153,6 +153,19 @@ def test_shallow_copy_equals_the_public_copy_over_the_same_arrays() -> None:
     assert xarray_compat.shallow_copy(tree["posterior"]) is None  # not a root: public copy
 
 
+def test_read_array_is_wrapped_as_xarrays_backends_wrap_what_they_read() -> None:
+    """If this fails, entries still load (the bare array is used) but a fresh process pays
+    ~0.3 s to import dask.array on its first read: update ``read_array``."""
+    from xarray.core.indexing import ExplicitlyIndexed
+
+    values = np.arange(6.0).reshape(2, 3)
+    wrapped = xarray_compat.read_array(values)
+    assert isinstance(wrapped, ExplicitlyIndexed)
+    decoded = xr.decode_cf(xr.Dataset({"a": xr.Variable(("x", "y"), wrapped)})).load()
+    assert type(decoded["a"].variable._data) is np.ndarray
+    xr.testing.assert_identical(decoded, xr.decode_cf(xr.Dataset({"a": (("x", "y"), values)})))
+
+
 # -- JAX -----------------------------------------------------------------------------------------
 def test_backends_initialized_turns_true_once_jax_starts() -> None:
     code = (

@@ -515,7 +515,7 @@ def prune(
     units = prune_units(catalog, entries, now)
     # Last use = the last session hit (the store's markers), else the write time: reading
     # (ls, show, verify, sync) never counts as use.
-    last_used = last_use_clock(catalog.fs, catalog.root, catalog.is_local)
+    last_used = last_use_clock(catalog.store.usage)
     whole = [unit for unit in units if unit.entry is not None]
     doomed = select_for_pruning(whole, None, None, keep, now=now, last_used=last_used)
     rest = [unit for unit in units if unit not in doomed]

@@ -1,4 +1,5 @@
-"""xarray's private DataTree layout, used to copy a tree's nodes without re-checking alignment.
+"""xarray's private DataTree layout, used to copy a tree's nodes without re-checking alignment;
+the lock around its netCDF4 calls, and its wrapper for arrays read into memory.
 
 ``DataTree.copy(deep=False)`` rebuilds every node through the public constructor, which checks
 alignment against the parent again: about 1 ms per group, most of a memory hit. The checks
@@ -13,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import threading
+from typing import Any
 
+import numpy as np
 import xarray as xr
 
 #: The DataTree node layout :func:`shallow_copy` knows (xarray 2024.10 and later).
@@ -74,3 +77,19 @@ def netcdf4_lock() -> contextlib.AbstractContextManager[object]:
     except ImportError:
         return _OWN_NETCDF4_LOCK
     return NETCDF4_PYTHON_LOCK
+
+
+def read_array(values: np.ndarray) -> Any:
+    """``values`` wrapped as xarray's backends wrap what they read (an explicitly indexed array),
+    for ``xr.Variable`` and ``xr.decode_cf``; ``values`` itself where the wrapper has moved.
+
+    Given a bare NumPy array, every ``xr.Variable`` built over it (each CF decoding step builds
+    one) asks whether it is a Dask array, and xarray imports ``dask.array`` to ask: 0.25-0.35 s
+    once per process, most of a fresh process's read of a small entry. A wrapped array is
+    never asked; ``Dataset.load()`` unwraps it.
+    """
+    try:
+        from xarray.core.indexing import NumpyIndexingAdapter
+    except ImportError:
+        return values
+    return NumpyIndexingAdapter(values)

@@ -11,16 +11,16 @@ gets one deadline for the whole of it, never one per request.
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import fsspec
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudcache.errors import DeadlineExceeded
+
+if TYPE_CHECKING:
+    import fsspec
 
 #: Seconds an object-store read of one entry may take when ``cloud(timeout=None)``: as long as
 #: a stalled endpoint may cost (connect 3 s + one read of 10 s, once retried), so a trickling
@@ -46,6 +46,8 @@ def call_with_deadline(
     loop = getattr(fs, "loop", None) if getattr(fs, "async_impl", False) else None
     coroutine_function = getattr(fs, f"_{method}", None)
     if loop is not None and coroutine_function is not None and loop.is_running():
+        import asyncio  # an async filesystem has imported it already
+
         future = asyncio.run_coroutine_threadsafe(
             asyncio.wait_for(coroutine_function(*args, **kwargs), seconds), loop
         )

@@ -9,7 +9,8 @@ with a warning (and is replaced by the next write).
 Every local create, rename and delete (entries, their temp files, lock folders) goes through
 :mod:`cloudcache.stores.nofollow`, so a symbolic link planted below the root is never followed
 out of it: a write through one fails with one warning, a lock path through one is reported and
-skipped.
+skipped. A directory path is read and written with the operating system's own calls only:
+fsspec (with asyncio) is imported for URLs, which keeps the command line's start-up short.
 
 Concurrency: on a directory, :meth:`FileStore.single_flight` lets one process sample a key
 while the others wait for its entry (see :mod:`cloudcache.stores.locking`). Object stores have
@@ -23,11 +24,9 @@ import copy
 import os
 import stat
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fsspec
 import h5py
-from fsspec.implementations.local import LocalFileSystem
 
 from cloudcache.errors import CorruptEntry, PlantedLink, StoreError
 from cloudcache.stores import nofollow
@@ -54,6 +53,9 @@ from cloudcache.stores.locking import (
 from cloudcache.stores.usage import UsageRecord, modified_time
 from cloudcache.stores.walk import walk_files
 from cloudcache.util.validation import check_root
+
+if TYPE_CHECKING:
+    import fsspec
 
 #: fsspec protocols and the extra that provides each.
 EXTRAS_BY_PROTOCOL = {
@@ -117,15 +119,32 @@ class FileStore(Store):
                 f"max_entry_bytes must be None or a positive int; got {max_entry_bytes!r}"
             )
         self.root_url = check_root(root)
-        self.fs, self.root = _filesystem(self.root_url, storage_options or {})
-        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self._storage_options = storage_options or {}
+        self._fs, self.root = _filesystem(self.root_url, self._storage_options)
+        self.is_local = self._fs is None or _is_local_filesystem(self._fs)
         self.description = self.root_url
         self.lock_timeout = float(lock_timeout)
         self.max_entry_bytes = max_entry_bytes
-        self.usage = UsageRecord(self.fs, self.root, self.is_local)
+        self.usage = UsageRecord(self.object_fs, self.root, self.is_local)
         #: The object-store location whose failures every store of the process shares
         #: (:mod:`cloudcache.stores.backoff`).
         self.backoff_location = location_of(self.root_url, storage_options or {})
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The fsspec filesystem of the root (for a directory path: made on first use)."""
+        if self._fs is None:
+            import fsspec
+
+            self._fs = fsspec.filesystem("file", **self._storage_options)
+        return self._fs
+
+    @property
+    def object_fs(self) -> fsspec.AbstractFileSystem | None:
+        """The filesystem to reach the entries through: ``None`` for a local directory, which
+        is read with the operating system's own calls (:mod:`cloudcache.stores.nofollow`,
+        :mod:`cloudcache.stores.walk`), so its commands never import fsspec."""
+        return None if self.is_local else self.fs
 
     def path_of(self, ref: EntryRef) -> str:
         """Where ``ref``'s entry lives in this store."""
@@ -287,7 +306,7 @@ class FileStore(Store):
             check_reachable(self.backoff_location, f"listing {self.root_url}")
         try:
             found_files = list(
-                walk_files(self.fs, self.root, self.is_local, location=self.root_url)
+                walk_files(self.object_fs, self.root, self.is_local, location=self.root_url)
             )
         except StoreError:
             if not self.is_local:
@@ -387,7 +406,20 @@ def with_default_options(protocol: str, storage_options: dict[str, Any]) -> dict
     return options
 
 
-def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.AbstractFileSystem, str]:
+def _is_directory_path(location: str) -> bool:
+    """Whether ``location`` is a plain directory path (no ``protocol://``, no ``::`` chain)."""
+    return "://" not in location and "::" not in location
+
+
+def _filesystem(
+    url: str, storage_options: dict[str, Any]
+) -> tuple[fsspec.AbstractFileSystem | None, str]:
+    """The filesystem and root of ``url``; a plain directory path gets no filesystem (fsspec is
+    not imported for it) and its absolute path, as fsspec's local filesystem would give it."""
+    if _is_directory_path(url):
+        return None, os.path.abspath(os.path.expanduser(url))
+    import fsspec
+
     protocol = url.split("://", 1)[0].lower() if "://" in url else "file"
     extra = EXTRAS_BY_PROTOCOL.get(protocol)
     try:
@@ -407,9 +439,15 @@ def _filesystem(url: str, storage_options: dict[str, Any]) -> tuple[fsspec.Abstr
         raise
     if protocol in ("s3", "s3a") and hasattr(fs, "retries"):
         fs.retries = 1  # botocore retries (config_kwargs) already; no second s3fs retry loop
-    if isinstance(fs, LocalFileSystem):
+    if _is_local_filesystem(fs):
         root = os.path.abspath(os.path.expanduser(root))
     return fs, root
+
+
+def _is_local_filesystem(fs: fsspec.AbstractFileSystem) -> bool:
+    from fsspec.implementations.local import LocalFileSystem
+
+    return isinstance(fs, LocalFileSystem)
 
 
 def _describe(error: BaseException) -> str:

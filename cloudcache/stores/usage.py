@@ -19,15 +19,16 @@ import datetime as dt
 import stat
 import threading
 import time
-from typing import Any
-
-import fsspec
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import PlantedLink, StoreError
 from cloudcache.stores import nofollow
 from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, call_with_deadline
 from cloudcache.stores.locking import LOCK_DIRECTORY
 from cloudcache.util.forks import ForkSafeLock
+
+if TYPE_CHECKING:
+    import fsspec
 
 #: Folder below a store's root that holds the last-used markers.
 USAGE_DIRECTORY = f"{LOCK_DIRECTORY}/.used"
@@ -53,9 +54,10 @@ _touched_lock = ForkSafeLock()
 
 
 class UsageRecord:
-    """Reads and touches the last-used markers of one store root."""
+    """Reads and touches the last-used markers of one store root (a local root's through
+    :mod:`cloudcache.stores.nofollow`: ``fs`` is used for object stores only, may be ``None``)."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, is_local: bool) -> None:
+    def __init__(self, fs: fsspec.AbstractFileSystem | None, root: str, is_local: bool) -> None:
         self.fs, self.root, self.is_local = fs, root, is_local
 
     def touch(self, relative_path: str) -> None:
@@ -118,6 +120,8 @@ class UsageRecord:
 
     def _remote(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """An object-store call on the markers, within one deadline (never hangs a caller)."""
+        if self.fs is None:
+            raise StoreError(f"no filesystem for the last-used markers under {self.root}")
         return call_with_deadline(
             self.fs,
             method,

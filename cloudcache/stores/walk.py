@@ -18,15 +18,16 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
-
-import fsspec
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import PlantedLink, StoreError
 from cloudcache.stores import nofollow
 from cloudcache.stores.deadline import DEFAULT_LIST_DEADLINE, Deadline
 from cloudcache.stores.format.entryfile import file_kind
 from cloudcache.stores.usage import modified_time
+
+if TYPE_CHECKING:
+    import fsspec
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Found:
 
 
 def walk_files(
-    fs: fsspec.AbstractFileSystem,
+    fs: fsspec.AbstractFileSystem | None,
     root: str,
     is_local: bool,
     *,
@@ -59,6 +60,9 @@ def walk_files(
     area: str | None = None,
 ) -> Iterator[Found]:
     """Every file two levels below ``root`` (only in the folder ``slug`` when given).
+
+    A local directory (``is_local``) is read with the operating system's own calls, never
+    through ``fs`` (which may be ``None`` there); an object store through ``fs``.
 
     With ``area`` (a hidden folder such as ``.resume``), every file of its run folders instead:
     ``<root>/<area>/<slug>/<run>/<file>``, each folder opened without following a link (an
@@ -78,6 +82,8 @@ def walk_files(
             return
         elif is_local:
             yield from _walk_local(root, slug, where)
+        elif fs is None:
+            raise ValueError("an object store's listing needs its filesystem")
         else:
             deadline = Deadline(seconds, f"listing {where}")
             yield from _walk_remote(fs, root.rstrip("/"), slug, deadline)

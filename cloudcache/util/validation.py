@@ -7,8 +7,6 @@ import os
 import re
 from typing import Any
 
-import fsspec
-
 #: ``tcp://host:8786``, ``tls://host:8786``, ``inproc://...``, or a bare ``host:port``.
 _SCHEDULER_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://\S+|[^\s/:]+:\d+)$")
 _URL = re.compile(r"^(?P<protocol>[A-Za-z][A-Za-z0-9+.-]*)://(?P<rest>.*)$", re.DOTALL)
@@ -39,6 +37,8 @@ def check_cache_location(location: str) -> str:
             f"cache={location!r}: protocols are lower case; did you mean "
             f"{protocol.lower() + '://' + rest!r}? Known protocols include {known}"
         )
+    import fsspec  # URLs only: a directory path is checked without it
+
     if protocol not in fsspec.available_protocols():
         raise ValueError(
             f"cache={location!r}: unknown storage protocol {protocol!r}; known protocols "

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from cloudcache.compat.xarray import netcdf4_lock
+from cloudcache.compat.xarray import netcdf4_lock, read_array
 from cloudcache.errors import CorruptEntry, EntryUnreadable
 from cloudcache.fingerprint.digest import Digest
 from cloudcache.stores.format.entryfile import checked_entry_file
@@ -305,13 +305,13 @@ def _read_groups(dataset: Any, source: bytes | str) -> xr.DataTree:
             variables = {
                 name: xr.Variable(
                     variable.dimensions,
-                    _values(variable),
+                    read_array(_values(variable)),
                     {attr: variable.getncattr(attr) for attr in variable.ncattrs()},
                 )
                 for name, variable in group.variables.items()
             }
             attrs = {attr: group.getncattr(attr) for attr in group.ncattrs()}
-            groups[path] = xr.decode_cf(xr.Dataset(variables, attrs=attrs))
+            groups[path] = xr.decode_cf(xr.Dataset(variables, attrs=attrs)).load()
             pending.extend((f"{path.rstrip('/')}/{name}", g) for name, g in group.groups.items())
     return xr.DataTree.from_dict(groups)
 

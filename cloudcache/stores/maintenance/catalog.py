@@ -24,7 +24,7 @@ import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from cloudcache.errors import CorruptEntry, StoreError
 from cloudcache.stores import nofollow
@@ -41,6 +41,9 @@ from cloudcache.stores.format.layout import ENTRY_NAME
 from cloudcache.stores.maintenance.headers import read_local_header, read_remote_headers
 from cloudcache.stores.tiered import TieredStore
 from cloudcache.stores.walk import Found, walk_files
+
+if TYPE_CHECKING:
+    import fsspec
 
 #: Temp files left by a writer killed between write and rename: ``.<entry name>.<random>.tmp``.
 TEMP_NAME = re.compile(r"^\.(?P<entry>[A-Za-z0-9_.-]+-[0-9a-f]{16}\.nc)\.[^/]*\.tmp$")
@@ -135,9 +138,18 @@ class Catalog:
         )
         self.store = store
         self.location = store.root_url
-        self.fs = store.fs
         self.is_local = store.is_local
         self.root = store.root if self.is_local else store.root.rstrip("/")
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        """The store's fsspec filesystem (a local directory's is made only when asked for)."""
+        return self.store.fs
+
+    @property
+    def object_fs(self) -> fsspec.AbstractFileSystem | None:
+        """The object store's filesystem; ``None`` for a local directory (read without fsspec)."""
+        return self.store.object_fs
 
     @classmethod
     def of_store(cls, store: Any) -> Catalog | None:
@@ -214,7 +226,9 @@ class Catalog:
             check_reachable(self.store.backoff_location, f"listing {self.location}")
         try:
             listed = list(
-                walk_files(self.fs, self.root, self.is_local, slug=slug, location=self.location)
+                walk_files(
+                    self.object_fs, self.root, self.is_local, slug=slug, location=self.location
+                )
             )
         except StoreError:
             if not self.is_local:

@@ -18,15 +18,17 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import fsspec
 import h5py
 
 from cloudcache.errors import CorruptEntry
 from cloudcache.stores.deadline import DEFAULT_READ_DEADLINE, call_with_deadline, run_with_deadline
 from cloudcache.stores.format.entryfile import open_regular_file
 from cloudcache.stores.format.inspection import KEY_ATTR, METADATA_ATTR
+
+if TYPE_CHECKING:
+    import fsspec
 
 #: Object-store reads fetch this many bytes at a time.
 BLOCK_BYTES = 1 << 16

@@ -77,7 +77,12 @@ def run_folders(catalog: Catalog, area: str, slug: str | None = None) -> list[Ru
     """Every run folder of ``area`` (``.resume`` or ``.extend``), sorted by model and name."""
     grouped: dict[tuple[str, str], list[Found]] = {}
     for found in walk_files(
-        catalog.fs, catalog.root, catalog.is_local, slug=slug, location=catalog.location, area=area
+        catalog.object_fs,
+        catalog.root,
+        catalog.is_local,
+        slug=slug,
+        location=catalog.location,
+        area=area,
     ):
         grouped.setdefault((found.slug, found.run), []).append(found)
     return [

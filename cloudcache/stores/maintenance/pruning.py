@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
-import fsspec
-
 from cloudcache.stores.usage import UsageRecord
 
 
@@ -28,11 +26,10 @@ class Prunable(Protocol):
     def relative_path(self) -> str: ...
 
 
-def last_use_clock(
-    fs: fsspec.AbstractFileSystem, root: str, is_local: bool
-) -> Callable[[Prunable], float]:
-    """``entry -> last use`` for the entries below ``root`` (one listing of the markers)."""
-    marked = UsageRecord(fs, root, is_local).all_last_used()
+def last_use_clock(usage: UsageRecord) -> Callable[[Prunable], float]:
+    """``entry -> last use`` for the entries of the store ``usage`` records (one listing of
+    its markers)."""
+    marked = usage.all_last_used()
 
     def last_used(entry: Prunable) -> float:
         return max(marked.get(entry.relative_path, entry.modified), entry.modified)
