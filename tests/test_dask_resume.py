@@ -19,8 +19,10 @@ import pymc as pm
 import pytest
 
 import cloudcache as cc
+from cloudcache.calls.request import normalize_sample_call
 from cloudcache.errors import WorkerDied
 from cloudcache.executors.dask import DaskExecutor
+from cloudcache.executors.remote_task import sample_on_worker, tree_from_bytes
 from cloudcache.executors.shared_folder import SharedFolder, offer, seen_here, withdraw
 from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
 
@@ -161,3 +163,27 @@ def test_a_worker_reads_the_folder_only_with_the_callers_nonce(tmp_path):
     probe.unlink()
     withdraw(shared)
     assert not (tmp_path / "cache" / RESUME_DIR / "model").exists()
+
+
+def test_a_worker_that_does_not_read_the_nonce_keeps_no_checkpoint(client, tmp_path):
+    """The worker's own path: a probe whose nonce differs from the one sent (as a worker on
+    another machine would read another file, or none) runs the whole sample without
+    checkpoints and writes nothing into the folder."""
+    import cloudpickle
+
+    client.wait_for_workers(2, timeout=120)
+    folder = CheckpointFolder(str(tmp_path), f"{RESUME_DIR}/model/key")
+    shared = offer(folder)
+    assert shared is not None
+    foreign = SharedFolder(shared.root, shared.relative, shared.probe, "f" * len(shared.nonce))
+    call = {**CALL, "draws": 1000}
+    payload = cloudpickle.dumps((eight_schools(), normalize_sample_call(pm.sample, (), call)))
+    topic = "cloudcache-test-foreign-nonce"
+    future = client.submit(sample_on_worker, payload, "numpyro", "cpu", topic, foreign, pure=False)
+    tree = tree_from_bytes(future.result(timeout=120))
+    assert tree["posterior"].sizes["draw"] == 1000
+    assert sorted(p.name for p in Path(shared.path).iterdir()) == [shared.probe]
+    started = [m for _, m in client.get_events(topic) if m.get("stage") == "started"]
+    assert started and started[0]["checkpoints"] is False
+    withdraw(shared)
+    assert not (tmp_path / RESUME_DIR / "model").exists()

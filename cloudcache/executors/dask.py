@@ -58,7 +58,7 @@ from cloudcache.executors.shared_folder import (
     sees,
     withdraw,
 )
-from cloudcache.stores.checkpoints import active_folder
+from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
 from cloudcache.ui.announce import announce, format_seconds
 from cloudcache.util.forks import ForkSafeLock, after_fork_in_child
 from cloudcache.util.validation import check_timeout
@@ -316,8 +316,8 @@ class DaskExecutor:
                     raise
                 dead.append(worker)
                 successor = None
-                if len(dead) <= self.resumes:
-                    successor = self._successor(client, resources, dead, shared)
+                if len(dead) <= self.resumes and folder is not None:
+                    successor = self._successor(client, resources, dead, folder)
                 if successor is None:
                     raise WorkerDied(
                         f"{died} Its last checkpoint is kept in {shared.path}: the same call "
@@ -339,10 +339,14 @@ class DaskExecutor:
         client: Any,
         resources: dict[str, float] | None,
         dead: list[str],
-        shared: SharedFolder,
+        folder: CheckpointFolder,
     ) -> str | None:
         """The least busy worker, other than the ``dead`` ones, that offers ``resources`` and
-        sees the checkpoint folder (asked of them all at once); ``None`` when there is none."""
+        sees the checkpoint ``folder`` (a fresh probe, asked of them all at once); ``None``
+        when there is none."""
+        shared = offer(folder)
+        if shared is None:
+            return None
         try:
             candidates = [
                 worker
@@ -363,6 +367,8 @@ class DaskExecutor:
             return least_busy(client, chosen, self.stall_timeout) if chosen else None
         except RemoteExecutionError:  # no worker left, or one died or froze meanwhile
             return None
+        finally:
+            withdraw(shared)
 
     def _attempt(
         self, client: Any, task: RemoteTask, worker: str, identity: Any, deadline: float
