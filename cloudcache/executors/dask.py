@@ -8,6 +8,13 @@ and the normalised request travel as cloudpickle (workers are the user's own tru
 the result comes back as NetCDF bytes. Progress arrives as Dask events and is printed like a
 local run. The cache write stays with the caller.
 
+Checkpoints: when the caller's cache is a local directory, its checkpoint folder for the run is
+offered to the worker (:mod:`cloudcache.executors.shared_folder`: used only by a worker shown to
+see that very folder). When the worker dies mid-run and left a checkpoint there, the run is
+resumed from it on another suitable worker that sees the folder (the same version checks), at
+most ``resumes`` times, and one line says so; anything else raises :class:`WorkerDied` as before
+(the checkpoint stays: the same call resumes from it).
+
 Deadlines: connecting to a scheduler given by address (TCP connect, the Dask handshake and the
 client's registration) takes at most :func:`connect_deadline` seconds in all, and a refused
 port is reported at once; the chosen worker's disappearance from the scheduler (killed, out of
@@ -20,12 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloudcache.errors import (
@@ -42,6 +51,14 @@ from cloudcache.executors.remote_task import (
     sample_on_worker,
     tree_from_bytes,
 )
+from cloudcache.executors.shared_folder import (
+    SharedFolder,
+    holds_checkpoint,
+    offer,
+    sees,
+    withdraw,
+)
+from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
 from cloudcache.ui.announce import announce, format_seconds
 from cloudcache.util.forks import ForkSafeLock, after_fork_in_child
 from cloudcache.util.validation import check_timeout
@@ -67,6 +84,9 @@ CLEANUP_SECONDS = 5.0
 
 #: Seconds between two checks that the worker running a task is still alive.
 POLL_INTERVAL = 0.5
+
+#: How many times a run whose worker died is resumed on another worker from its checkpoint.
+RESUMES = 2
 
 _clients: dict[str, Any] = {}
 _clients_lock = ForkSafeLock()
@@ -186,6 +206,20 @@ def _unreachable_message(address: str, seconds: float, error: BaseException) -> 
     )
 
 
+@dataclass(frozen=True)
+class RemoteTask:
+    """One run to submit: the packed model and request, where it samples, the caller's
+    checkpoint folder offered to the worker, and what the caller is shown."""
+
+    payload: bytes
+    backend_name: str
+    device: str
+    resources: dict[str, float] | None
+    shared: SharedFolder | None
+    quiet: bool
+    show_progress: bool
+
+
 class DaskExecutor:
     """Runs a backend on a Dask worker.
 
@@ -197,6 +231,8 @@ class DaskExecutor:
     the run is abandoned as stalled (default :data:`STALL_TIMEOUT`).
     ``expected_versions``: versions the workers must have (default: the caller's own; tests
     pass other values to exercise the refusal).
+    ``resumes``: how many times a run whose worker died is resumed on another worker from the
+    checkpoint it left in the caller's cache folder (default :data:`RESUMES`; 0: never).
     """
 
     def __init__(
@@ -206,8 +242,11 @@ class DaskExecutor:
         timeout: float | None = None,
         stall_timeout: float = STALL_TIMEOUT,
         expected_versions: dict[str, str] | None = None,
+        resumes: int = RESUMES,
     ) -> None:
         check_timeout(timeout)
+        if isinstance(resumes, bool) or not isinstance(resumes, int) or resumes < 0:
+            raise ValueError(f"resumes must be a whole number >= 0; got {resumes!r}")
         try:
             if check_timeout(stall_timeout) is None:
                 raise ValueError("None")
@@ -230,6 +269,7 @@ class DaskExecutor:
         self.timeout = timeout
         self.stall_timeout = float(stall_timeout)
         self.expected_versions = expected_versions
+        self.resumes = resumes
         self.description = f"dask {self._address}"
 
     @property
@@ -254,28 +294,107 @@ class DaskExecutor:
         workers = suitable_workers(client, resources, self.stall_timeout)
         worker = least_busy(client, workers, self.stall_timeout)
         expected = self.expected_versions or installed_versions(*checked_libraries(backend))
-        identity = check_versions(client, [worker], expected, self.stall_timeout)
         payload = _pack(model, request)
+        folder = active_folder()
+        dead: list[str] = []
+        while True:
+            identity = check_versions(client, [worker], expected, self.stall_timeout)
+            shared = offer(folder) if folder is not None else None
+            try:
+                task = RemoteTask(
+                    payload,
+                    backend.name,
+                    device,
+                    resources,
+                    shared,
+                    quiet,
+                    _wants_progress(request),
+                )
+                return tree_from_bytes(self._attempt(client, task, worker, identity, deadline))
+            except WorkerDied as died:
+                if shared is None or not holds_checkpoint(shared):
+                    raise
+                dead.append(worker)
+                successor = None
+                if len(dead) <= self.resumes and folder is not None:
+                    successor = self._successor(client, resources, dead, folder)
+                if successor is None:
+                    raise WorkerDied(
+                        f"{died} Its last checkpoint is kept in {shared.path}: the same call "
+                        "resumes from it."
+                    ) from died
+                announce(
+                    f"worker {worker} died; resuming on worker {successor} from its last "
+                    "checkpoint",
+                    quiet=quiet,
+                    level=logging.WARNING,
+                )
+                worker = successor
+            finally:
+                if shared is not None:
+                    withdraw(shared)
+
+    def _successor(
+        self,
+        client: Any,
+        resources: dict[str, float] | None,
+        dead: list[str],
+        folder: CheckpointFolder,
+    ) -> str | None:
+        """The least busy worker, other than the ``dead`` ones, that offers ``resources`` and
+        sees the checkpoint ``folder`` (a fresh probe, asked of them all at once); ``None``
+        when there is none."""
+        shared = offer(folder)
+        if shared is None:
+            return None
+        try:
+            candidates = [
+                worker
+                for worker in suitable_workers(client, resources, self.stall_timeout)
+                if worker not in dead
+            ]
+            if not candidates:
+                return None
+            seeing = ask_workers(
+                client,
+                candidates,
+                self.stall_timeout,
+                "asking the Dask workers whether they see the cache folder",
+                sees,
+                shared,
+            )
+            chosen = [worker for worker in candidates if seeing.get(worker) is True]
+            return least_busy(client, chosen, self.stall_timeout) if chosen else None
+        except RemoteExecutionError:  # no worker left, or one died or froze meanwhile
+            return None
+        finally:
+            withdraw(shared)
+
+    def _attempt(
+        self, client: Any, task: RemoteTask, worker: str, identity: Any, deadline: float
+    ) -> bytes:
+        """Run ``task`` on ``worker``: its NetCDF bytes."""
         run_id = uuid.uuid4().hex
         topic = f"cloudcache-{run_id}"
         progress = ProgressPrinter(
-            self._address, quiet=quiet, show_progress=_wants_progress(request)
+            self._address, quiet=task.quiet, show_progress=task.show_progress
         )
         client.subscribe_topic(topic, progress)
         future = client.submit(
             sample_on_worker,
-            payload,
-            backend.name,
-            device,
+            task.payload,
+            task.backend_name,
+            task.device,
             topic,
+            task.shared,
             key=f"cloudcache-sample-{run_id}",
             pure=False,
             workers=[worker],
             allow_other_workers=False,
-            resources=resources,
+            resources=task.resources,
         )
         try:
-            data = self._wait(client, future, worker, identity, progress, deadline)
+            return self._wait(client, future, worker, identity, progress, deadline)
         finally:
             with contextlib.suppress(Exception):  # best effort: the cluster may be hung
                 if not future.done():
@@ -287,7 +406,6 @@ class DaskExecutor:
                     client.unsubscribe_topic,
                     topic,
                 )
-        return tree_from_bytes(data)
 
     def _wait(
         self,

@@ -1,7 +1,10 @@
 """The code that runs on a Dask worker: unpack the model, sample it, send back NetCDF bytes.
 
 Progress travels to the caller as Dask events on a per-run topic (``started``, ``progress``
-with per-chain draw counts, ``running`` heartbeats, ``done`` or ``failed``). The result is
+with per-chain draw counts, ``running`` heartbeats, ``done`` or ``failed``). When the caller's
+cache is a directory this worker is shown to see (:mod:`cloudcache.executors.shared_folder`),
+a resumable run saves its checkpoints there and resumes from one, as a local run does. The
+result is
 returned as NetCDF4 bytes, never as a pickled object, written and read with the netCDF4 C
 library (a core dependency; h5netcdf where an environment lacks it): h5netcdf spends ~0.2 s on
 each side per posterior in per-variable HDF5 lookups, netCDF4 ~0.05 s. Either engine reads what
@@ -17,9 +20,12 @@ import importlib.util
 import io
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudcache.util.versions import installed_versions as versions_of
+
+if TYPE_CHECKING:
+    from cloudcache.executors.shared_folder import SharedFolder
 
 #: Packages whose exact versions must match between the caller and a worker, whatever the
 #: backend; the executor adds every library the backend's key names (``Backend.libraries``).
@@ -114,23 +120,35 @@ class _Reporter:
             self.send("running", seconds=round(time.monotonic() - self.started, 1))
 
 
-def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str) -> bytes:
+def sample_on_worker(
+    payload: bytes,
+    backend_name: str,
+    device: str,
+    topic: str,
+    shared: SharedFolder | None = None,
+) -> bytes:
     """Unpickle ``(model, request)``, sample with ``backend_name`` on this worker's device.
 
-    The ``done`` event carries the worker's time per phase (``unpack_s``, ``sample_s``,
-    ``encode_s``) next to the total ``seconds``.
+    ``shared``: the caller's checkpoint folder, used (saved into, resumed from) only when this
+    worker reads back its probe's nonce (:func:`~cloudcache.executors.shared_folder.seen_here`);
+    otherwise the run keeps no checkpoint and creates nothing. The ``started`` event says which
+    (``checkpoints``). The ``done`` event carries the worker's time per phase (``unpack_s``,
+    ``sample_s``, ``encode_s``) next to the total ``seconds``.
     """
     import cloudpickle
     import pymc.sampling.mcmc
 
     from cloudcache.backends.registry import get_backend
     from cloudcache.backends.running import running_backend
+    from cloudcache.executors.shared_folder import seen_here
+    from cloudcache.stores.checkpoints import checkpointing
 
     arrived = time.monotonic()
     model, request = cloudpickle.loads(payload)
     reporter = _Reporter(topic, started=arrived)
     backend = get_backend(backend_name)
-    reporter.send("started", backend=backend_name, device=device)
+    folder = seen_here(shared) if shared is not None else None
+    reporter.send("started", backend=backend_name, device=device, checkpoints=folder is not None)
     # The worker's own progress bar would print into its log: progress goes to the caller.
     arguments = dict(request.arguments, progressbar=False)
     if _takes_pymc_callback(backend_name, request):
@@ -143,7 +161,7 @@ def sample_on_worker(payload: bytes, backend_name: str, device: str, topic: str)
         sampling = time.monotonic()
         # PyMC's own function, or a cloud() block's dispatcher when this worker runs in the
         # caller's process: inside running_backend() a dispatcher hands every call to PyMC.
-        with running_backend():
+        with running_backend(), checkpointing(folder):
             tree = backend.sample(
                 model, request, device=device, pymc_sample=pymc.sampling.mcmc.sample
             )

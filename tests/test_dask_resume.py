@@ -1,0 +1,189 @@
+"""A NumPyro run on a real Dask LocalCluster worker, killed with SIGKILL mid-run, resumed.
+
+The workers run on this machine, so they see the caller's cache folder (proved by a nonce they
+read back) and save checkpoints into it. The reference is an uninterrupted remote run of the
+same call into another cache folder; draws and sample stats are compared exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pymc as pm
+import pytest
+
+import cloudcache as cc
+from cloudcache.calls.request import normalize_sample_call
+from cloudcache.errors import WorkerDied
+from cloudcache.executors.dask import DaskExecutor
+from cloudcache.executors.remote_task import sample_on_worker, tree_from_bytes
+from cloudcache.executors.shared_folder import SharedFolder, offer, seen_here, withdraw
+from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
+
+distributed = pytest.importorskip("distributed")
+pytest.importorskip("numpyro")
+
+#: Long enough to be killed after its first checkpoint (a second or two on a worker here).
+CALL = {"draws": 6000, "tune": 200, "chains": 2, "random_seed": 11, "progressbar": False}
+
+
+def eight_schools() -> pm.Model:
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0, 5)
+        tau = pm.HalfCauchy("tau", 5)
+        theta = pm.Normal("theta", mu, tau, shape=8)
+        sigma = np.array([15.0, 10, 16, 11, 9, 11, 10, 18])
+        observed = np.array([28.0, 8, -3, 7, -1, 1, 18, 12])
+        pm.Normal("y", theta, sigma, observed=observed)
+    return model
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes that checkpoint at every chunk boundary (quick to kill after one)."""
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        env={"CLOUDCACHE_CHECKPOINT_SECONDS": "0"},
+    )
+    client = distributed.Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def sample(cache: Path, executor: Any) -> tuple[Any, Any]:
+    with cc.cloud(eight_schools(), cache=cache, backend="numpyro", executor=executor) as run:
+        tree = pm.sample(**CALL)
+    return tree, run.last
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(client, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    tree, last = sample(tmp_path_factory.mktemp("reference"), client)
+    assert "resumed" not in last.metadata
+    return tree
+
+
+def state_files(cache: Path) -> list[Path]:
+    return list((cache / RESUME_DIR).rglob("state.npz")) if (cache / RESUME_DIR).exists() else []
+
+
+def kill_after_first_checkpoint(client, cache: Path) -> threading.Thread:
+    """A thread that SIGKILLs the worker running the sample once its checkpoint exists."""
+    pids = client.run(os.getpid)
+    killed: list[str] = []
+
+    def kill() -> None:
+        deadline = time.monotonic() + 120
+        while not state_files(cache) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        running = [
+            worker
+            for worker, keys in client.processing().items()
+            if any(str(key).startswith("cloudcache-sample-") for key in keys)
+        ]
+        for worker in running:
+            os.kill(pids[worker], signal.SIGKILL)
+            killed.append(worker)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.killed = killed  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def assert_same_draws(tree: Any, reference: Any) -> None:
+    for group in ("posterior", "sample_stats"):
+        ours, theirs = tree[group].to_dataset(), reference[group].to_dataset()
+        assert set(ours.data_vars) == set(theirs.data_vars)
+        for name in theirs.data_vars:
+            assert np.array_equal(ours[name].values, theirs[name].values), f"{group}.{name}"
+
+
+def test_a_killed_worker_is_resumed_on_another_with_identical_draws(
+    client, tmp_path, uninterrupted, capfd
+):
+    client.wait_for_workers(2, timeout=120)
+    killer = kill_after_first_checkpoint(client, tmp_path)
+    tree, last = sample(tmp_path, client)
+    killer.join(timeout=60)
+    assert len(killer.killed) == 1, "the run finished before its worker could be killed"
+    err = capfd.readouterr().err
+    assert f"worker {killer.killed[0]} died; resuming on worker tcp://" in err
+    assert last.metadata["resumed"].startswith("resumed at ")
+    assert last.metadata["resumed"].endswith(f" of {CALL['draws']:,} draws")
+    assert_same_draws(tree, uninterrupted)
+    assert Path(last.location).is_file()
+    assert not state_files(tmp_path), "the checkpoint is removed once the result is stored"
+    assert not list((tmp_path / RESUME_DIR).rglob("*")), "no probe is left behind"
+
+
+def test_a_plain_rerun_after_the_worker_died_resumes(client, tmp_path, uninterrupted):
+    client.wait_for_workers(2, timeout=120)
+    killer = kill_after_first_checkpoint(client, tmp_path)
+    with pytest.raises(WorkerDied, match=r"nothing was cached.*last checkpoint is kept"):
+        sample(tmp_path, DaskExecutor(client, resumes=0))
+    killer.join(timeout=60)
+    assert not list(tmp_path.rglob("*.nc"))
+    assert state_files(tmp_path)
+
+    tree, last = sample(tmp_path, client)  # a new cell execution
+    assert last.metadata["resumed"].startswith("resumed at ")
+    assert_same_draws(tree, uninterrupted)
+
+
+def test_a_worker_reads_the_folder_only_with_the_callers_nonce(tmp_path):
+    folder = CheckpointFolder(str(tmp_path / "cache"), f"{RESUME_DIR}/model/key")
+    shared = offer(folder)
+    assert shared is not None
+    seen = seen_here(shared)
+    assert seen is not None and seen.path == folder.path
+
+    other = SharedFolder(shared.root, shared.relative, shared.probe, "0" * len(shared.nonce))
+    assert seen_here(other) is None
+    elsewhere = SharedFolder(str(tmp_path / "elsewhere"), shared.relative, shared.probe, "x")
+    assert seen_here(elsewhere) is None
+    assert not (tmp_path / "elsewhere").exists(), "a worker that cannot see it creates nothing"
+
+    probe = Path(shared.path) / shared.probe
+    target = tmp_path / "planted"
+    target.write_text(shared.nonce)
+    probe.unlink()
+    probe.symlink_to(target)
+    assert seen_here(shared) is None, "a link is never followed"
+    probe.unlink()
+    withdraw(shared)
+    assert not (tmp_path / "cache" / RESUME_DIR / "model").exists()
+
+
+def test_a_worker_that_does_not_read_the_nonce_keeps_no_checkpoint(client, tmp_path):
+    """The worker's own path: a probe whose nonce differs from the one sent (as a worker on
+    another machine would read another file, or none) runs the whole sample without
+    checkpoints and writes nothing into the folder."""
+    import cloudpickle
+
+    client.wait_for_workers(2, timeout=120)
+    folder = CheckpointFolder(str(tmp_path), f"{RESUME_DIR}/model/key")
+    shared = offer(folder)
+    assert shared is not None
+    foreign = SharedFolder(shared.root, shared.relative, shared.probe, "f" * len(shared.nonce))
+    call = {**CALL, "draws": 1000}
+    payload = cloudpickle.dumps((eight_schools(), normalize_sample_call(pm.sample, (), call)))
+    topic = "cloudcache-test-foreign-nonce"
+    future = client.submit(sample_on_worker, payload, "numpyro", "cpu", topic, foreign, pure=False)
+    tree = tree_from_bytes(future.result(timeout=120))
+    assert tree["posterior"].sizes["draw"] == 1000
+    assert sorted(p.name for p in Path(shared.path).iterdir()) == [shared.probe]
+    started = [m for _, m in client.get_events(topic) if m.get("stage") == "started"]
+    assert started and started[0]["checkpoints"] is False
+    withdraw(shared)
+    assert not (tmp_path / RESUME_DIR / "model").exists()
