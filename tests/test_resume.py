@@ -173,3 +173,21 @@ def test_a_damaged_checkpoint_is_ignored_and_the_run_starts_over(
     again = _run(tmp_path / "cache", shorter, env)
     assert again["resumed"] is None
     np.testing.assert_array_equal(np.asarray(again["theta"]), np.asarray(reference["theta"]))
+
+
+def test_a_checkpoint_that_cannot_be_written_never_stops_the_run(
+    tmp_path: Path, env: dict[str, str], uninterrupted: dict
+) -> None:
+    """Checkpoints are written in the background; when writing fails (here ``.resume`` is a
+    plain file, so no checkpoint folder can be made), the run goes on without checkpoints and
+    returns, and stores, exactly the uninterrupted draws."""
+    (tmp_path / RESUME_DIR).write_text("not a folder")
+    done = subprocess.run(
+        _command(tmp_path, CALL), capture_output=True, text=True, timeout=600, env=env, check=True
+    )
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "Traceback" not in done.stderr
+    assert answer["hit"] is False and answer["resumed"] is None
+    assert answer["mu"] == uninterrupted["mu"] and answer["lp"] == uninterrupted["lp"]
+    assert (tmp_path / RESUME_DIR).read_text() == "not a folder"  # nothing removed but ours
+    assert _run(tmp_path, CALL, env)["hit"] is True  # the result was stored
