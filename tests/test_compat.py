@@ -181,6 +181,21 @@ def test_backends_initialized_turns_true_once_jax_starts() -> None:
     assert out.stdout.split() == ["False", "True"], out.stderr
 
 
+def test_single_device_sharding_places_on_that_device_without_a_deprecation() -> None:
+    import warnings
+
+    import jax
+
+    from cloudcache.compat.jax import single_device_sharding
+
+    device = jax.devices()[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        sharding = single_device_sharding(device)
+    assert sharding.device_set == {device}
+    assert jax.device_put(np.arange(3.0), sharding).devices() == {device}
+
+
 def test_started_before_fork_is_true_only_in_a_child_of_a_started_jax() -> None:
     code = (
         "import os, jax\n"

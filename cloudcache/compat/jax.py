@@ -9,6 +9,7 @@ then set up again from the current settings at the next compilation).
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from cloudcache.util.forks import after_fork_in_child
 
@@ -31,6 +32,16 @@ def reset_compilation_cache() -> None:
     from jax.experimental.compilation_cache import compilation_cache
 
     compilation_cache.reset_cache()
+
+
+def single_device_sharding(device: Any) -> Any:
+    """The sharding that places arrays on ``device`` alone: ``make_single_device_sharding``
+    where JAX has it (it deprecated constructing ``SingleDeviceSharding`` directly), else the
+    class itself (the same object either way)."""
+    import jax.sharding
+
+    make = getattr(jax.sharding, "make_single_device_sharding", None)
+    return make(device) if make is not None else jax.sharding.SingleDeviceSharding(device)
 
 
 def started_before_fork() -> bool:

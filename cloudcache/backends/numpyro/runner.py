@@ -27,13 +27,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec, SingleDeviceSharding
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cloudcache.backends.kernel_cache import KernelCache
 from cloudcache.backends.numpyro import progress
 from cloudcache.backends.numpyro.devices import ChainLayout
 from cloudcache.backends.numpyro.logp import ModelGraph
 from cloudcache.backends.numpyro.plan import RunPlan
+from cloudcache.compat.jax import single_device_sharding
 
 _CHAIN_AXIS = "chain"
 
@@ -200,7 +201,7 @@ def _all_chains(
             return jax.lax.map(lambda chain: one_chain(*chain, *shared), batched)
 
     if layout.n_devices == 1:
-        sharding = SingleDeviceSharding(layout.devices[0])
+        sharding = single_device_sharding(layout.devices[0])
         return chains, sharding, sharding
     mesh = Mesh(np.array(layout.devices), (_CHAIN_AXIS,))
     batched, replicated = PartitionSpec(_CHAIN_AXIS), PartitionSpec()
@@ -322,7 +323,7 @@ def compiled_logp(graph: ModelGraph, signature: Signature, device: object) -> An
 
     def compile_it() -> Any:
         logp_fn, _ = graph.jax_functions()
-        sharding = SingleDeviceSharding(device)
+        sharding = single_device_sharding(device)
         values = tuple(_struct(s, d, sharding) for s, d in signature.values)
         data = tuple(_struct(s, d, sharding) for s, d in signature.data)
         return jax.jit(logp_fn).lower(values, data).compile()
@@ -344,7 +345,7 @@ def compiled_value_and_grad(graph: ModelGraph, signature: Signature, device: obj
 
     def compile_it() -> Any:
         logp_fn, _ = graph.jax_functions()
-        sharding = SingleDeviceSharding(device)
+        sharding = single_device_sharding(device)
         values = tuple(_struct(s, d, sharding) for s, d in signature.values)
         data = tuple(_struct(s, d, sharding) for s, d in signature.data)
         return jax.jit(jax.value_and_grad(logp_fn)).lower(values, data).compile()
