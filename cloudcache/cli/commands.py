@@ -318,11 +318,10 @@ def list_entries(
 
     Reads only each entry's root attributes (key and metadata), never its arrays.
 
-    --partial lists the interrupted runs instead: the checkpoints a directory cache keeps
-    for the next identical call to resume (model, progress such as "2,400 of 4,000 draws",
-    chains, when it was last saved, size, key prefix), a torn or foreign one marked TORN,
-    and the space final states kept for extending finished runs take. Object stores keep
-    no checkpoints.
+    --partial lists the interrupted runs instead: the checkpoints the cache keeps for the
+    next identical call to resume (model, progress such as "2,400 of 4,000 draws", chains,
+    when it was last saved, size, key prefix), a torn or foreign one marked TORN, and the
+    space final states kept for extending finished runs take (a directory cache only).
     """
     catalog = _catalog(cache, options)
     if partial:

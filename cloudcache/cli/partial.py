@@ -2,7 +2,7 @@
 
 ``ls --partial`` lists the checkpoints (:func:`list_partial`); ``rm``, ``clear``, ``prune`` and
 ``verify`` find, count, check and remove checkpoints and final states beside the entries they
-handle with the helpers here. Only a local directory keeps them: an object store has none.
+handle with the helpers here. An object store keeps checkpoints too (no final states).
 Imports click and the standard library only; the store modules are imported when used.
 """
 
@@ -30,11 +30,6 @@ def _echo(message: str, *, err: bool = False) -> None:
     click.echo(printable(message), err=err)
 
 
-def no_partial_state(catalog: Catalog) -> str:
-    """Why an object store lists no checkpoints."""
-    return f"{catalog.location} keeps no checkpoints (only a local directory cache does)"
-
-
 def list_partial(catalog: Catalog, model: str | None, as_json: bool) -> None:
     """``cloudcache ls --partial``: the interrupted runs, their progress, age and size."""
     from cloudcache.stores.maintenance.partial import checkpoints, final_states, summary
@@ -44,11 +39,6 @@ def list_partial(catalog: Catalog, model: str | None, as_json: bool) -> None:
     if as_json:
         rows = [summary(folder, now) for folder in found]
         click.echo(json.dumps(rows, indent=2, allow_nan=False) if rows else "[]")
-        if not catalog.is_local:
-            _echo(no_partial_state(catalog), err=True)
-        return
-    if not catalog.is_local:
-        _echo(no_partial_state(catalog), err=True)
         return
     finals = final_states(catalog, model)
     lines: list[str] = []
@@ -89,7 +79,7 @@ def _partial_row(row: dict[str, Any]) -> list[str]:
 # -- partial state of entries ---------------------------------------------------------------
 @dataclass
 class PartialState:
-    """The checkpoints and final states of a local cache (empty for an object store)."""
+    """The checkpoints and final states of a cache (an object store keeps no final states)."""
 
     checkpoints: list[RunFolder] = field(default_factory=list)
     final_states: list[RunFolder] = field(default_factory=list)

@@ -296,6 +296,8 @@ class DaskExecutor:
         expected = self.expected_versions or installed_versions(*checked_libraries(backend))
         payload = _pack(model, request)
         folder = active_folder()
+        if folder is not None and not folder.is_local:
+            folder = None  # a worker is shown a local folder only (an object store: none)
         dead: list[str] = []
         while True:
             identity = check_versions(client, [worker], expected, self.stall_timeout)

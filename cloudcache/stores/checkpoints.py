@@ -1,4 +1,4 @@
-"""Checkpoints of unfinished runs, kept beside a directory cache's entries.
+"""Checkpoints of unfinished runs, kept beside a cache's entries.
 
 A run that can be resumed (the NumPyro backend's) saves, at chunk boundaries, the sampler's full
 state and the draws made since its last save into ``<root>/.resume/<model>/<key prefix>/``:
@@ -9,6 +9,10 @@ it covers), each written atomically. Files are plain NumPy archives read with
 served as a result. The next identical call finds the folder by its key, checks the record
 against its own run (anything else: a one-line reason, and the run starts over) and goes on
 from the saved state. The folder is removed once the finished result is stored.
+
+The same files in the same layout are kept in a local directory (:class:`LocalFolder`: never
+through a link) or an object store (:mod:`cloudcache.stores.object_checkpoints`: one PUT per
+file, every call under the store's deadlines); :class:`CheckpointFolder` does the rest for both.
 
 The cache path opens :func:`checkpointing` around a miss; a backend asks :func:`active_folder`.
 """
@@ -26,11 +30,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from cloudcache.errors import PlantedLink
+from cloudcache.errors import PlantedLink, StoreError
 from cloudcache.stores import nofollow
 
 #: The hidden folder below a cache root that holds checkpoints.
@@ -59,70 +63,58 @@ class Checkpoint:
     age_seconds: float
 
 
-class CheckpointFolder:
-    """The checkpoint of one key in a directory cache: the folder ``relative`` below ``root``.
+class CheckpointUnreachable(StoreError):
+    """The store holding a checkpoint did not answer (refused, stalled, past its deadline):
+    nothing is known about the checkpoint, so it is neither used nor removed."""
 
-    Every file operation goes through :mod:`cloudcache.stores.nofollow`: nothing is read,
-    written or deleted through a link planted below the root.
-    """
+
+class FolderStorage(Protocol):
+    """Where a checkpoint folder's files live: a local directory or an object store."""
+
+    @property
+    def path(self) -> str:
+        """The folder as a user would type it."""
+        ...
+
+    def write(self, name: str, payload: bytes) -> None:
+        """Write ``name`` whole (readers never see part of it)."""
+        ...
+
+    def archive(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        """The NumPy archive ``name``, read with ``allow_pickle=False``."""
+        ...
+
+    def written_at(self, name: str) -> float | None:
+        """When ``name`` was written; ``None`` when it is not there (or not a regular file)."""
+        ...
+
+    def remove_all(self) -> None:
+        """Remove every file of the folder, then the folder (never raises)."""
+        ...
+
+
+class LocalFolder:
+    """A checkpoint folder ``relative`` below the directory ``root``: every file operation
+    goes through :mod:`cloudcache.stores.nofollow` (never through a link planted below it)."""
 
     def __init__(self, root: str, relative: str) -> None:
-        self.root = root
-        self.relative = relative
-        self.segments: list[str] = []
+        self.root, self.relative = root, relative
 
     @property
     def path(self) -> str:
         return f"{self.root.rstrip('/')}/{self.relative}"
 
-    def save(
-        self,
-        iteration: int,
-        state: Sequence[np.ndarray],
-        segment: Mapping[str, np.ndarray],
-        first: int,
-        record: Mapping[str, Any],
-    ) -> None:
-        """Save the state at ``iteration`` and the draws ``first ..`` made since the last save."""
-        count = _draw_count(segment)
-        if count:
-            name = f"draws-{first:09d}-{first + count:09d}.npz"
-            nofollow.write_atomically(self.root, f"{self.relative}/{name}", archive_bytes(segment))
-            self.segments.append(name)
-        full = {**record, "iteration": int(iteration), "segments": list(self.segments)}
-        arrays = {f"leaf_{n}": np.asarray(leaf) for n, leaf in enumerate(state)}
-        arrays["record"] = np.array(json.dumps(full, sort_keys=True))
-        nofollow.write_atomically(self.root, f"{self.relative}/{STATE_FILE}", archive_bytes(arrays))
+    def write(self, name: str, payload: bytes) -> None:
+        nofollow.write_atomically(self.root, f"{self.relative}/{name}", payload)
 
-    def load(self, expected: Mapping[str, Any]) -> Checkpoint | None:
-        """The saved run if its record matches ``expected``; else ``None`` (reason logged)."""
-        info = nofollow.lstat(self.root, f"{self.relative}/{STATE_FILE}")
-        if info is None or not stat.S_ISREG(info.st_mode):
-            return None
-        expected = json.loads(json.dumps(dict(expected), sort_keys=True, default=str))
-        try:
-            with self._archive_at(STATE_FILE) as archive:
-                record = json.loads(str(archive["record"][()]))
-                leaves = [np.asarray(archive[f"leaf_{n}"]) for n in range(len(archive.files) - 1)]
-            mismatch = [name for name, value in expected.items() if record.get(name) != value]
-            if mismatch:
-                self.warn(f"it was made by another run structure ({', '.join(mismatch)})")
-                return None
-            parts: dict[str, list[np.ndarray]] = {}
-            for name in record["segments"]:
-                with self._archive_at(name) as archive:
-                    for field in archive.files:
-                        parts.setdefault(field, []).append(np.asarray(archive[field]))
-            draws = {field: np.concatenate(arrays, axis=1) for field, arrays in parts.items()}
-        except Exception as error:  # a torn or foreign file: start over, never crash
-            self.warn(f"it cannot be read ({type(error).__name__}: {error})")
-            return None
-        self.segments = list(record["segments"])
-        age = max(0.0, time.time() - info.st_mtime)
-        return Checkpoint(int(record["iteration"]), leaves, draws, record, age)
+    def archive(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        return read_archive(self.root, self.relative, name)
 
-    def clear(self) -> None:
-        """Remove the checkpoint (the finished result is stored); never through a link."""
+    def written_at(self, name: str) -> float | None:
+        info = nofollow.lstat(self.root, f"{self.relative}/{name}")
+        return info.st_mtime if info is not None and stat.S_ISREG(info.st_mode) else None
+
+    def remove_all(self) -> None:
         try:
             names = [name for name, _ in nofollow.folder_contents(self.root, self.relative)]
         except (OSError, PlantedLink):
@@ -132,15 +124,99 @@ class CheckpointFolder:
                 nofollow.remove(self.root, f"{self.relative}/{name}")
         nofollow.remove_empty_folder(self.root, self.relative)
         nofollow.remove_empty_folder(self.root, self.relative.rsplit("/", 1)[0])  # the model's
+
+
+class CheckpointFolder:
+    """The checkpoint of one key: the folder ``relative`` below the cache ``root``.
+
+    Its files are kept by ``storage``: a local directory (:class:`LocalFolder`, the default)
+    or an object store (:class:`~cloudcache.stores.object_checkpoints.ObjectFolder`); what is
+    saved, read and checked is the same for both.
+    """
+
+    def __init__(self, root: str, relative: str, storage: FolderStorage | None = None) -> None:
+        self.root = root
+        self.relative = relative
+        self.storage: FolderStorage = storage or LocalFolder(root, relative)
+        self.segments: list[str] = []
+
+    @property
+    def path(self) -> str:
+        return self.storage.path
+
+    @property
+    def is_local(self) -> bool:
+        """Whether the folder is in a local directory (a Dask worker may be shown it)."""
+        return isinstance(self.storage, LocalFolder)
+
+    def save(
+        self,
+        iteration: int,
+        state: Sequence[np.ndarray],
+        segment: Mapping[str, np.ndarray],
+        first: int,
+        record: Mapping[str, Any],
+    ) -> None:
+        """Save the state at ``iteration`` and the draws ``first ..`` made since the last save:
+        the segment first, then the state that names it (each written whole)."""
+        count = _draw_count(segment)
+        if count:
+            name = f"draws-{first:09d}-{first + count:09d}.npz"
+            self.storage.write(name, archive_bytes(segment))
+            self.segments.append(name)
+        full = {**record, "iteration": int(iteration), "segments": list(self.segments)}
+        arrays = {f"leaf_{n}": np.asarray(leaf) for n, leaf in enumerate(state)}
+        arrays["record"] = np.array(json.dumps(full, sort_keys=True))
+        self.storage.write(STATE_FILE, archive_bytes(arrays))
+
+    def load(self, expected: Mapping[str, Any]) -> Checkpoint | None:
+        """The saved run if its record matches ``expected``; else ``None`` (reason logged). A
+        store that does not answer leaves the checkpoint as it is (the run starts over)."""
+        try:
+            return self._load(expected)
+        except CheckpointUnreachable as error:
+            _log.warning(
+                "cloudcache: cannot read the checkpoint in %s (%s); starting over", self.path, error
+            )
+            return None
+
+    def _load(self, expected: Mapping[str, Any]) -> Checkpoint | None:
+        saved_at = self.storage.written_at(STATE_FILE)
+        if saved_at is None:
+            return None
+        expected = json.loads(json.dumps(dict(expected), sort_keys=True, default=str))
+        try:
+            with self.storage.archive(STATE_FILE) as archive:
+                record = json.loads(str(archive["record"][()]))
+                leaves = [np.asarray(archive[f"leaf_{n}"]) for n in range(len(archive.files) - 1)]
+            mismatch = [name for name, value in expected.items() if record.get(name) != value]
+            if mismatch:
+                self.warn(f"it was made by another run structure ({', '.join(mismatch)})")
+                return None
+            parts: dict[str, list[np.ndarray]] = {}
+            for name in record["segments"]:
+                with self.storage.archive(name) as archive:
+                    for field in archive.files:
+                        parts.setdefault(field, []).append(np.asarray(archive[field]))
+            draws = {field: np.concatenate(arrays, axis=1) for field, arrays in parts.items()}
+        except CheckpointUnreachable:
+            raise
+        except Exception as error:  # a torn or foreign file: start over, never crash
+            self.warn(f"it cannot be read ({type(error).__name__}: {error})")
+            return None
+        self.segments = list(record["segments"])
+        age = max(0.0, time.time() - saved_at)
+        return Checkpoint(int(record["iteration"]), leaves, draws, record, age)
+
+    def clear(self) -> None:
+        """Remove the checkpoint (the finished result is stored); never raises."""
+        self.storage.remove_all()
         self.segments = []
 
     def warn(self, why: str) -> None:
         """Say once why a checkpoint is not used, and remove it."""
         _log.warning("cloudcache: ignoring the checkpoint in %s: %s; starting over", self.path, why)
         self.clear()
-
-    def _archive_at(self, name: str) -> contextlib.AbstractContextManager[Any]:
-        return read_archive(self.root, self.relative, name)
 
 
 @contextlib.contextmanager

@@ -50,6 +50,7 @@ from cloudcache.stores.locking import (
     lock_path,
     single_flight,
 )
+from cloudcache.stores.object_checkpoints import ObjectFolder
 from cloudcache.stores.usage import UsageRecord, modified_time
 from cloudcache.stores.walk import walk_files
 from cloudcache.util.validation import check_root
@@ -285,11 +286,14 @@ class FileStore(Store):
                 return None
         return max(t for t in (marked, written) if t is not None)
 
-    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
-        """``<root>/.resume/<model>/<key>/`` in a local directory (object stores keep none)."""
-        if not self.is_local:
-            return None
-        return CheckpointFolder(self.root, f"{RESUME_DIR}/{ref.slug}/{ref.key[:32]}")
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder:
+        """``<root>/.resume/<model>/<key>/``: in a local directory (never through a link) or
+        an object store (one PUT per file, under the store's deadlines and back-off)."""
+        relative = f"{RESUME_DIR}/{ref.slug}/{ref.key[:32]}"
+        if self.is_local:
+            return CheckpointFolder(self.root, relative)
+        storage = ObjectFolder(self.fs, self.root, relative, self.backoff_location)
+        return CheckpointFolder(self.root, relative, storage)
 
     def final_states(self, ref: EntryRef, run_key: str) -> FinalStates | None:
         """``<root>/.extend/<model>/<run key>/`` in a local directory (object stores keep none)."""

@@ -66,8 +66,7 @@ def walk_files(
 
     With ``area`` (a hidden folder such as ``.resume``), every file of its run folders instead:
     ``<root>/<area>/<slug>/<run>/<file>``, each folder opened without following a link (an
-    area, model or run folder that is a link holds nothing). Only a local directory has them:
-    an object store's area is empty.
+    area, model or run folder that is a link holds nothing); an object store's as listed.
 
     A missing root holds nothing; a root that cannot be listed raises :class:`StoreError`
     naming ``location`` (default: ``root``); a model folder this user may not list is skipped.
@@ -78,12 +77,13 @@ def walk_files(
     try:
         if is_local and area is not None:
             yield from _walk_area(root, area, slug)
-        elif area is not None:
-            return
         elif is_local:
             yield from _walk_local(root, slug, where)
         elif fs is None:
             raise ValueError("an object store's listing needs its filesystem")
+        elif area is not None:
+            deadline = Deadline(seconds, f"listing {where}/{area}")
+            yield from _walk_remote_area(fs, root.rstrip("/"), area, slug, deadline)
         else:
             deadline = Deadline(seconds, f"listing {where}")
             yield from _walk_remote(fs, root.rstrip("/"), slug, deadline)
@@ -162,6 +162,31 @@ def _walk_remote(
             file_name = item["name"].rsplit("/", 1)[-1]
             size = int(item.get("size") or 0)
             yield Found(name, file_name, item["name"], size, _timestamp(item))
+
+
+def _walk_remote_area(
+    fs: fsspec.AbstractFileSystem, root: str, area: str, only: str | None, deadline: Deadline
+) -> Iterator[Found]:
+    def folders(path: str) -> list[tuple[str, str]]:
+        fs.invalidate_cache(path)  # another process may have written it meanwhile
+        listed = deadline.call(fs, "ls", path, detail=True)
+        named = ((item, item["name"].rstrip("/").rsplit("/", 1)[-1]) for item in listed)
+        return [
+            (item["name"].rstrip("/"), name)
+            for item, name in named
+            if item["type"] == "directory" and not name.startswith(".")
+        ]
+
+    for model_path, slug in folders(f"{root}/{area}"):
+        if only is not None and slug != only:
+            continue
+        for run_path, run in folders(model_path):
+            for item in deadline.call(fs, "ls", run_path, detail=True):
+                if item["type"] != "file":
+                    continue
+                name = item["name"].rsplit("/", 1)[-1]
+                size = int(item.get("size") or 0)
+                yield Found(slug, name, item["name"], size, _timestamp(item), run=run)
 
 
 def _timestamp(info: dict[str, Any]) -> float:

@@ -7,7 +7,9 @@ the final states that let a finished run be extended, ``.extend/<model>/<run key
 :mod:`cloudcache.stores.walk`: links never followed nor listed), read for what they record
 (plain NumPy archives read with ``allow_pickle=False``, never through a link), checked and
 removed (:mod:`cloudcache.stores.nofollow`). A torn or foreign file is a problem to report and
-remove, never a crash. Object stores keep neither: every list here is empty for them.
+remove, never a crash. An object store keeps checkpoints in the same layout (no final states):
+they are listed, read and removed through its filesystem, every call under a deadline
+(:class:`~cloudcache.stores.object_checkpoints.ObjectFolder`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import dataclasses
 import json
 import re
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +27,7 @@ import numpy as np
 from cloudcache.stores import nofollow
 from cloudcache.stores.checkpoints import RESUME_DIR, SEGMENT_NAME, STATE_FILE, read_archive
 from cloudcache.stores.final_states import EXTEND_DIR, FILE_NAME
+from cloudcache.stores.object_checkpoints import ObjectFolder
 from cloudcache.stores.walk import Found, walk_files
 
 if TYPE_CHECKING:
@@ -47,6 +51,8 @@ class RunFolder:
     files: list[Found]
     record: dict[str, Any] = field(default_factory=dict, repr=False)
     problem: str = ""
+    #: The folder in an object store (``None``: in a local directory).
+    objects: ObjectFolder | None = field(default=None, repr=False)
 
     @property
     def relative_path(self) -> str:
@@ -54,6 +60,8 @@ class RunFolder:
 
     @property
     def path(self) -> str:
+        if self.objects is not None:
+            return self.objects.path
         return f"{self.root.rstrip('/')}/{self.relative_path}"
 
     @property
@@ -72,6 +80,12 @@ class RunFolder:
         """Temp files of writes that were interrupted (or are under way)."""
         return [found for found in self.files if TEMP_NAME.match(found.name)]
 
+    def archive(self, name: str) -> AbstractContextManager[Any]:
+        """The NumPy archive ``name`` of the folder (``allow_pickle=False``, no link followed)."""
+        if self.objects is not None:
+            return self.objects.archive(name)
+        return read_archive(self.root, self.relative_path, name)
+
 
 def run_folders(catalog: Catalog, area: str, slug: str | None = None) -> list[RunFolder]:
     """Every run folder of ``area`` (``.resume`` or ``.extend``), sorted by model and name."""
@@ -85,10 +99,17 @@ def run_folders(catalog: Catalog, area: str, slug: str | None = None) -> list[Ru
         area=area,
     ):
         grouped.setdefault((found.slug, found.run), []).append(found)
-    return [
+    folders = [
         RunFolder(catalog.root, area, model, name, files)
         for (model, name), files in sorted(grouped.items())
     ]
+    if catalog.object_fs is not None:
+        for folder in folders:
+            location = catalog.store.backoff_location
+            folder.objects = ObjectFolder(
+                catalog.object_fs, folder.root, folder.relative_path, location
+            )
+    return folders
 
 
 def checkpoints(catalog: Catalog, slug: str | None = None) -> list[RunFolder]:
@@ -121,7 +142,7 @@ def read_checkpoint(folder: RunFolder) -> None:
         folder.problem = f"{STATE_FILE} is {state.kind}; never opened"
         return
     try:
-        with read_archive(folder.root, folder.relative_path, STATE_FILE) as archive:
+        with folder.archive(STATE_FILE) as archive:
             record = json.loads(str(archive["record"][()]))
     except Exception as error:  # a torn or foreign file: reported, never a crash
         folder.problem = f"torn or foreign {STATE_FILE} ({type(error).__name__}: {error})"
@@ -144,7 +165,7 @@ def check_checkpoint(folder: RunFolder) -> str:
         return folder.problem
     record = folder.record
     try:
-        with read_archive(folder.root, folder.relative_path, STATE_FILE) as archive:
+        with folder.archive(STATE_FILE) as archive:
             for name in archive.files:
                 np.asarray(archive[name])
         made = 0
@@ -166,7 +187,7 @@ def _segment_draws(folder: RunFolder, name: str) -> int:
     found = folder.file(name)
     if found is None or not found.regular:
         raise ValueError(f"{name} is missing or not a regular file")
-    with read_archive(folder.root, folder.relative_path, name) as archive:
+    with folder.archive(name) as archive:
         counts = {np.shape(archive[field])[1:2] for field in archive.files}
     if len(counts) != 1 or counts == {()}:
         raise ValueError(f"the arrays of {name} hold different numbers of draws")
@@ -178,7 +199,7 @@ def check_final_state(folder: RunFolder, draws: int, found: Found) -> str:
     if not found.regular:
         return f"{found.kind}; never opened"
     try:
-        with read_archive(folder.root, folder.relative_path, found.name) as archive:
+        with folder.archive(found.name) as archive:
             record = json.loads(str(archive["record"][()]))
             arrays = {name: np.asarray(archive[name]) for name in archive.files}
     except Exception as error:  # a torn or foreign file: reported, never a crash
@@ -238,8 +259,12 @@ def remove_folder(folder: RunFolder) -> None:
     """Delete every file of the folder, then the folder and its emptied model folder.
 
     Never through a link: a folder swapped for one since the listing raises
-    :class:`~cloudcache.errors.PlantedLink` and nothing below it is deleted.
+    :class:`~cloudcache.errors.PlantedLink` and nothing below it is deleted. In an object
+    store, the listed objects are deleted in one call under a deadline.
     """
+    if folder.objects is not None:
+        folder.objects.remove([found.name for found in folder.files])
+        return
     for found in folder.files:
         nofollow.remove(folder.root, f"{folder.relative_path}/{found.name}")
     nofollow.remove_empty_folder(folder.root, folder.relative_path)
@@ -248,6 +273,10 @@ def remove_folder(folder: RunFolder) -> None:
 
 def remove_file(folder: RunFolder, found: Found) -> None:
     """Delete one file of the folder (and the folders it empties); never through a link."""
+    if folder.objects is not None:
+        folder.objects.remove([found.name])
+        folder.files = [other for other in folder.files if other is not found]
+        return
     nofollow.remove(folder.root, f"{folder.relative_path}/{found.name}")
     folder.files = [other for other in folder.files if other is not found]
     if not folder.files:
