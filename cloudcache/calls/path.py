@@ -276,7 +276,7 @@ class CachePath:
         elif self.store is not None and isinstance(tree, xr.DataTree):
             location = self.write(ref, Entry(tree, metadata))
         if folder is not None and location != "uncached":
-            folder.clear()  # the finished result is stored: the checkpoint has served
+            folder.served()  # the finished result is stored: the checkpoint has served
         record = self.record(kind, key, location, metadata, started, hit=False, audit=failed_audit)
         return kind.deliver(plan.request, kind.result(tree), record)
 

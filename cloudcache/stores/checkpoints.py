@@ -139,6 +139,8 @@ class CheckpointFolder:
         self.relative = relative
         self.storage: FolderStorage = storage or LocalFolder(root, relative)
         self.segments: list[str] = []
+        #: Whether this run found a checkpoint here or saved one (:meth:`served`).
+        self.touched = False
 
     @property
     def path(self) -> str:
@@ -159,6 +161,7 @@ class CheckpointFolder:
     ) -> None:
         """Save the state at ``iteration`` and the draws ``first ..`` made since the last save:
         the segment first, then the state that names it (each written whole)."""
+        self.touched = True
         count = _draw_count(segment)
         if count:
             name = f"draws-{first:09d}-{first + count:09d}.npz"
@@ -184,6 +187,7 @@ class CheckpointFolder:
         saved_at = self.storage.written_at(STATE_FILE)
         if saved_at is None:
             return None
+        self.touched = True
         expected = json.loads(json.dumps(dict(expected), sort_keys=True, default=str))
         try:
             with self.storage.archive(STATE_FILE) as archive:
@@ -209,9 +213,17 @@ class CheckpointFolder:
         return Checkpoint(int(record["iteration"]), leaves, draws, record, age)
 
     def clear(self) -> None:
-        """Remove the checkpoint (the finished result is stored); never raises."""
+        """Remove the checkpoint; never raises."""
         self.storage.remove_all()
         self.segments = []
+
+    def served(self) -> None:
+        """The finished result is stored: remove the checkpoint. An object-store folder that
+        this run neither read a checkpoint from nor saved one to is left unlisted (a run that
+        keeps none, such as nutpie's, costs no request); a local one is always cleared (a Dask
+        worker may have saved into it)."""
+        if self.touched or self.is_local:
+            self.clear()
 
     def warn(self, why: str) -> None:
         """Say once why a checkpoint is not used, and remove it."""
