@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import threading
+import time
 from pathlib import Path
 
 import h5netcdf
@@ -23,6 +25,7 @@ from cloudcache.stores.format.netcdf import (
     tree_checksum,
     write_entry,
 )
+from cloudcache.stores.writebehind import write_behind
 
 KEY = "0123456789abcdef" * 2
 
@@ -198,6 +201,40 @@ def test_a_local_write_streams_to_a_temporary_file_and_keeps_the_umask(tmp_path:
     with pytest.raises(OSError, match="disk full"):
         nofollow.write_atomically(str(tmp_path), "model/other.nc", broken)
     assert [p.name for p in (tmp_path / "model").iterdir()] == ["entry.nc"]
+
+
+def test_write_behind_runs_only_while_a_write_does_and_never_fails_it(tmp_path: Path) -> None:
+    """The write-out requests start with a streamed write and end with it, whatever happens."""
+
+    def behind() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name == "cloudcache-write-behind"]
+
+    def slow(target: str) -> None:  # several write-out periods long
+        with open(target, "wb") as handle:
+            for _ in range(8):
+                handle.write(os.urandom(1 << 20))
+                handle.flush()
+                assert behind() or not sys.platform.startswith("linux")
+                time.sleep(0.02)
+
+    nofollow.write_atomically(str(tmp_path), "slow.bin", slow)
+    assert (tmp_path / "slow.bin").stat().st_size == 8 << 20 and not behind()
+    with pytest.raises(OSError, match="disk full"):
+        nofollow.write_atomically(str(tmp_path), "failed.bin", _disk_full)
+    assert not behind() and not (tmp_path / "failed.bin").exists()
+    reader, writer = os.pipe()  # a descriptor the write-out request is refused for
+    try:
+        with write_behind(writer, period=0.001):
+            time.sleep(0.02)
+    finally:
+        os.close(reader)
+        os.close(writer)
+    assert not behind()
+
+
+def _disk_full(target: str) -> None:
+    Path(target).write_bytes(b"partial")
+    raise OSError("disk full")
 
 
 def test_a_read_gives_exactly_what_xarray_gives(tmp_path: Path, sampled_tree: xr.DataTree) -> None:

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable, Iterator
 
 from cloudcache.errors import PlantedLink, StoreError
+from cloudcache.stores.writebehind import write_behind
 from cloudcache.util.forks import ForkSafeLock
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -151,7 +152,8 @@ def write_atomically(root: str, relative: str, payload: bytes | Callable[[str], 
 
     ``payload`` is the bytes, or a function that writes the file at the path it is given: the
     temp file's own descriptor (``/proc/self/fd/N`` where Linux has it, so the writer reopens
-    exactly the file created here even if its name is swapped for a link meanwhile).
+    exactly the file created here even if its name is swapped for a link meanwhile), which
+    the kernel starts writing out while it runs (see :mod:`cloudcache.stores.writebehind`).
 
     The temp file (``.<name>.<random>.tmp``) is created exclusively, never through a link, with
     the umask's permissions; the rename replaces whatever name is at ``relative`` (a planted
@@ -173,7 +175,8 @@ def write_atomically(root: str, relative: str, payload: bytes | Callable[[str], 
                     handle.write(payload)
                     handle.flush()
                 else:
-                    payload(_reopenable(descriptor, root, relative, temp))
+                    with write_behind(descriptor):  # the disk starts before the fsync below
+                        payload(_reopenable(descriptor, root, relative, temp))
                 os.fsync(handle.fileno())
             os.replace(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
