@@ -339,7 +339,8 @@ def _run_to_end(
     programs, plan = run.executable, run.plan
     total = plan.tune + plan.draws
     stride = np.int64(progress_stride(plan))
-    last_save = time.monotonic()
+    started, first_iteration = time.monotonic(), start
+    last_save = started
     warmup_saved = start >= plan.tune  # a resumed run was saved after its warm-up already
     writer = CheckpointWriter(folder)
     try:
@@ -362,8 +363,12 @@ def _run_to_end(
                     )
                     draws.add(kept)
                 start += done
-            elapsed = time.monotonic() - last_save
-            due = (not warmup_saved and start >= plan.tune) or elapsed >= interval
+            now = time.monotonic()
+            # A save that the run would outlast by less than the interval is not made: the
+            # run would wait for it at its end, and a kill then loses less than two intervals.
+            left = (now - started) / (start - first_iteration) * (total - start)
+            periodic = now - last_save >= interval and left >= interval
+            due = (not warmup_saved and start >= plan.tune) or periodic
             if writer.folder is not None and start < total and due:
                 writer.save(start, *_snapshot(state, draws), record)
                 warmup_saved, last_save = True, time.monotonic()
