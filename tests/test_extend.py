@@ -267,3 +267,22 @@ def test_an_extension_killed_midway_resumes_bit_identically(tmp_path: Path) -> N
     _assert_same(
         resumed, _run(tmp_path / "fresh", long, {**env, "CLOUDCACHE_CHECKPOINT_SECONDS": "off"})
     )
+
+
+def test_a_finished_run_whose_entry_was_not_stored_samples_nothing_again(tmp_path: Path) -> None:
+    """The final state is kept as soon as sampling ends, before PyMC's checks and the entry
+    write: a process killed in between (here: the entry removed, as if it never got written)
+    leaves a finished run that the same call takes whole ("resumed at 500 of 500 draws")."""
+    env = {**os.environ, "CLOUDCACHE_CHECKPOINT_SECONDS": "off"}
+    call = {**CALL, "draws": 500}
+    first = _run(tmp_path, call, env)
+    entries = [p for p in tmp_path.rglob("*.nc") if not any(s.startswith(".") for s in p.parts)]
+    assert len(entries) == 1 and _final_states(tmp_path) == ["draws-000000500.npz"]
+    kept = next((tmp_path / EXTEND_DIR).rglob("draws-*.npz"))
+    written = kept.stat().st_mtime_ns
+    entries[0].unlink()
+    again = _run(tmp_path, call, env)
+    assert again["resumed"] == "resumed at 500 of 500 draws" and again["extended"] is None
+    _assert_same(again, first)
+    assert kept.stat().st_mtime_ns == written  # taken as it is, not written again
+    assert entries[0].exists()  # and stored this time

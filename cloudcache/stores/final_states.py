@@ -102,12 +102,12 @@ class FinalStates:
                 with contextlib.suppress(OSError, PlantedLink):
                     nofollow.remove(self.root, f"{self.relative}/{_name(shorter)}")
 
-    def longest_below(self, draws: int, expected: Mapping[str, Any]) -> FinalState | None:
-        """The longest kept run of fewer than ``draws`` draws whose record matches
-        ``expected``; ``None`` when there is none (a mismatch or a damaged file: one warning)."""
+    def longest_up_to(self, draws: int, expected: Mapping[str, Any]) -> FinalState | None:
+        """The longest kept run of at most ``draws`` draws whose record matches ``expected``;
+        ``None`` when there is none (a mismatch or a damaged file: one warning)."""
         if not self.reuse:
             return None
-        shorter = [count for count in self.stored_draws() if count < draws]
+        shorter = [count for count in self.stored_draws() if count <= draws]
         if not shorter:
             return None
         count = shorter[-1]

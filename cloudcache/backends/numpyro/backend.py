@@ -227,27 +227,28 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     symptom = failure_symptom(stats, plan.draws)
     if symptom is not None:
         raise SamplerFailure(f"sampling {model_label(model)} failed: {symptom}")
-    tree = build_datatree(
-        model,
-        run.graph.output_names,
-        outputs,
-        stats,
-        tune=plan.tune,
-        sampling_time=sampling_time,
-        idata_kwargs=plan.idata_kwargs,
-        extra_attrs={
-            "cloudcache_backend": "numpyro",
-            "cloudcache_device": run.layout.describe(),
-            "compile_time": round(run.compile_seconds, 6),
-        },
-    )
-    said = progress_text(run, ran)
-    if said is not None:  # the cache path records and announces it
-        tree.attrs[{"resumed": RESUMED_ATTR, "extended": EXTENDED_ATTR}[said[0]]] = said[1]
-    # A sampler failure above keeps nothing. Writing the final state (files, fsync) overlaps
-    # PyMC's convergence checks (NumPy sorts): both cost seconds on long runs.
+    # Kept from here on (a sampler failure above keeps nothing): a process killed while the
+    # tree is built, PyMC's convergence checks run (NumPy sorts, seconds on long runs) or the
+    # entry is written finds it and samples nothing again. Written while they run.
     keeping = in_background(keep_final_state, run, ran)
     try:
+        tree = build_datatree(
+            model,
+            run.graph.output_names,
+            outputs,
+            stats,
+            tune=plan.tune,
+            sampling_time=sampling_time,
+            idata_kwargs=plan.idata_kwargs,
+            extra_attrs={
+                "cloudcache_backend": "numpyro",
+                "cloudcache_device": run.layout.describe(),
+                "compile_time": round(run.compile_seconds, 6),
+            },
+        )
+        said = progress_text(run, ran)
+        if said is not None:  # the cache path records and announces it
+            tree.attrs[{"resumed": RESUMED_ATTR, "extended": EXTENDED_ATTR}[said[0]]] = said[1]
         if plan.compute_convergence_checks:
             convergence_warnings(tree, model, quiet=plan.quiet)
     finally:

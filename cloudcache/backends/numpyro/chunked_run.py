@@ -223,14 +223,22 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
             folder.warn(str(error))
     draws = Draws(total=plan.draws)
     extended_from = None
-    stored = _stored_shorter_run(run) if state is None else None
-    if state is not None:
-        start, resumed_at = saved.iteration, saved.iteration
-        draws.restore(saved.draws)
+    stored = _stored_run(run)
+    if stored is not None and state is not None and saved.iteration >= plan.tune + stored.draws:
+        stored = None  # the checkpoint is further along
+    if stored is not None and stored.draws == plan.draws:
+        # This very run finished but its result was not stored (killed while PyMC's checks
+        # ran or the entry was written, or the write failed): nothing is left to sample.
+        state = _restored(programs.state, stored.state)
+        start = resumed_at = total
+        draws.add(stored.arrays)
     elif stored is not None:
         state = _restored(programs.state, stored.state)
         start, resumed_at, extended_from = plan.tune + stored.draws, None, stored.draws
         draws.add(stored.arrays)  # pending: the run's first checkpoint saves them too
+    elif state is not None:
+        start, resumed_at = saved.iteration, saved.iteration
+        draws.restore(saved.draws)
     else:
         state, start, resumed_at = programs.init(keys, run.init, data), 0, None
     interval = checkpoint_seconds() if folder is not None else float("inf")
@@ -266,15 +274,16 @@ def _restored(structure: Any, leaves: list[np.ndarray]) -> Any:
     )
 
 
-def _stored_shorter_run(run: PreparedRun) -> FinalState | None:
-    """The longest stored finished run of this request with fewer draws, if it fits the
-    sampler exactly (anything else: one line, and the run samples everything)."""
+def _stored_run(run: PreparedRun) -> FinalState | None:
+    """The longest stored finished run of this request with at most its draws (the same
+    number: this run finished before, its result was not stored), if it fits the sampler
+    exactly (anything else: one line, and the run samples everything)."""
     import jax
 
     states = active_final_states()
     if states is None:
         return None
-    stored = states.longest_below(run.plan.draws, extension_record(run))
+    stored = states.longest_up_to(run.plan.draws, extension_record(run))
     if stored is None:
         return None
     try:
@@ -311,8 +320,8 @@ def keep_final_state(run: PreparedRun, ran: RunOutput) -> None:
     """Keep ``ran``'s final state for a later, longer request (when the store keeps them); a
     failing save only logs: the result does not depend on it."""
     states = active_final_states()
-    if states is None:
-        return
+    if states is None or (ran.resumed_at or 0) >= run.plan.tune + run.plan.draws:
+        return  # nothing kept, or the run came whole from its kept final state
     try:
         states.save(run.plan.draws, ran.final_state, ran.draws, extension_record(run))
     except Exception as error:
