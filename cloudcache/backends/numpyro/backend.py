@@ -226,10 +226,12 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     sampling_time = time.perf_counter() - start
     symptom = failure_symptom(stats, plan.draws)
     if symptom is not None:
+        ran.saving.wait()
         raise SamplerFailure(f"sampling {model_label(model)} failed: {symptom}")
     # Kept from here on (a sampler failure above keeps nothing): a process killed while the
     # tree is built, PyMC's convergence checks run (NumPy sorts, seconds on long runs) or the
-    # entry is written finds it and samples nothing again. Written while they run.
+    # entry is written finds it and samples nothing again. Written while they run, as is the
+    # last checkpoint if its save was still under way.
     keeping = in_background(keep_final_state, run, ran)
     try:
         tree = build_datatree(

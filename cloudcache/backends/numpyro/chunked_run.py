@@ -38,7 +38,7 @@ from cloudcache.backends.numpyro.checkpoint_writer import CheckpointWriter
 from cloudcache.backends.numpyro.plan import RUNNER_REVISION, RunPlan
 from cloudcache.backends.numpyro.progress import progress_bar
 from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
-from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
+from cloudcache.stores.checkpoints import active_folder
 from cloudcache.stores.final_states import FinalState, active_final_states, extended_text
 from cloudcache.util.interrupts import Interrupt, deferred_interrupt
 from cloudcache.util.versions import installed_versions
@@ -181,6 +181,9 @@ class RunOutput:
     extended_from: int | None = None
     final_state: list[np.ndarray] = field(default_factory=list)
     draws: dict[str, np.ndarray] = field(default_factory=dict)
+    #: The checkpoint save still under way when sampling ended (not waited for: the final
+    #: state supersedes it); :func:`keep_final_state` waits for it.
+    saving: CheckpointWriter = field(default_factory=lambda: CheckpointWriter(None))
 
 
 def resumed_text(run: PreparedRun, ran: RunOutput) -> str:
@@ -253,13 +256,22 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
         ),
         deferred_interrupt(INTERRUPTED, enabled=saving is not None) as interrupt,
     ):
-        state = _run_to_end(run, state, data, start, draws, saving, record, interval, interrupt)
-    kept = draws.all()
-    positions = tuple(kept[f"value_{n}"] for n in range(len(run.init)))
-    stats = {name[5:]: array for name, array in kept.items() if name.startswith("stat_")}
-    outputs = jax.device_get(programs.outputs(positions, data))
-    final = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
-    return RunOutput(outputs, stats, resumed_at, extended_from, final, kept)
+        writer = CheckpointWriter(saving)
+        try:
+            state = _run_to_end(run, state, data, start, draws, writer, record, interval, interrupt)
+        except BaseException:
+            writer.wait()  # nothing is written after the run raises
+            raise
+    try:
+        kept = draws.all()
+        positions = tuple(kept[f"value_{n}"] for n in range(len(run.init)))
+        stats = {name[5:]: array for name, array in kept.items() if name.startswith("stat_")}
+        outputs = jax.device_get(programs.outputs(positions, data))
+        final = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
+    except BaseException:
+        writer.wait()
+        raise
+    return RunOutput(outputs, stats, resumed_at, extended_from, final, kept, writer)
 
 
 def _restored(structure: Any, leaves: list[np.ndarray]) -> Any:
@@ -319,13 +331,15 @@ def _check_draws(arrays: dict[str, np.ndarray], run: PreparedRun) -> None:
 def keep_final_state(run: PreparedRun, ran: RunOutput) -> None:
     """Keep ``ran``'s final state for a later, longer request (when the store keeps them); a
     failing save only logs: the result does not depend on it."""
-    states = active_final_states()
-    if states is None or (ran.resumed_at or 0) >= run.plan.tune + run.plan.draws:
-        return  # nothing kept, or the run came whole from its kept final state
     try:
+        states = active_final_states()
+        if states is None or (ran.resumed_at or 0) >= run.plan.tune + run.plan.draws:
+            return  # nothing kept, or the run came whole from its kept final state
         states.save(run.plan.draws, ran.final_state, ran.draws, extension_record(run))
     except Exception as error:
         logging.getLogger("cloudcache").info("cannot keep the final state (%s)", error)
+    finally:
+        ran.saving.wait()  # the last checkpoint save, if one was still under way
 
 
 def _run_to_end(
@@ -334,56 +348,44 @@ def _run_to_end(
     data: Any,
     start: int,
     draws: Draws,
-    folder: CheckpointFolder | None,
+    writer: CheckpointWriter,
     record: dict[str, Any],
     interval: float,
     interrupt: Interrupt,
 ) -> Any:
-    """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints (in
-    the background, :class:`CheckpointWriter`); returns the final state. A Ctrl-C
-    (``interrupt``) stops the run after the step call in progress: its state and every draw so
-    far are saved, then ``KeyboardInterrupt`` is raised."""
+    """Step from iteration ``start`` to the end, keeping the draws and saving checkpoints
+    (``writer`` writes them in the background; the last one may still be under way when this
+    returns); returns the final state. A Ctrl-C (``interrupt``) stops the run after the step
+    call in progress: its state and every draw so far are saved, then ``KeyboardInterrupt``
+    is raised."""
     import jax
 
     programs, plan = run.executable, run.plan
     total = plan.tune + plan.draws
     stride = np.int64(progress_stride(plan))
-    started, first_iteration = time.monotonic(), start
-    last_save = started
+    last_save = time.monotonic()
     warmup_saved = start >= plan.tune  # a resumed run was saved after its warm-up already
-    writer = CheckpointWriter(folder)
-    try:
-        while start < total:
-            end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
-            while start < end:
-                _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
-                done = min(programs.capacity, end - start)
-                state, (positions, stats) = programs.step(
-                    state, data, np.int64(start), np.int64(done), stride
-                )
-                first = max(0, plan.tune - start)  # where the draws begin in this call
-                if first < done:
-                    positions, stats = jax.device_get((positions, stats))
-                    kept = {
-                        f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)
-                    }
-                    kept.update(
-                        {f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()}
-                    )
-                    draws.add(kept)
-                start += done
-            now = time.monotonic()
-            # A save that the run would outlast by less than the interval is not made: the
-            # run would wait for it at its end, and a kill then loses less than two intervals.
-            left = (now - started) / (start - first_iteration) * (total - start)
-            periodic = now - last_save >= interval and left >= interval
-            due = (not warmup_saved and start >= plan.tune) or periodic
-            if writer.folder is not None and start < total and due:
-                writer.save(start, *_snapshot(state, draws), record)
-                warmup_saved, last_save = True, time.monotonic()
-        _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
-    finally:
-        writer.wait()  # nothing is written after the run returns or raises
+    while start < total:
+        end = start + min(programs.chunk, total - start)  # the next checkpoint boundary
+        while start < end:
+            _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
+            done = min(programs.capacity, end - start)
+            state, (positions, stats) = programs.step(
+                state, data, np.int64(start), np.int64(done), stride
+            )
+            first = max(0, plan.tune - start)  # where the draws begin in this call
+            if first < done:
+                positions, stats = jax.device_get((positions, stats))
+                kept = {f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)}
+                kept.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
+                draws.add(kept)
+            start += done
+        periodic = time.monotonic() - last_save >= interval
+        due = (not warmup_saved and start >= plan.tune) or periodic
+        if writer.folder is not None and start < total and due:
+            writer.save(start, *_snapshot(state, draws), record)
+            warmup_saved, last_save = True, time.monotonic()
+    _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
     return state
 
 
