@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,20 @@ import numpy as np
 from cloudcache.stores.checkpoints import CheckpointFolder
 
 _log = logging.getLogger("cloudcache")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one checkpoint writes, copied to the host at a chunk boundary: the sampler's state
+    leaves at ``iteration`` and the draws ``first ..`` made since the last save."""
+
+    iteration: int
+    leaves: list[np.ndarray]
+    segment: Mapping[str, np.ndarray]
+    first: int
+
+    def write(self, folder: CheckpointFolder, record: Mapping[str, Any]) -> None:
+        folder.save(self.iteration, self.leaves, self.segment, self.first, dict(record))
 
 
 class CheckpointWriter:
@@ -29,39 +44,24 @@ class CheckpointWriter:
         self._thread: threading.Thread | None = None
         self._error: Exception | None = None
 
-    def save(
-        self,
-        iteration: int,
-        leaves: list[np.ndarray],
-        segment: Mapping[str, np.ndarray],
-        first: int,
-        record: Mapping[str, Any],
-    ) -> None:
-        """Start saving the state at ``iteration`` and the draws ``first ..`` made since the
-        last save; returns at once. A save that fails removes what was saved and stops the
-        saving (the run goes on: a full disk must not stop it)."""
+    def save(self, snapshot: Snapshot, record: Mapping[str, Any]) -> None:
+        """Start saving ``snapshot``; returns at once. A save that fails removes what was
+        saved and stops the saving (the run goes on: a full disk must not stop it)."""
         self.wait()
         if self.folder is None:
             return
-        args = (self.folder, iteration, leaves, segment, first, record)
+        args = (self.folder, snapshot, record)
         self._thread = threading.Thread(target=self._write, args=args, daemon=True)
         self._thread.start()
 
-    def save_now(
-        self,
-        iteration: int,
-        leaves: list[np.ndarray],
-        segment: Mapping[str, np.ndarray],
-        first: int,
-        record: Mapping[str, Any],
-    ) -> Exception | None:
+    def save_now(self, snapshot: Snapshot, record: Mapping[str, Any]) -> Exception | None:
         """Save at once, after the save in progress (a Ctrl-C's save); the error of a save
         that failed (the last checkpoint then stays as it was), else None."""
         self.wait()
         if self.folder is None:
             return RuntimeError("checkpoints are off for this run")
         try:
-            self.folder.save(iteration, leaves, segment, first, dict(record))
+            snapshot.write(self.folder, record)
         except Exception as error:
             return error
         return None
@@ -77,15 +77,9 @@ class CheckpointWriter:
             self.folder = None
 
     def _write(
-        self,
-        folder: CheckpointFolder,
-        iteration: int,
-        leaves: list[np.ndarray],
-        segment: Mapping[str, np.ndarray],
-        first: int,
-        record: Mapping[str, Any],
+        self, folder: CheckpointFolder, snapshot: Snapshot, record: Mapping[str, Any]
     ) -> None:
         try:
-            folder.save(iteration, leaves, segment, first, dict(record))
+            snapshot.write(folder, record)
         except Exception as error:
             self._error = error

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cloudcache.backends.numpyro.checkpoint_writer import CheckpointWriter
+from cloudcache.backends.numpyro.checkpoint_writer import CheckpointWriter, Snapshot
 from cloudcache.backends.numpyro.plan import RUNNER_REVISION, RunPlan
 from cloudcache.backends.numpyro.progress import progress_bar
 from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
@@ -383,7 +383,7 @@ def _run_to_end(
         periodic = time.monotonic() - last_save >= interval
         due = (not warmup_saved and start >= plan.tune) or periodic
         if writer.folder is not None and start < total and due:
-            writer.save(start, *_snapshot(state, draws), record)
+            writer.save(_snapshot(start, state, draws), record)
             warmup_saved, last_save = True, time.monotonic()
     _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
     return state
@@ -406,7 +406,7 @@ def _stop_if_interrupted(
     log = logging.getLogger("cloudcache")
     writer.wait()  # the save in progress, if any, first
     if writer.folder is not None:
-        error = writer.save_now(iteration, *_snapshot(state, draws), record)
+        error = writer.save_now(_snapshot(iteration, state, draws), record)
         if error is not None:
             log.warning("cloudcache: cannot save the run (%s); its last checkpoint stays", error)
         else:
@@ -424,12 +424,12 @@ def _complete(saved: dict[str, np.ndarray], expected: int) -> bool:
     return all(array.shape[1] == max(0, expected) for array in saved.values())
 
 
-def _snapshot(state: Any, draws: Draws) -> tuple[list[np.ndarray], dict[str, np.ndarray], int]:
-    """What a checkpoint at this point writes: the state's leaves on the host, the draws made
-    since the last save (moved to the saved ones) and the index of the first of them."""
+def _snapshot(iteration: int, state: Any, draws: Draws) -> Snapshot:
+    """What a checkpoint at ``iteration`` writes: the state's leaves on the host and the draws
+    made since the last save (now counted as saved)."""
     import jax
 
     first = draws.saved_count
     segment = draws.take_pending()
     leaves = [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(jax.device_get(state))]
-    return leaves, segment, first
+    return Snapshot(iteration, leaves, segment, first)
