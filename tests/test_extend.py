@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pymc as pm
 import pytest
+from resume_runs import run_sampling, sampling_command
 
 import cloudcache as cc
 from cloudcache.backends.numpyro import runner
@@ -187,42 +186,12 @@ def test_a_damaged_final_state_is_ignored_with_a_warning(
     assert _final_states(tmp_path / "cache") == ["draws-000000300.npz"]
 
 
-SCRIPT = textwrap.dedent(
-    """
-    import json, sys, warnings
-    warnings.simplefilter("ignore")
-    import numpy as np, pymc as pm
-    import cloudcache as cc
-
-    with pm.Model() as m:
-        mu = pm.Normal("mu", 0, 5)
-        tau = pm.HalfCauchy("tau", 5)
-        theta = pm.Normal("theta", mu, tau, shape=8)
-        pm.Normal("y", theta, np.array([15., 10, 16, 11, 9, 11, 10, 18]),
-                  observed=np.array([28., 8, -3, 7, -1, 1, 18, 12]))
-
-    with cc.cloud(m, cache=sys.argv[1], backend="numpyro", quiet=True) as run:
-        tree = pm.sample(**json.loads(sys.argv[2]))
-    print(json.dumps({
-        "mu": tree["posterior"]["mu"].values.tolist(),
-        "theta": tree["posterior"]["theta"].values.tolist(),
-        "lp": tree["sample_stats"]["lp"].values.tolist(),
-        "extended": run.last.metadata.get("extended"),
-        "resumed": run.last.metadata.get("resumed"),
-    }))
-    """
-)
-
-
 def _command(root: Path, call: dict) -> list[str]:
-    return [sys.executable, "-c", SCRIPT, str(root), json.dumps(call)]
+    return sampling_command(str(root), call)
 
 
 def _run(root: Path, call: dict, env: dict[str, str]) -> dict:
-    done = subprocess.run(
-        _command(root, call), capture_output=True, text=True, timeout=600, env=env, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_sampling(str(root), call, env)[0]
 
 
 def _assert_same(one: dict, other: dict) -> None:

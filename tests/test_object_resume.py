@@ -14,8 +14,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from typing import Any
 
@@ -24,6 +22,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fixtures_s3 import free_port
+from resume_runs import run_sampling, sampling_command
 
 from cloudcache.cli import app
 from cloudcache.stores import EntryRef, FileStore
@@ -35,48 +34,13 @@ s3_bucket = fixtures_s3.s3_bucket
 #: A run long enough to be killed after its first checkpoint (about a second of sampling).
 CALL = {"draws": 4000, "tune": 200, "chains": 2, "random_seed": 11, "progressbar": False}
 
-SCRIPT = textwrap.dedent(
-    """
-    import json, sys, warnings
-    warnings.simplefilter("ignore")
-    import numpy as np, pymc as pm
-    import cloudcache as cc
-
-    def model():
-        with pm.Model() as m:
-            mu = pm.Normal("mu", 0, 5)
-            tau = pm.HalfCauchy("tau", 5)
-            theta = pm.Normal("theta", mu, tau, shape=8)
-            pm.Normal("y", theta, np.array([15., 10, 16, 11, 9, 11, 10, 18]),
-                      observed=np.array([28., 8, -3, 7, -1, 1, 18, 12]))
-        return m
-
-    with cc.cloud(model(), cache=sys.argv[1], storage_options=json.loads(sys.argv[3]),
-                  backend="numpyro", quiet=True) as run:
-        tree = pm.sample(**json.loads(sys.argv[2]))
-    print(json.dumps({
-        "mu": tree["posterior"]["mu"].values.tolist(),
-        "theta": tree["posterior"]["theta"].values.tolist(),
-        "lp": tree["sample_stats"]["lp"].values.tolist(),
-        "resumed": run.last.metadata.get("resumed"),
-        "hit": run.last.hit,
-        "key": run.last.key,
-        "location": run.last.location,
-    }))
-    """
-)
-
 
 def _command(url: str, server: Any) -> list[str]:
-    options = json.dumps(server.storage_options())
-    return [sys.executable, "-c", SCRIPT, url, json.dumps(CALL), options]
+    return sampling_command(url, CALL, server.storage_options())
 
 
 def _run(url: str, server: Any, env: dict[str, str]) -> tuple[dict, str]:
-    done = subprocess.run(
-        _command(url, server), capture_output=True, text=True, timeout=600, env=env, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+    return run_sampling(url, CALL, env, server.storage_options())
 
 
 def _s3(server: Any) -> Any:

@@ -10,57 +10,25 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from resume_runs import run_sampling, sampling_command
 
 from cloudcache.stores.checkpoints import RESUME_DIR
 
 #: A run long enough to be killed after its first checkpoint (about a second on this machine).
 CALL = {"draws": 4000, "tune": 200, "chains": 2, "random_seed": 11, "progressbar": False}
 
-SCRIPT = textwrap.dedent(
-    """
-    import json, sys, warnings
-    warnings.simplefilter("ignore")
-    import numpy as np, pymc as pm
-    import cloudcache as cc
-
-    def model():
-        with pm.Model() as m:
-            mu = pm.Normal("mu", 0, 5)
-            tau = pm.HalfCauchy("tau", 5)
-            theta = pm.Normal("theta", mu, tau, shape=8)
-            pm.Normal("y", theta, np.array([15., 10, 16, 11, 9, 11, 10, 18]),
-                      observed=np.array([28., 8, -3, 7, -1, 1, 18, 12]))
-        return m
-
-    with cc.cloud(model(), cache=sys.argv[1], backend="numpyro", quiet=True) as run:
-        tree = pm.sample(**json.loads(sys.argv[2]))
-    print(json.dumps({
-        "mu": tree["posterior"]["mu"].values.tolist(),
-        "theta": tree["posterior"]["theta"].values.tolist(),
-        "lp": tree["sample_stats"]["lp"].values.tolist(),
-        "resumed": run.last.metadata.get("resumed"),
-        "hit": run.last.hit,
-    }))
-    """
-)
-
 
 def _command(root: Path, call: dict) -> list[str]:
-    return [sys.executable, "-c", SCRIPT, str(root), json.dumps(call)]
+    return sampling_command(str(root), call)
 
 
 def _run(root: Path, call: dict, env: dict[str, str]) -> dict:
-    done = subprocess.run(
-        _command(root, call), capture_output=True, text=True, timeout=600, env=env, check=True
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_sampling(str(root), call, env)[0]
 
 
 @pytest.fixture(scope="module")
