@@ -9,9 +9,13 @@ exactly) and what ``run.last`` says (``resumed``, ``extended``, ``hit``, ``key``
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from typing import Any
 
 SCRIPT = textwrap.dedent(
@@ -75,3 +79,17 @@ def run_sampling(
         check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def kill_when(process: subprocess.Popen, ready: Callable[[], bool], seconds: float = 300) -> None:
+    """SIGKILL ``process`` as soon as ``ready()`` (polled every 10 ms) and reap it; a process
+    that ended first is only reaped (callers check ``returncode``)."""
+    try:
+        deadline = time.monotonic() + seconds
+        while not ready() and process.poll() is None:
+            assert time.monotonic() < deadline, "what the kill waits for never came"
+            time.sleep(0.01)
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)

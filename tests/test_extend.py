@@ -10,14 +10,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pymc as pm
 import pytest
-from resume_runs import run_sampling, sampling_command
+from resume_runs import kill_when, run_sampling, sampling_command
 
 import cloudcache as cc
 from cloudcache.backends.numpyro import runner
@@ -220,15 +219,8 @@ def test_an_extension_killed_midway_resumes_bit_identically(tmp_path: Path) -> N
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 300
-        while not list((tmp_path / "cache" / RESUME_DIR).rglob("state.npz")):
-            assert process.poll() is None, "the extension finished before it could be killed"
-            assert time.monotonic() < deadline, "no checkpoint was written"
-            time.sleep(0.01)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
+    kill_when(process, lambda: bool(list((tmp_path / "cache" / RESUME_DIR).rglob("state.npz"))))
+    assert process.returncode == -signal.SIGKILL, "the extension finished before it was killed"
     for stored in (tmp_path / "cache" / EXTEND_DIR).rglob("draws-*.npz"):
         stored.unlink()  # the resumed run must not depend on it
     resumed = _run(tmp_path / "cache", long, env)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from fixtures_s3 import free_port
-from resume_runs import run_sampling, sampling_command
+from resume_runs import kill_when, run_sampling, sampling_command
 
 from cloudcache.cli import app
 from cloudcache.stores import EntryRef, FileStore
@@ -77,16 +77,7 @@ def test_a_killed_run_resumes_from_its_object_store_checkpoint_bit_identically(
     process = subprocess.Popen(
         _command(url, s3_server), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    try:
-        deadline = time.monotonic() + 300
-        while process.poll() is None and not any(
-            name.endswith(f"/{STATE_FILE}") for name in _objects(fs, prefix)
-        ):
-            assert time.monotonic() < deadline, "no checkpoint was written"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
+    kill_when(process, lambda: any(n.endswith(f"/{STATE_FILE}") for n in _objects(fs, prefix)))
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     fs.invalidate_cache()
     assert not [name for name in fs.find(prefix) if name.endswith(".nc")], "no entry stored"

@@ -10,12 +10,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from resume_runs import run_sampling, sampling_command
+from resume_runs import kill_when, run_sampling, sampling_command
 
 from cloudcache.stores.checkpoints import RESUME_DIR
 
@@ -64,14 +63,7 @@ def test_a_killed_run_resumes_with_bit_identical_draws(
     process = subprocess.Popen(
         _command(tmp_path, CALL), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    try:
-        deadline = time.monotonic() + 300
-        while not _state_files(tmp_path) and process.poll() is None:
-            assert time.monotonic() < deadline, "no checkpoint was written"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
+    kill_when(process, lambda: bool(_state_files(tmp_path)))
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not list(tmp_path.rglob("*.nc")), "a killed run stored no entry"
     assert _state_files(tmp_path), "the checkpoint survives the kill"
@@ -115,12 +107,7 @@ def test_a_damaged_checkpoint_is_ignored_and_the_run_starts_over(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 300
-    while not _saved_draws(tmp_path / "cache") and process.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)  # until a checkpoint holds draws
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    kill_when(process, lambda: bool(_saved_draws(tmp_path / "cache")))  # a checkpoint has draws
     states = _state_files(tmp_path / "cache")
     if not states:
         pytest.skip("the run finished before it could be killed")
