@@ -312,7 +312,8 @@ class DaskExecutor:
                     quiet,
                     _wants_progress(request),
                 )
-                return tree_from_bytes(self._attempt(client, task, worker, identity, deadline))
+                data = self._attempt(client, task, worker, identity, deadline)  # NetCDF bytes
+                return tree_from_bytes(data)
             except WorkerDied as died:
                 if shared is None or not holds_checkpoint(shared):
                     raise
