@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import warnings
@@ -247,3 +248,27 @@ def test_a_finished_run_whose_entry_was_not_stored_samples_nothing_again(tmp_pat
     _assert_same(again, first)
     assert kept.stat().st_mtime_ns == written  # taken as it is, not written again
     assert entries[0].exists()  # and stored this time
+
+
+def test_a_finished_run_wins_over_an_older_checkpoint_of_the_same_call(tmp_path: Path) -> None:
+    """A process killed after its final state was kept leaves a checkpoint from earlier in the
+    run too: the finished run is taken whole and the checkpoint removed. (Made here by
+    putting the final state of the same call, finished in another folder, beside a checkpoint
+    of a killed run.)"""
+    env = {**os.environ, "CLOUDCACHE_CHECKPOINT_SECONDS": "0"}
+    call = {**CALL, "draws": 4000}
+    cache = tmp_path / "cache"
+    process = subprocess.Popen(
+        sampling_command(str(cache), call),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    kill_when(process, lambda: bool(list((cache / RESUME_DIR).rglob("state.npz"))))
+    assert process.returncode == -signal.SIGKILL, "the run finished before it was killed"
+    finished = _run(tmp_path / "finished", call, env)
+    shutil.copytree(tmp_path / "finished" / EXTEND_DIR, cache / EXTEND_DIR)
+    again = _run(cache, call, env)
+    assert again["resumed"] == "resumed at 4,000 of 4,000 draws"
+    _assert_same(again, finished)
+    assert not list((cache / RESUME_DIR).rglob("*.npz"))  # the older checkpoint is gone

@@ -227,8 +227,12 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
     draws = Draws(total=plan.draws)
     extended_from = None
     stored = _stored_run(run)
-    if stored is not None and state is not None and saved.iteration >= plan.tune + stored.draws:
-        stored = None  # the checkpoint is further along
+    if stored is not None and state is not None:
+        if saved.iteration >= plan.tune + stored.draws:
+            stored = None  # the checkpoint is further along
+        else:  # the stored run is: its own checkpoints start afresh
+            folder.clear()
+            state = None
     if stored is not None and stored.draws == plan.draws:
         # This very run finished but its result was not stored (killed while PyMC's checks
         # ran or the entry was written, or the write failed): nothing is left to sample.
