@@ -36,8 +36,13 @@ _log = logging.getLogger("cloudcache")
 
 
 def _enable_x64() -> None:
-    """PyTensor's float64 graphs need JAX's 64-bit mode (importing its JAX dispatch sets it)."""
-    import pytensor.link.jax.dispatch  # noqa: F401
+    """PyTensor's float64 graphs need JAX's 64-bit mode: set as importing PyTensor's JAX
+    dispatch sets it (not imported here: a run whose programs are kept on disk never needs it,
+    :mod:`.stored_programs`)."""
+    import jax
+    from pytensor import config
+
+    jax.config.update("jax_enable_x64", config.floatX == "float64")
 
 
 def _signature_of(values: Sequence[np.ndarray], data: Sequence[np.ndarray]) -> Signature:
@@ -177,8 +182,9 @@ def _prepare(
         )
     if plan.var_names is not None and not plan.var_names:
         raise ValueError("var_names is empty")
+    # Converted to JAX only when a program is built (BackendRefused when an op has no JAX
+    # conversion, raised before any draw); programs kept on disk need no conversion.
     graph = model_graph(model, plan.var_names, plan.keep_untransformed, lift=lift)
-    graph.jax_functions()  # BackendRefused when an op has no JAX conversion
     if layout is None:
         layout = chain_layout(device, plan.chains, plan.chain_method)
     seeds = chain_seeds(random_seed, plan.chains)

@@ -36,8 +36,8 @@ import numpy as np
 
 from cloudcache.backends.numpyro.checkpoint_writer import CheckpointWriter, Snapshot
 from cloudcache.backends.numpyro.plan import RUNNER_REVISION, RunPlan
-from cloudcache.backends.numpyro.progress import progress_bar
-from cloudcache.backends.numpyro.runner import STAT_NAMES, progress_stride
+from cloudcache.backends.numpyro.progress import progress_bar, tick
+from cloudcache.backends.numpyro.runner import STAT_NAMES
 from cloudcache.stores.checkpoints import active_folder
 from cloudcache.stores.final_states import FinalState, active_final_states, extended_text
 from cloudcache.util.interrupts import Interrupt, deferred_interrupt
@@ -250,13 +250,12 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
         state, start, resumed_at = programs.init(keys, run.init, data), 0, None
     interval = checkpoint_seconds() if folder is not None else float("inf")
     saving = folder if interval < float("inf") else None  # "off": no checkpoint is saved
-    stride = progress_stride(plan)
     with (
         progress_bar(
-            plan.chains * (total // stride * stride),
+            plan.chains * total,
             f"Sampling {plan.chains} chains on {run.layout.describe()}",
             enabled=plan.progressbar,
-            completed=plan.chains * (start // stride * stride),
+            completed=plan.chains * start,
         ),
         deferred_interrupt(INTERRUPTED, enabled=saving is not None) as interrupt,
     ):
@@ -366,7 +365,6 @@ def _run_to_end(
 
     programs, plan = run.executable, run.plan
     total = plan.tune + plan.draws
-    stride = np.int64(progress_stride(plan))
     last_save = time.monotonic()
     warmup_saved = start >= plan.tune  # a resumed run was saved after its warm-up already
     while start < total:
@@ -374,15 +372,16 @@ def _run_to_end(
         while start < end:
             _stop_if_interrupted(interrupt, writer, state, draws, start, record, plan)
             done = min(programs.capacity, end - start)
-            state, (positions, stats) = programs.step(
-                state, data, np.int64(start), np.int64(done), stride
-            )
+            state, (positions, stats) = programs.step(state, data, np.int64(done))
             first = max(0, plan.tune - start)  # where the draws begin in this call
             if first < done:
                 positions, stats = jax.device_get((positions, stats))
                 kept = {f"value_{n}": np.asarray(p)[:, first:done] for n, p in enumerate(positions)}
                 kept.update({f"stat_{k}": np.asarray(v)[:, first:done] for k, v in stats.items()})
                 draws.add(kept)
+            elif plan.progressbar:
+                jax.block_until_ready(state)  # the bar shows finished warm-up, not queued calls
+            tick(plan.chains * done)
             start += done
         periodic = time.monotonic() - last_save >= interval
         due = (not warmup_saved and start >= plan.tune) or periodic

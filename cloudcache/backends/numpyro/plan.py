@@ -25,8 +25,9 @@ LIBRARIES: tuple[str, ...] = ("pymc", "pytensor", "jax", "jaxlib", "numpyro")
 
 #: Revision of the runner's program (2: init + one step program per chunk + outputs; 3: a
 #: distribution's parameter checks give a log density of -inf, as in PyMC's own sampler, instead
-#: of being dropped). It enters the key: entries of an older revision are not served.
-RUNNER_REVISION = 3
+#: of being dropped; 4: no progress callback inside the step program). It enters the key:
+#: entries of an older revision are not served.
+RUNNER_REVISION = 4
 
 #: NumPyro NUTS kernel options passed through as given (all hashable scalars).
 KERNEL_OPTIONS: frozenset[str] = frozenset(

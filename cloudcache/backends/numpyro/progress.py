@@ -1,7 +1,7 @@
-"""Progress of a compiled sampling run, reported from inside the XLA executable.
+"""Progress of a compiled sampling run, reported by the host between calls of the step program.
 
-The compiled sampler calls :func:`tick` through ``jax.debug.callback`` every ``stride``
-iterations of each chain (the executable does not depend on whether anyone is watching).
+The run calls :func:`tick` after each call of the step program (the programs never call back
+into Python: the same executable runs whether anyone is watching, and it can be serialised).
 :func:`progress_bar` shows a rich progress bar for the duration of one run; with no bar active,
 ticks are ignored.
 """
@@ -12,21 +12,19 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from cloudcache.util.forks import ForkSafeLock
 
 _lock = ForkSafeLock()
 _active: Any = None  # (rich.progress.Progress, task id) while a bar is shown
 
 
-def tick(iterations: Any) -> None:
-    """Host callback: ``iterations`` more iterations are done (an array when batched)."""
+def tick(iterations: int) -> None:
+    """``iterations`` more iterations (all chains together) are done."""
     with _lock:
         if _active is None:
             return
         progress, task = _active
-        progress.advance(task, int(np.sum(iterations)))
+        progress.advance(task, iterations)
 
 
 @contextlib.contextmanager

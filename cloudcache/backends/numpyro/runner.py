@@ -30,10 +30,10 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cloudcache.backends.kernel_cache import KernelCache
-from cloudcache.backends.numpyro import progress
 from cloudcache.backends.numpyro.devices import ChainLayout
 from cloudcache.backends.numpyro.logp import ModelGraph
 from cloudcache.backends.numpyro.plan import RunPlan
+from cloudcache.backends.numpyro.stored_programs import load_or_build
 from cloudcache.compat.jax import single_device_sharding
 
 _CHAIN_AXIS = "chain"
@@ -45,11 +45,6 @@ KERNELS = KernelCache()
 def _tree_depth(num_steps: jax.Array) -> jax.Array:
     """Tree depth from the number of leapfrog steps: a tree of depth d has < 2**d steps."""
     return (jnp.floor(jnp.log2(jnp.maximum(num_steps, 1))) + 1).astype(jnp.int64)
-
-
-def progress_stride(plan: RunPlan) -> int:
-    """Iterations between two progress reports of one chain (about 100 reports per run)."""
-    return max(1, (plan.tune + plan.draws) // 100)
 
 
 #: A run is split into between ``MIN_CHUNKS`` and ``MAX_CHUNKS`` chunks, one more for every
@@ -115,12 +110,12 @@ def _chain_programs(
 ) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
     """One chain's ``init``, ``step`` and ``outputs`` functions.
 
-    ``init(key, values, data) -> state``; ``step(state, data, start, count, stride) ->
-    (state, (positions, stats))`` runs the iterations ``start .. start + count`` (``count`` at
-    most ``capacity``, given at run time), reports progress every ``stride``
-    iterations and returns their positions and stats in the first ``count`` rows;
-    ``outputs(positions, data)`` evaluates the posterior outputs of every draw. Nothing of
-    ``init`` and ``step`` depends on the run's number of draws.
+    ``init(key, values, data) -> state``; ``step(state, data, count) -> (state, (positions,
+    stats))`` runs the next ``count`` iterations (at most ``capacity``, given at run time) and
+    returns their positions and stats in the first ``count`` rows; ``outputs(positions, data)``
+    evaluates the posterior outputs of every draw. Nothing of ``init`` and ``step`` depends on
+    the run's number of draws, and no program calls back into Python (the host reports
+    progress between calls), so each can be serialised (:mod:`.stored_programs`).
     """
     from numpyro.infer import NUTS
 
@@ -133,13 +128,7 @@ def _chain_programs(
     def init(key: jax.Array, values: tuple[jax.Array, ...], data: tuple[jax.Array, ...]):
         return kernel_for(data).init(key, plan.tune, values, (), {})
 
-    def step(
-        state: Any,
-        data: tuple[jax.Array, ...],
-        start: jax.Array,
-        count: jax.Array,
-        stride: jax.Array,
-    ):
+    def step(state: Any, data: tuple[jax.Array, ...], count: jax.Array):
         kernel = kernel_for(data)
         # NumPyro's kernel keeps its adaptation schedule in closures made by ``init``: make them
         # (the state it computes is unused, so XLA drops that work); the run's state goes on.
@@ -165,12 +154,6 @@ def _chain_programs(
 
         def one(offset, carry):
             state, buffers = carry
-            iteration = start + offset
-            jax.lax.cond(
-                (iteration + 1) % stride == 0,
-                lambda: jax.debug.callback(progress.tick, stride),
-                lambda: None,
-            )
             state = kernel.sample(state, (), {})
             buffers = jax.tree_util.tree_map(
                 lambda buffer, value: buffer.at[offset].set(value), buffers, record(state)
@@ -186,11 +169,20 @@ def _chain_programs(
     return init, step, outputs
 
 
+def _shardings(layout: ChainLayout) -> tuple[Any, Any]:
+    """``(batched, replicated)``: where arrays with a chain axis and shared arrays live."""
+    if layout.n_devices == 1:
+        sharding = single_device_sharding(layout.devices[0])
+        return sharding, sharding
+    mesh = Mesh(np.array(layout.devices), (_CHAIN_AXIS,))
+    return NamedSharding(mesh, PartitionSpec(_CHAIN_AXIS)), NamedSharding(mesh, PartitionSpec())
+
+
 def _all_chains(
     one_chain: Callable[..., Any], batched_args: int, layout: ChainLayout
-) -> tuple[Callable[..., Any], Any, Any]:
+) -> Callable[..., Any]:
     """``one_chain`` over every chain (its first ``batched_args`` arguments carry the chain
-    axis, the rest are shared), laid out as ``layout`` says; and the two shardings."""
+    axis, the rest are shared), laid out as ``layout`` says."""
     shared_count = one_chain.__code__.co_argcount - batched_args
     if layout.vectorized:
         chains = jax.vmap(one_chain, in_axes=(*(0,) * batched_args, *(None,) * shared_count))
@@ -201,18 +193,16 @@ def _all_chains(
             return jax.lax.map(lambda chain: one_chain(*chain, *shared), batched)
 
     if layout.n_devices == 1:
-        sharding = single_device_sharding(layout.devices[0])
-        return chains, sharding, sharding
+        return chains
     mesh = Mesh(np.array(layout.devices), (_CHAIN_AXIS,))
     batched, replicated = PartitionSpec(_CHAIN_AXIS), PartitionSpec()
-    sharded = jax.shard_map(
+    return jax.shard_map(
         chains,
         mesh=mesh,
         in_specs=(*(batched,) * batched_args, *(replicated,) * shared_count),
         out_specs=batched,
         check_vma=False,
     )
-    return sharded, NamedSharding(mesh, batched), NamedSharding(mesh, replicated)
 
 
 def _struct(shape: Sequence[int], dtype: Any, sharding: Any) -> jax.ShapeDtypeStruct:
@@ -254,10 +244,10 @@ def sampler_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: 
 class Programs:
     """The compiled programs of one run structure and the shape of the sampler's state.
 
-    ``init(keys, values, data) -> state``; ``step(state, data, start, count, stride) ->
-    (state, (positions, stats))`` for up to ``capacity`` iterations;
-    ``outputs(positions, data)``. ``state`` (a pytree of ``ShapeDtypeStruct``) rebuilds a
-    checkpointed state from its leaves; ``chunk`` is the run's checkpoint interval.
+    ``init(keys, values, data) -> state``; ``step(state, data, count) -> (state, (positions,
+    stats))`` for up to ``capacity`` iterations; ``outputs(positions, data)``. ``state`` (a
+    pytree of ``ShapeDtypeStruct``) rebuilds a checkpointed state from its leaves; ``chunk`` is
+    the run's checkpoint interval.
     """
 
     init: Any
@@ -277,43 +267,59 @@ def compiled_programs(
 
     capacity = step_capacity(signature, plan.chains)
 
-    def functions() -> tuple[Any, Any, Any, Any, Any]:
+    def functions() -> tuple[Any, Any, Any]:
         logp_fn, outputs_fn = graph.jax_functions()
         init_one, step_one, outputs_one = _chain_programs(logp_fn, outputs_fn, plan, capacity)
-        init_fn, batched, replicated = _all_chains(init_one, 2, layout)
-        step_fn, _, _ = _all_chains(step_one, 1, layout)
-        outputs_fn_all, _, _ = _all_chains(outputs_one, 1, layout)
-        return init_fn, step_fn, outputs_fn_all, batched, replicated
+        init_fn = _all_chains(init_one, 2, layout)
+        step_fn = _all_chains(step_one, 1, layout)
+        outputs_fn_all = _all_chains(outputs_one, 1, layout)
+        return init_fn, step_fn, outputs_fn_all
 
-    def compile_steps() -> Programs:
-        init_fn, step_fn, _, batched, replicated = functions()
+    batched, replicated = _shardings(layout)
+
+    def compile_steps() -> dict[str, Any]:
+        init_fn, step_fn, _ = functions()
         keys = _struct((plan.chains, 2), np.uint32, batched)
         values = tuple(_struct((plan.chains, *s), d, batched) for s, d in signature.values)
         data = tuple(_struct(s, d, replicated) for s, d in signature.data)
         scalar = _struct((), np.int64, replicated)
         state = jax.eval_shape(init_fn, keys, values, data)
         state = jax.tree_util.tree_map(lambda leaf: _struct(leaf.shape, leaf.dtype, batched), state)
+        return {
+            "init": jax.jit(init_fn).lower(keys, values, data).compile(),
+            "step": jax.jit(step_fn).lower(state, data, scalar).compile(),
+        }
+
+    def compile_outputs() -> dict[str, Any]:
+        _, _, outputs_fn_all = functions()
+        data = tuple(_struct(s, d, replicated) for s, d in signature.data)
+        positions = tuple(
+            _struct((plan.chains, plan.draws, *s), d, batched) for s, d in signature.values
+        )
+        return {"outputs": jax.jit(outputs_fn_all).lower(positions, data).compile()}
+
+    def steps_programs() -> Programs:
+        compiled = load_or_build(steps_key, graph.key.portable, layout.devices, compile_steps)
+        step = compiled["step"]
+        state_info = step.args_info[0][0]  # the state argument, leaf by leaf
         return Programs(
-            init=jax.jit(init_fn).lower(keys, values, data).compile(),
-            step=jax.jit(step_fn).lower(state, data, scalar, scalar, scalar).compile(),
+            init=compiled["init"],
+            step=step,
             outputs=None,
-            state=state,
+            state=jax.tree_util.tree_map(lambda a: _struct(a.shape, a.dtype, batched), state_info),
             chunk=0,
             data_sharding=replicated,
             capacity=capacity,
         )
 
-    def compile_outputs() -> Any:
-        _, _, outputs_fn_all, batched, replicated = functions()
-        data = tuple(_struct(s, d, replicated) for s, d in signature.data)
-        positions = tuple(
-            _struct((plan.chains, plan.draws, *s), d, batched) for s, d in signature.values
-        )
-        return jax.jit(outputs_fn_all).lower(positions, data).compile()
-
-    steps = KERNELS.get_or_compile(step_key(graph, signature, plan, layout), compile_steps)
+    steps_key = step_key(graph, signature, plan, layout)
+    steps = KERNELS.get_or_compile(steps_key, steps_programs)
+    outputs_key = ("outputs", *sampler_key(graph, signature, plan, layout))
     outputs = KERNELS.get_or_compile(
-        ("outputs", *sampler_key(graph, signature, plan, layout)), compile_outputs
+        outputs_key,
+        lambda: load_or_build(outputs_key, graph.key.portable, layout.devices, compile_outputs)[
+            "outputs"
+        ],
     )
     return dataclasses.replace(steps, outputs=outputs, chunk=chunk_length(plan))
 
@@ -321,15 +327,17 @@ def compiled_programs(
 def compiled_logp(graph: ModelGraph, signature: Signature, device: object) -> Any:
     """Compiled ``logp(values, data)`` for one point (used to check jittered start points)."""
 
-    def compile_it() -> Any:
+    def compile_it() -> dict[str, Any]:
         logp_fn, _ = graph.jax_functions()
         sharding = single_device_sharding(device)
         values = tuple(_struct(s, d, sharding) for s, d in signature.values)
         data = tuple(_struct(s, d, sharding) for s, d in signature.data)
-        return jax.jit(logp_fn).lower(values, data).compile()
+        return {"logp": jax.jit(logp_fn).lower(values, data).compile()}
 
     key = ("logp", graph.key, signature, getattr(device, "id", device), str(device))
-    return KERNELS.get_or_compile(key, compile_it)
+    return KERNELS.get_or_compile(
+        key, lambda: load_or_build(key, graph.key.portable, [device], compile_it)["logp"]
+    )
 
 
 def prng_keys(seeds: Sequence[int]) -> np.ndarray:

@@ -1,0 +1,187 @@
+"""Compiled NumPyro programs kept on disk, so a new process neither converts nor traces them.
+
+JAX's persistent compilation cache skips only XLA's compilation: to find a cached executable a
+new process still converts the model to JAX, traces and lowers every program (1.5-2 s on a
+small model, before the first draw of a fresh-process miss, resume or extension). The runner's
+programs are therefore also kept whole, serialised with JAX's
+``jax.experimental.serialize_executable``, in ``cloudcache-programs/`` inside the directory of
+JAX's compilation cache (:mod:`.jax_cache`). A file is named by a digest of everything the
+program depends on: its in-process key (graph key, argument signature, plan, device layout),
+the versions of JAX, jaxlib, NumPyro, PyTensor and PyMC, the source of the code that builds the
+programs and keys the graph, JAX's settings, ``XLA_FLAGS``, the device and, on Linux, the
+CPU's instruction-set flags. A later process with the same digest loads the executable instead
+of building it: the same binary, so the same floats. Only executables compiled in the process
+are kept (one JAX loaded from its own cache serialises without its machine code). Any failure
+to load or save only costs the tracing; a program that cannot be serialised is not kept.
+
+Like JAX's own cache, the directory holds executable code, loaded with :mod:`pickle`: it must
+not be writable by people you do not trust (it is per user by default). Nothing is kept when
+that cache is off or when the graph key holds identity-keyed values (they mean nothing in
+another process).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import pickle
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cloudcache.backends.numpyro.jax_cache import cache_dir
+from cloudcache.util.versions import installed_versions
+
+#: Sub-directory of JAX's compilation cache holding the serialised programs.
+PROGRAMS = "cloudcache-programs"
+
+#: Bumped when what a file holds changes.
+FILE_FORMAT = 1
+
+#: Code whose change can change a program or what its key means (relative to the package).
+_SOURCES = ("backends/numpyro", "fingerprint", "compat/jax.py", "compat/pytensor.py")
+
+_log = logging.getLogger("cloudcache")
+
+Executables = dict[str, Any]
+
+
+def load_or_build(
+    key: Hashable,
+    portable: bool,
+    devices: Sequence[Any],
+    build: Callable[[], Executables],
+) -> Executables:
+    """The compiled programs of ``key`` (name -> ``jax.stages.Compiled``): loaded from disk
+    when kept there, else built by ``build`` and kept (when ``portable``)."""
+    path = _path(key, devices) if portable else None
+    if path is not None:
+        loaded = _load(path, devices)
+        if loaded is not None:
+            return loaded
+    hits = _cache_hits()
+    built = build()
+    # An executable JAX loaded from its own cache serialises without its machine code (jaxlib
+    # 0.12: the copy loaded in a new process fails with "Function ... not found"): only
+    # programs compiled here are kept.
+    if path is not None and _cache_hits() == hits:
+        _save(path, built)
+    return built
+
+
+_hits = threading.local()
+_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+
+
+@functools.cache
+def _listen_for_cache_hits() -> None:
+    import jax
+
+    def count(event: str, **_: Any) -> None:
+        if event == _HIT_EVENT:
+            _hits.count = getattr(_hits, "count", 0) + 1
+
+    jax.monitoring.register_event_listener(count)
+
+
+def _cache_hits() -> int:
+    """Executables JAX has loaded from its persistent cache in this thread so far."""
+    _listen_for_cache_hits()
+    return getattr(_hits, "count", 0)
+
+
+def _path(key: Hashable, devices: Sequence[Any]) -> Path | None:
+    directory = cache_dir()
+    if directory is None:
+        return None
+    text = f"{FILE_FORMAT}|{key!r}|{_environment(devices[0])}"
+    return Path(directory) / PROGRAMS / hashlib.sha256(text.encode()).hexdigest()
+
+
+def _load(path: Path, devices: Sequence[Any]) -> Executables | None:
+    from jax.experimental.serialize_executable import deserialize_and_load
+
+    try:
+        with open(path, "rb") as file:
+            kept = pickle.load(file)
+        return {
+            name: deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
+            for name, (payload, in_tree, out_tree) in kept.items()
+        }
+    except FileNotFoundError:
+        return None
+    except Exception as error:  # a torn or foreign file: traced as if it were not there
+        _log.debug("cloudcache: cannot load the kept program %s (%s)", path.name, error)
+        return None
+
+
+def _save(path: Path, executables: Executables) -> None:
+    from jax.experimental.serialize_executable import serialize
+
+    try:
+        kept = {name: serialize(compiled) for name, compiled in executables.items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                pickle.dump(kept, file, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    except Exception as error:  # not serialisable, or a read-only directory: traced next time
+        _log.debug("cloudcache: cannot keep the program %s (%s)", path.name, error)
+
+
+@functools.cache
+def _source_digest() -> str:
+    """Digest of the code that builds the programs and keys their graphs."""
+    package = Path(__file__).resolve().parents[2]
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        root = package / name
+        for path in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
+            digest.update(str(path.relative_to(package)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _cpu_flags() -> str:
+    """The CPU's instruction-set flags (Linux; elsewhere the machine's name)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith(("flags", "Features")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return f"{platform.machine()} {platform.processor()}"
+
+
+def _environment(device: Any) -> str:
+    """What besides the key decides the executable: libraries, our code, settings, hardware."""
+    import jax
+
+    client = device.client
+    return repr(
+        (
+            sorted(installed_versions("jax", "jaxlib", "numpyro", "pytensor", "pymc").items()),
+            _source_digest(),
+            sys.version_info[:2],
+            bool(jax.config.jax_enable_x64),
+            str(jax.config.jax_default_matmul_precision),
+            os.environ.get("XLA_FLAGS", ""),
+            client.platform,
+            client.platform_version,
+            device.device_kind,
+            len(client.devices()),
+            _cpu_flags(),
+        )
+    )
