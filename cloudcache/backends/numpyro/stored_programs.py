@@ -10,9 +10,10 @@ program depends on: its in-process key (graph key, argument signature, plan, dev
 the versions of JAX, jaxlib, NumPyro, PyTensor and PyMC, the source of the code that builds the
 programs and keys the graph, JAX's settings, ``XLA_FLAGS``, the device and, on Linux, the
 CPU's instruction-set flags. A later process with the same digest loads the executable instead
-of building it: the same binary, so the same floats. Only executables compiled in the process
-are kept (one JAX loaded from its own cache serialises without its machine code). Any failure
-to load or save only costs the tracing; a program that cannot be serialised is not kept.
+of building it: the same binary, so the same floats. A kept program is compiled with JAX's own
+cache off (an executable JAX loaded from its cache serialises without its machine code), so for
+these programs the kept files take that cache's place. A torn or foreign file is built again; a
+program that cannot be serialised is not kept.
 
 Like JAX's own cache, the directory holds executable code, loaded with :mod:`pickle`: it must
 not be writable by people you do not trust (it is per user by default). Nothing is kept when
@@ -22,6 +23,7 @@ another process).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -29,12 +31,12 @@ import os
 import pickle
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from cloudcache.backends.numpyro.jax_cache import cache_dir
+from cloudcache.compat.jax import reset_compilation_cache
 from cloudcache.util.versions import installed_versions
 
 #: Sub-directory of JAX's compilation cache holding the serialised programs.
@@ -64,35 +66,30 @@ def load_or_build(
         loaded = _load(path, devices)
         if loaded is not None:
             return loaded
-    hits = _cache_hits()
-    built = build()
-    # An executable JAX loaded from its own cache serialises without its machine code (jaxlib
-    # 0.12: the copy loaded in a new process fails with "Function ... not found"): only
-    # programs compiled here are kept.
-    if path is not None and _cache_hits() == hits:
-        _save(path, built)
+    if path is None:
+        return build()
+    # Compiled here, never loaded from JAX's own cache: jaxlib 0.12 serialises an executable
+    # it loaded from its cache without its machine code (the copy loaded in a new process
+    # fails with "Function ... not found"). Kept programs take that cache's place.
+    with _without_jax_cache():
+        built = build()
+    _save(path, built)
     return built
 
 
-_hits = threading.local()
-_HIT_EVENT = "/jax/compilation_cache/cache_hits"
-
-
-@functools.cache
-def _listen_for_cache_hits() -> None:
+@contextlib.contextmanager
+def _without_jax_cache() -> Iterator[None]:
+    """JAX's persistent compilation cache off for the block (put back after)."""
     import jax
 
-    def count(event: str, **_: Any) -> None:
-        if event == _HIT_EVENT:
-            _hits.count = getattr(_hits, "count", 0) + 1
-
-    jax.monitoring.register_event_listener(count)
-
-
-def _cache_hits() -> int:
-    """Executables JAX has loaded from its persistent cache in this thread so far."""
-    _listen_for_cache_hits()
-    return getattr(_hits, "count", 0)
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    reset_compilation_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+        reset_compilation_cache()
 
 
 def _path(key: Hashable, devices: Sequence[Any]) -> Path | None:
