@@ -69,6 +69,24 @@ def sampler_tree(
     return tree
 
 
+def result_libraries() -> tuple[str, ...]:
+    """The modules a sampler's result needs and ``import pymc`` does not import: the
+    ``from_dict`` that builds it and the statistics PyMC's convergence checks run."""
+    return ("arviz",) if RETURNS_INFERENCEDATA else ("arviz_base", "arviz_stats")
+
+
+def import_result_libraries() -> None:
+    """Import :func:`result_libraries` (in a thread while a sampler runs: 1-2 s of a new
+    process's first miss); an error is left for the caller's own import to raise."""
+    import importlib
+
+    for name in result_libraries():
+        try:
+            importlib.import_module(name)
+        except Exception:  # the real import, later, says what is wrong
+            return
+
+
 def mean_mcse(posterior: xr.Dataset) -> xr.Dataset:
     """Monte Carlo standard error of each variable's mean (``arviz_stats`` or ArviZ 0.x)."""
     if RETURNS_INFERENCEDATA:

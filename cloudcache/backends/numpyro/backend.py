@@ -10,6 +10,7 @@ convergence warnings (:mod:`.results`).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -220,6 +221,7 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     from cloudcache.backends.numpyro.results import build_datatree, convergence_warnings
     from cloudcache.backends.numpyro.run_checks import failure_symptom
     from cloudcache.backends.numpyro.runner import prng_keys
+    from cloudcache.compat.arviz import import_result_libraries, result_libraries
     from cloudcache.errors import SamplerFailure
     from cloudcache.stores.checkpoints import RESUMED_ATTR
     from cloudcache.stores.final_states import EXTENDED_ATTR
@@ -227,9 +229,18 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
 
     plan = run.plan
     start = time.perf_counter()
-    ran = run_chunks(run, prng_keys(run.seeds))
+    # A new process imports the result's libraries while the sampler runs (the GIL is free
+    # then); nothing else is imported meanwhile, so no two threads wait on each other's imports.
+    importing = None
+    if not all(name in sys.modules for name in result_libraries()):
+        importing = in_background(import_result_libraries)
+    try:
+        ran = run_chunks(run, prng_keys(run.seeds))
+        sampling_time = time.perf_counter() - start
+    finally:
+        if importing is not None:
+            importing.join()
     outputs, stats = ran.outputs, ran.stats
-    sampling_time = time.perf_counter() - start
     symptom = failure_symptom(stats, plan.draws)
     if symptom is not None:
         ran.saving.wait()
