@@ -338,6 +338,28 @@ def test_convergence_warnings_are_logged_unless_quiet(caplog: pytest.LogCaptureF
     assert "divergence" not in caplog.text
 
 
+def test_convergence_checks_run_once_the_entry_is_stored(tmp_path: Path) -> None:
+    """Through ``cloud()`` PyMC's checks (seconds on long runs) come after the entry is written:
+    a process killed while they run has its result stored. The warnings are still logged."""
+    import cloudcache
+
+    seen: list[list[Path]] = []
+
+    class EntriesWhenWarned(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "divergence" in record.getMessage():
+                seen.append(sorted(tmp_path.rglob("*.nc")))
+
+    handler = EntriesWhenWarned()
+    logging.getLogger("pymc").addHandler(handler)
+    try:
+        with cloudcache.cloud(funnel(), cache=str(tmp_path), backend="numpyro"):
+            pm.sample(draws=100, tune=50, chains=2, random_seed=3, progressbar=False)
+    finally:
+        logging.getLogger("pymc").removeHandler(handler)
+    assert seen and seen[0], "the divergence warning came before the entry was stored"
+
+
 # --- compilation caches -------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from cloudcache.stores.base import Entry, EntryRef, Store
 from cloudcache.stores.checkpoints import RESUMED_ATTR, checkpointing
 from cloudcache.stores.final_states import EXTENDED_ATTR, FinalStates, extending
 from cloudcache.ui.announce import announce, announce_hit, announce_miss, logger
+from cloudcache.util.deferred import collecting_after_storing
 from cloudcache.util.jsonable import jsonable
 from cloudcache.util.versions import installed_version
 
@@ -257,7 +258,12 @@ class CachePath:
         if folder is not None and self.overwrite:
             folder.clear()  # overwrite=True samples from the start
         run_key, final = self.final_states(kind, plan, ref, reuse=not failed_audit)
-        with running_backend(), checkpointing(folder), extending(final):
+        with (
+            running_backend(),
+            checkpointing(folder),
+            extending(final),
+            collecting_after_storing() as after_storing,
+        ):
             tree = as_tree(kind.run(plan, self.quiet))
         metadata = self.metadata(kind, plan, key, time.perf_counter() - run_started)
         metadata.update(kind.result_details(tree))
@@ -277,6 +283,8 @@ class CachePath:
             location = self.write(ref, Entry(tree, metadata))
         if folder is not None and location != "uncached":
             folder.served()  # the finished result is stored: the checkpoint has served
+        for work in after_storing:  # PyMC's convergence checks: a kill from here on finds it
+            work()
         record = self.record(kind, key, location, metadata, started, hit=False, audit=failed_audit)
         return kind.deliver(plan.request, kind.result(tree), record)
 

@@ -9,6 +9,7 @@ convergence warnings (:mod:`.results`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -226,6 +227,7 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     from cloudcache.stores.checkpoints import RESUMED_ATTR
     from cloudcache.stores.final_states import EXTENDED_ATTR
     from cloudcache.util.background import in_background
+    from cloudcache.util.deferred import after_storing
 
     plan = run.plan
     start = time.perf_counter()
@@ -268,8 +270,8 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
         said = progress_text(run, ran)
         if said is not None:  # the cache path records and announces it
             tree.attrs[{"resumed": RESUMED_ATTR, "extended": EXTENDED_ATTR}[said[0]]] = said[1]
-        if plan.compute_convergence_checks:
-            convergence_warnings(tree, model, quiet=plan.quiet)
+        if plan.compute_convergence_checks:  # once the result is stored, when it is
+            after_storing(functools.partial(convergence_warnings, tree, model, quiet=plan.quiet))
     finally:
         keeping.join()
     return tree
