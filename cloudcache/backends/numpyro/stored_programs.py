@@ -15,7 +15,10 @@ cache off (an executable JAX loaded from its cache serialises without its machin
 these programs the kept files take that cache's place. A torn or foreign file is built again; a
 program that cannot be serialised is not kept.
 
-Like JAX's own cache, the directory holds executable code, loaded with :mod:`pickle`: it must
+A file is a NumPy archive read with ``allow_pickle=False``: a JSON header (the structure of
+each program's arguments and results, rebuilt from plain containers and NumPyro's own named
+tuples and checked against the structure it was kept from) and each program's bytes, loaded by
+``deserialize_and_load``. Like JAX's own cache, the directory holds executable code: it must
 not be writable by people you do not trust (it is per user by default). Nothing is kept when
 that cache is off or when the graph key holds identity-keyed values (they mean nothing in
 another process).
@@ -26,14 +29,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
+import json
 import logging
 import os
-import pickle
 import sys
 import tempfile
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from cloudcache.backends.numpyro.jax_cache import cache_dir
 from cloudcache.compat.jax import reset_compilation_cache
@@ -43,7 +49,7 @@ from cloudcache.util.versions import installed_versions
 PROGRAMS = "cloudcache-programs"
 
 #: Bumped when what a file holds changes.
-FILE_FORMAT = 1
+FILE_FORMAT = 2
 
 #: Code whose change can change a program or what its key means (relative to the package).
 _SOURCES = ("backends/numpyro", "fingerprint", "compat/jax.py", "compat/pytensor.py")
@@ -104,15 +110,21 @@ def _load(path: Path, devices: Sequence[Any]) -> Executables | None:
     from jax.experimental.serialize_executable import deserialize_and_load
 
     try:
-        with open(path, "rb") as file:
-            kept = pickle.load(file)
-        return {
-            name: deserialize_and_load(payload, in_tree, out_tree, execution_devices=devices)
-            for name, (payload, in_tree, out_tree) in kept.items()
-        }
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+            header = json.loads(str(archive["header"][()]))
+            if header.get("format") != FILE_FORMAT:
+                return None
+            loaded = {}
+            for name, (in_spec, in_text, out_spec, out_text) in header["programs"].items():
+                in_tree, out_tree = _treedef(in_spec, in_text), _treedef(out_spec, out_text)
+                payload = archive[f"program_{name}"].tobytes()
+                loaded[name] = deserialize_and_load(
+                    payload, in_tree, out_tree, execution_devices=devices
+                )
+            return loaded
     except FileNotFoundError:
         return None
-    except Exception as error:  # a torn or foreign file: traced as if it were not there
+    except Exception as error:  # a torn or foreign file: built as if it were not there
         _log.debug("cloudcache: cannot load the kept program %s (%s)", path.name, error)
         return None
 
@@ -121,18 +133,99 @@ def _save(path: Path, executables: Executables) -> None:
     from jax.experimental.serialize_executable import serialize
 
     try:
-        kept = {name: serialize(compiled) for name, compiled in executables.items()}
+        header: dict[str, Any] = {"format": FILE_FORMAT, "programs": {}}
+        arrays: dict[str, np.ndarray] = {}
+        for name, compiled in executables.items():
+            payload, in_tree, out_tree = serialize(compiled)
+            header["programs"][name] = [
+                _tree_spec(in_tree),
+                str(in_tree),
+                _tree_spec(out_tree),
+                str(out_tree),
+            ]
+            arrays[f"program_{name}"] = np.frombuffer(payload, dtype=np.uint8)
+        arrays["header"] = np.array(json.dumps(header))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(handle, "wb") as file:
-                pickle.dump(kept, file, protocol=pickle.HIGHEST_PROTOCOL)
+                file.write(buffer.getbuffer())
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
-    except Exception as error:  # not serialisable, or a read-only directory: traced next time
+    except Exception as error:  # not serialisable, or a read-only directory: built next time
         _log.debug("cloudcache: cannot keep the program %s (%s)", path.name, error)
+
+
+#: Where the classes of a program's argument and result trees may come from (NumPyro's
+#: sampler state); any other class in a kept file makes it unusable.
+_TREE_CLASS_MODULES = ("numpyro.",)
+
+
+def _tree_spec(treedef: Any) -> Any:
+    """A pytree structure as plain JSON: ``"*"`` a leaf, ``None``, ``{"tuple": [...]}``,
+    ``{"list": [...]}``, ``{"dict": keys, "of": [...]}``, ``{"namedtuple": "module:Name",
+    "of": [...]}`` (``ValueError`` for any other node)."""
+    if treedef.num_nodes == 1 and treedef.num_leaves == 1:
+        return "*"
+    kind, aux = treedef.node_data()
+    children = [_tree_spec(child) for child in treedef.children()]
+    if kind is type(None):
+        return None
+    if kind is tuple:
+        return {"tuple": children}
+    if kind is list:
+        return {"list": children}
+    if kind is dict:
+        return {"dict": [str(k) for k in aux], "of": children}
+    if issubclass(kind, tuple) and hasattr(kind, "_fields"):
+        return {"namedtuple": f"{kind.__module__}:{kind.__qualname__}", "of": children}
+    raise ValueError(f"a {kind.__name__} node")
+
+
+def _treedef(spec: Any, text: str) -> Any:
+    """The pytree structure ``spec`` describes; ``ValueError`` unless it prints as ``text``
+    (the structure it was kept from)."""
+    import jax
+
+    treedef = jax.tree_util.tree_structure(_example(spec))
+    if str(treedef) != text:
+        raise ValueError("the kept tree structure does not rebuild")
+    return treedef
+
+
+def _example(spec: Any) -> Any:
+    """A pytree of ``spec``'s structure, every leaf ``0``."""
+    if spec == "*":
+        return 0
+    if spec is None:
+        return None
+    if "tuple" in spec:
+        return tuple(_example(child) for child in spec["tuple"])
+    if "list" in spec:
+        return [_example(child) for child in spec["list"]]
+    children = [_example(child) for child in spec["of"]]
+    if "dict" in spec:
+        return dict(zip(spec["dict"], children, strict=True))
+    return _namedtuple_class(spec["namedtuple"])(*children)
+
+
+def _namedtuple_class(name: str) -> type:
+    """The named-tuple class ``"module:Qualified.Name"``, only from :data:`_TREE_CLASS_MODULES`."""
+    import importlib
+
+    module, _, qualname = name.partition(":")
+    if not module.startswith(_TREE_CLASS_MODULES):
+        raise ValueError(f"a tree class from {module}")
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    if not (isinstance(found, type) and issubclass(found, tuple) and hasattr(found, "_fields")):
+        raise ValueError(f"{name} is not a named tuple")
+    return found
 
 
 @functools.cache
