@@ -8,12 +8,13 @@ programs are therefore also kept whole, serialised with JAX's
 JAX's compilation cache (:mod:`.jax_cache`). A file is named by a digest of everything the
 program depends on: its in-process key (graph key, argument signature, plan, device layout),
 the versions of JAX, jaxlib, NumPyro, PyTensor and PyMC, the source of the code that builds the
-programs and keys the graph, JAX's settings, ``XLA_FLAGS``, the device and, on Linux, the
-CPU's instruction-set flags. A later process with the same digest loads the executable instead
-of building it: the same binary, so the same floats. A kept program is compiled with JAX's own
-cache off (an executable JAX loaded from its cache serialises without its machine code), so for
-these programs the kept files take that cache's place. A torn or foreign file is built again; a
-program that cannot be serialised is not kept.
+programs and keys the graph, JAX's settings (64-bit mode, matmul precision, PRNG
+implementation), ``XLA_FLAGS``, the device and, on Linux, the CPU's instruction-set flags. A
+later process with the same digest loads the executable instead of building it: the same
+binary, so the same floats. A kept program is compiled with JAX's own cache off (an executable
+JAX loaded from its cache serialises without its machine code), so for these programs the kept
+files take that cache's place. A torn or foreign file is built again; a program that cannot be
+serialised is not kept.
 
 A file is a NumPy archive read with ``allow_pickle=False``: a JSON header (the structure of
 each program's arguments and results, rebuilt from plain containers and NumPyro's own named
@@ -267,6 +268,9 @@ def _environment(device: Any) -> str:
             sys.version_info[:2],
             bool(jax.config.jax_enable_x64),
             str(jax.config.jax_default_matmul_precision),
+            # how random keys are split and drawn: traced into the programs
+            str(getattr(jax.config, "jax_default_prng_impl", "")),
+            str(getattr(jax.config, "jax_threefry_partitionable", "")),
             os.environ.get("XLA_FLAGS", ""),
             client.platform,
             client.platform_version,
