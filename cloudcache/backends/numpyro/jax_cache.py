@@ -146,3 +146,19 @@ def compilation_cache_scope() -> Iterator[str | None]:
             jax.config.update("jax_compilation_cache_dir", None)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", saved_min)
             reset_compilation_cache()  # the user's next compilation starts as JAX starts
+
+
+@contextlib.contextmanager
+def persistent_cache_off() -> Iterator[None]:
+    """JAX's persistent compilation cache off for the block, put back after (the runner's
+    kept programs must be compiled, not loaded from it: :mod:`.stored_programs`)."""
+    import jax
+
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    reset_compilation_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
+        reset_compilation_cache()

@@ -27,23 +27,21 @@ another process).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import io
 import json
 import logging
 import os
 import sys
-import tempfile
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cloudcache.backends.numpyro.jax_cache import cache_dir
-from cloudcache.compat.jax import reset_compilation_cache
+from cloudcache.backends.numpyro.jax_cache import cache_dir, persistent_cache_off
+from cloudcache.stores import nofollow
+from cloudcache.stores.checkpoints import archive_bytes, read_archive
 from cloudcache.util.versions import installed_versions
 
 #: Sub-directory of JAX's compilation cache holding the serialised programs.
@@ -68,97 +66,72 @@ def load_or_build(
 ) -> Executables:
     """The compiled programs of ``key`` (name -> ``jax.stages.Compiled``): loaded from disk
     when kept there, else built by ``build`` and kept (when ``portable``)."""
-    path = _path(key, devices) if portable else None
-    if path is not None:
-        loaded = _load(path, devices)
-        if loaded is not None:
-            return loaded
-    if path is None:
+    location = _location(key, devices) if portable else None
+    if location is None:
         return build()
+    loaded = _load(*location, devices)
+    if loaded is not None:
+        return loaded
     # Compiled here, never loaded from JAX's own cache: jaxlib 0.12 serialises an executable
     # it loaded from its cache without its machine code (the copy loaded in a new process
     # fails with "Function ... not found"). Kept programs take that cache's place.
-    with _without_jax_cache():
+    with persistent_cache_off():
         built = build()
-    _save(path, built)
+    _save(*location, built)
     return built
 
 
-@contextlib.contextmanager
-def _without_jax_cache() -> Iterator[None]:
-    """JAX's persistent compilation cache off for the block (put back after)."""
-    import jax
-
-    enabled = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    reset_compilation_cache()
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_compilation_cache", enabled)
-        reset_compilation_cache()
-
-
-def _path(key: Hashable, devices: Sequence[Any]) -> Path | None:
+def _location(key: Hashable, devices: Sequence[Any]) -> tuple[str, str] | None:
+    """``(directory, file name)`` of the kept programs of ``key``; None when nothing is kept."""
     directory = cache_dir()
     if directory is None:
         return None
     text = f"{FILE_FORMAT}|{key!r}|{_environment(devices[0])}"
-    return Path(directory) / PROGRAMS / hashlib.sha256(text.encode()).hexdigest()
+    return directory, hashlib.sha256(text.encode()).hexdigest()
 
 
-def _load(path: Path, devices: Sequence[Any]) -> Executables | None:
+def _load(directory: str, name: str, devices: Sequence[Any]) -> Executables | None:
     from jax.experimental.serialize_executable import deserialize_and_load
 
     try:
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
+        with read_archive(directory, PROGRAMS, name) as archive:
             header = json.loads(str(archive["header"][()]))
             if header.get("format") != FILE_FORMAT:
                 return None
             loaded = {}
-            for name, (in_spec, in_text, out_spec, out_text) in header["programs"].items():
+            for program, (in_spec, in_text, out_spec, out_text) in header["programs"].items():
                 in_tree, out_tree = _treedef(in_spec, in_text), _treedef(out_spec, out_text)
-                payload = archive[f"program_{name}"].tobytes()
-                loaded[name] = deserialize_and_load(
+                payload = archive[f"program_{program}"].tobytes()
+                loaded[program] = deserialize_and_load(
                     payload, in_tree, out_tree, execution_devices=devices
                 )
             return loaded
     except FileNotFoundError:
         return None
     except Exception as error:  # a torn or foreign file: built as if it were not there
-        _log.debug("cloudcache: cannot load the kept program %s (%s)", path.name, error)
+        _log.debug("cloudcache: cannot load the kept program %s (%s)", name, error)
         return None
 
 
-def _save(path: Path, executables: Executables) -> None:
+def _save(directory: str, name: str, executables: Executables) -> None:
     from jax.experimental.serialize_executable import serialize
 
     try:
         header: dict[str, Any] = {"format": FILE_FORMAT, "programs": {}}
         arrays: dict[str, np.ndarray] = {}
-        for name, compiled in executables.items():
+        for program, compiled in executables.items():
             payload, in_tree, out_tree = serialize(compiled)
-            header["programs"][name] = [
+            header["programs"][program] = [
                 _tree_spec(in_tree),
                 str(in_tree),
                 _tree_spec(out_tree),
                 str(out_tree),
             ]
-            arrays[f"program_{name}"] = np.frombuffer(payload, dtype=np.uint8)
+            arrays[f"program_{program}"] = np.frombuffer(payload, dtype=np.uint8)
         arrays["header"] = np.array(json.dumps(header))
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(buffer.getbuffer())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        nofollow.write_atomically(directory, f"{PROGRAMS}/{name}", archive_bytes(arrays))
     except Exception as error:  # not serialisable, or a read-only directory: built next time
-        _log.debug("cloudcache: cannot keep the program %s (%s)", path.name, error)
+        _log.debug("cloudcache: cannot keep the program %s (%s)", name, error)
 
 
 #: Where the classes of a program's argument and result trees may come from (NumPyro's
