@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -194,6 +195,34 @@ def test_single_device_sharding_places_on_that_device_without_a_deprecation() ->
         sharding = single_device_sharding(device)
     assert sharding.device_set == {device}
     assert jax.device_put(np.arange(3.0), sharding).devices() == {device}
+
+
+def test_set_up_lowering_time_kernels_lets_a_loaded_lapack_program_run(tmp_path: Path) -> None:
+    """One process compiles and serialises a Cholesky factorisation (a LAPACK custom call);
+    another loads it without lowering anything, sets the kernels up, and runs it."""
+    program = tmp_path / "cholesky.bin"
+    keep = (
+        "import pickle, sys, jax, jax.numpy as jnp, numpy as np\n"
+        "from jax.experimental.serialize_executable import serialize\n"
+        "compiled = jax.jit(jnp.linalg.cholesky).lower(np.eye(3) * 4.0).compile()\n"
+        "assert 'lapack' in compiled.as_text()\n"
+        "open(sys.argv[1], 'wb').write(pickle.dumps(serialize(compiled)))\n"
+    )
+    load = (
+        "import pickle, sys, numpy as np\n"
+        "from jax.experimental.serialize_executable import deserialize_and_load\n"
+        "from cloudcache.compat.jax import set_up_lowering_time_kernels\n"
+        "payload, in_tree, out_tree = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "program = deserialize_and_load(payload, in_tree, out_tree)\n"
+        "assert set_up_lowering_time_kernels()\n"
+        "print(np.asarray(program(np.eye(3) * 4.0)).diagonal().tolist())\n"
+    )
+    for code in (keep, load):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(program)], capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[0] == "[2.0, 2.0, 2.0]"
 
 
 def test_started_before_fork_is_true_only_in_a_child_of_a_started_jax() -> None:

@@ -18,14 +18,15 @@ from cloudcache.backends.numpyro.stored_programs import PROGRAMS
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: One fresh process: samples a small regression with the NumPyro runner, prints its draws and
-#: whether PyTensor's JAX conversion was imported (it is whenever a program is traced).
+#: One fresh process: samples a small regression with the NumPyro runner (keyword arguments of
+#: the call as JSON in argv[1]), prints its draws and whether PyTensor's JAX conversion was
+#: imported (it is whenever a program is traced).
 SAMPLE = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, {tests!r})
     from test_numpyro_backend import regression_model, run
-    tree = run(regression_model(), random_seed=5)
+    tree = run(regression_model(), random_seed=5, **json.loads(sys.argv[1]))
     print(json.dumps({{
         "beta": tree.posterior["beta"].values.tolist(),
         "lp": tree.sample_stats["lp"].values.tolist(),
@@ -35,10 +36,14 @@ SAMPLE = textwrap.dedent(
 ).format(tests=str(REPO / "tests"))
 
 
-def sample_in_a_new_process(jax_cache: Path) -> dict:
+def sample_in_a_new_process(jax_cache: Path, **call: object) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "CLOUDCACHE_JAX_CACHE_DIR": str(jax_cache)}
     out = subprocess.run(
-        [sys.executable, "-c", SAMPLE], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", SAMPLE, json.dumps(call)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -103,3 +108,17 @@ def test_deleted_programs_are_compiled_and_kept_again(first: tuple[Path, dict]) 
     assert not again["traced"]
     np.testing.assert_array_equal(again["beta"], compiled["beta"])
     np.testing.assert_array_equal(again["lp"], compiled["lp"])
+
+
+def test_a_program_calling_lapack_is_loaded_and_samples_the_same_draws(tmp_path: Path) -> None:
+    """A dense mass matrix puts LAPACK's Cholesky factor and triangular solve into the step
+    program. JAX sets LAPACK up only when it lowers such a call, so a new process that loads the
+    program without lowering anything crashed at its first step (a segmentation fault) until
+    the kept file listed its custom calls and the loader set their kernels up first."""
+    dense = {"init": "jitter+adapt_full"}
+    compiled = sample_in_a_new_process(tmp_path, **dense)
+    assert compiled["traced"]
+    loaded = sample_in_a_new_process(tmp_path, **dense)
+    assert not loaded["traced"]
+    np.testing.assert_array_equal(loaded["beta"], compiled["beta"])
+    np.testing.assert_array_equal(loaded["lp"], compiled["lp"])

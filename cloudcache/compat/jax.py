@@ -2,8 +2,9 @@
 
 All are about JAX's process-wide state: whether its backends exist yet (after that, the number
 of CPU devices is fixed), whether they were started by the parent of a fork child (where they
-cannot run), and putting its persistent compilation cache back to the state it starts in (it is
-then set up again from the current settings at the next compilation).
+cannot run), putting its persistent compilation cache back to the state it starts in (it is
+then set up again from the current settings at the next compilation), and setting up the
+kernels JAX prepares only as it lowers an operation that calls them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,29 @@ def reset_compilation_cache() -> None:
     from jax.experimental.compilation_cache import compilation_cache
 
     compilation_cache.reset_cache()
+
+
+def set_up_lowering_time_kernels() -> bool:
+    """Set up the kernels JAX prepares only while it lowers an operation calling them: LAPACK
+    on CPU (Cholesky, triangular solves: ``jax._src.lax.linalg.initialize_lapack``) and the
+    GPU's hybrid eigensolver. An executable loaded with ``deserialize_and_load`` was never
+    lowered in this process: called before this, it crashes the process (a segmentation fault).
+
+    Returns False where this JAX has no such functions (then such an executable must not be
+    loaded; compiling it sets the kernels up).
+    """
+    try:
+        from jax._src.lax import linalg
+        from jax._src.lib import gpu_solver
+
+        initialize_lapack = linalg.initialize_lapack
+        initialize_hybrid = gpu_solver.initialize_hybrid_kernels if gpu_solver else None
+    except (ImportError, AttributeError):
+        return False
+    initialize_lapack()
+    if initialize_hybrid is not None:
+        initialize_hybrid()
+    return True
 
 
 def single_device_sharding(device: Any) -> Any:

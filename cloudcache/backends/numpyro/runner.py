@@ -218,9 +218,10 @@ class Signature:
 
 
 def step_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout):
-    """Everything the ``init`` and ``step`` programs depend on: :func:`sampler_key` less draws."""
+    """Everything the ``init`` and ``step`` programs depend on: :func:`sampler_key` less draws,
+    plus the step program's buffer length (:func:`step_capacity`)."""
     key = sampler_key(graph, signature, plan, layout)
-    return ("steps", *key[1:3], *key[4:])
+    return ("steps", *key[1:3], *key[4:], step_capacity(signature, plan.chains))
 
 
 def sampler_key(graph: ModelGraph, signature: Signature, plan: RunPlan, layout: ChainLayout):

@@ -19,7 +19,11 @@ serialised is not kept.
 A file is a NumPy archive read with ``allow_pickle=False``: a JSON header (the structure of
 each program's arguments and results, rebuilt from plain containers and NumPyro's own named
 tuples and checked against the structure it was kept from) and each program's bytes, loaded by
-``deserialize_and_load``. Like JAX's own cache, the directory holds executable code: it must
+``deserialize_and_load``. The header also lists the custom calls of each program (LAPACK's
+Cholesky of a dense mass matrix, for one): JAX sets their kernels up only when it lowers such a
+call, so a process loading a program that makes any has them set up first
+(:func:`~cloudcache.compat.jax.set_up_lowering_time_kernels`), or builds the program where this
+JAX cannot. Like JAX's own cache, the directory holds executable code: it must
 not be writable by people you do not trust (it is per user by default). Nothing is kept when
 that cache is off or when the graph key holds identity-keyed values (they mean nothing in
 another process).
@@ -32,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -40,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from cloudcache.backends.numpyro.jax_cache import cache_dir, persistent_cache_off
+from cloudcache.compat.jax import set_up_lowering_time_kernels
 from cloudcache.stores import nofollow
 from cloudcache.stores.checkpoints import archive_bytes, read_archive
 from cloudcache.util.versions import installed_versions
@@ -48,7 +54,7 @@ from cloudcache.util.versions import installed_versions
 PROGRAMS = "cloudcache-programs"
 
 #: Bumped when what a file holds changes.
-FILE_FORMAT = 2
+FILE_FORMAT = 3
 
 #: Code whose change can change a program or what its key means (relative to the package).
 _SOURCES = ("backends/numpyro", "fingerprint", "compat/jax.py", "compat/pytensor.py")
@@ -98,8 +104,12 @@ def _load(directory: str, name: str, devices: Sequence[Any]) -> Executables | No
             header = json.loads(str(archive["header"][()]))
             if header.get("format") != FILE_FORMAT:
                 return None
+            programs = header["programs"]
+            custom_calls = any(entry[4] for entry in programs.values())
+            if custom_calls and not set_up_lowering_time_kernels():
+                return None  # their kernels would be called unset up: built instead
             loaded = {}
-            for program, (in_spec, in_text, out_spec, out_text) in header["programs"].items():
+            for program, (in_spec, in_text, out_spec, out_text, _) in programs.items():
                 in_tree, out_tree = _treedef(in_spec, in_text), _treedef(out_spec, out_text)
                 payload = archive[f"program_{program}"].tobytes()
                 loaded[program] = deserialize_and_load(
@@ -126,12 +136,23 @@ def _save(directory: str, name: str, executables: Executables) -> None:
                 str(in_tree),
                 _tree_spec(out_tree),
                 str(out_tree),
+                _custom_calls(compiled),
             ]
             arrays[f"program_{program}"] = np.frombuffer(payload, dtype=np.uint8)
         arrays["header"] = np.array(json.dumps(header))
         nofollow.write_atomically(directory, f"{PROGRAMS}/{name}", archive_bytes(arrays))
     except Exception as error:  # not serialisable, or a read-only directory: built next time
         _log.debug("cloudcache: cannot keep the program %s (%s)", name, error)
+
+
+def _custom_calls(compiled: Any) -> list[str]:
+    """The custom-call targets ``compiled`` calls (from its optimised HLO text; ``"?"`` for a
+    custom call whose target this cannot read)."""
+    text = compiled.as_text()
+    targets = set(re.findall(r'custom_call_target="([^"]+)"', text))
+    if not targets and "custom-call" in text:
+        targets.add("?")
+    return sorted(targets)
 
 
 #: Where the classes of a program's argument and result trees may come from (NumPyro's
