@@ -198,31 +198,50 @@ def test_single_device_sharding_places_on_that_device_without_a_deprecation() ->
 
 
 def test_set_up_lowering_time_kernels_lets_a_loaded_lapack_program_run(tmp_path: Path) -> None:
-    """One process compiles and serialises a Cholesky factorisation (a LAPACK custom call);
-    another loads it without lowering anything, sets the kernels up, and runs it."""
-    program = tmp_path / "cholesky.bin"
+    """One process compiles and serialises a log-gamma (a math kernel JAX registers at start)
+    and a Cholesky factorisation (a LAPACK kernel JAX sets up as it lowers one); another loads
+    both without lowering anything: the first runs as it is, the second after the set-up."""
+    programs = tmp_path / "programs.bin"
     keep = (
-        "import pickle, sys, jax, jax.numpy as jnp, numpy as np\n"
+        "import pickle, re, sys, jax, jax.numpy as jnp, numpy as np\n"
         "from jax.experimental.serialize_executable import serialize\n"
-        "compiled = jax.jit(jnp.linalg.cholesky).lower(np.eye(3) * 4.0).compile()\n"
-        "assert 'lapack' in compiled.as_text()\n"
-        "open(sys.argv[1], 'wb').write(pickle.dumps(serialize(compiled)))\n"
+        "from cloudcache.compat.jax import needs_lowering_time_kernels\n"
+        "kept = []\n"
+        "for function in (jax.scipy.special.gammaln, jnp.linalg.cholesky):\n"
+        "    compiled = jax.jit(function).lower(np.eye(3) * 4.0).compile()\n"
+        '    calls = re.findall(r\'custom_call_target="([^"]+)"\', compiled.as_text())\n'
+        "    print(needs_lowering_time_kernels(calls))\n"
+        "    kept.append(serialize(compiled))\n"
+        "open(sys.argv[1], 'wb').write(pickle.dumps(kept))\n"
     )
     load = (
         "import pickle, sys, numpy as np\n"
         "from jax.experimental.serialize_executable import deserialize_and_load\n"
         "from cloudcache.compat.jax import set_up_lowering_time_kernels\n"
-        "payload, in_tree, out_tree = pickle.loads(open(sys.argv[1], 'rb').read())\n"
-        "program = deserialize_and_load(payload, in_tree, out_tree)\n"
+        "gammaln, cholesky = [deserialize_and_load(*kept)\n"
+        "                     for kept in pickle.loads(open(sys.argv[1], 'rb').read())]\n"
+        "print(round(float(np.asarray(gammaln(np.eye(3) * 4.0))[0, 0]), 6))\n"
         "assert set_up_lowering_time_kernels()\n"
-        "print(np.asarray(program(np.eye(3) * 4.0)).diagonal().tolist())\n"
+        "print(np.asarray(cholesky(np.eye(3) * 4.0)).diagonal().tolist())\n"
     )
+    outputs = []
     for code in (keep, load):
         out = subprocess.run(
-            [sys.executable, "-c", code, str(program)], capture_output=True, text=True, timeout=300
+            [sys.executable, "-c", code, str(programs)], capture_output=True, text=True, timeout=300
         )
         assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[0] == "[2.0, 2.0, 2.0]"
+        outputs.append(out.stdout.split())
+    assert outputs[0] == ["False", "True"]  # log-gamma needs no set-up, Cholesky does
+    assert outputs[1] == ["1.791759", "[2.0,", "2.0,", "2.0]"]  # log(3!) and the factor
+
+
+def test_needs_lowering_time_kernels_for_any_call_but_jax_math_kernels() -> None:
+    from cloudcache.compat.jax import needs_lowering_time_kernels
+
+    assert not needs_lowering_time_kernels([])
+    assert not needs_lowering_time_kernels(["cpu_lgamma_ffi", "cu_digamma_ffi"])
+    for target in ("lapack_dpotrf_ffi", "cu_hybrid_eig_real", "__cublas$gemm", "?"):
+        assert needs_lowering_time_kernels(["cpu_lgamma_ffi", target]), target
 
 
 def test_started_before_fork_is_true_only_in_a_child_of_a_started_jax() -> None:

@@ -9,7 +9,9 @@ kernels JAX prepares only as it lowers an operation that calls them.
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from cloudcache.util.forks import after_fork_in_child
@@ -33,6 +35,21 @@ def reset_compilation_cache() -> None:
     from jax.experimental.compilation_cache import compilation_cache
 
     compilation_cache.reset_cache()
+
+
+#: Custom-call targets whose kernels JAX registers as it starts, ready without any set-up: its
+#: element-wise math kernels (``cpu_lgamma_ffi``, ``cu_digamma_ffi``).
+_READY_KERNEL = re.compile(r"(cpu|cu|hip)_[a-z0-9]+_ffi")
+
+
+def needs_lowering_time_kernels(custom_calls: Iterable[str]) -> bool:
+    """Whether a program making these custom calls needs :func:`set_up_lowering_time_kernels`
+    before it runs (any target but JAX's element-wise math kernels: LAPACK's, the hybrid
+    eigensolver's, and any this does not know)."""
+    return any(
+        "lapack" in target or "hybrid" in target or not _READY_KERNEL.fullmatch(target)
+        for target in custom_calls
+    )
 
 
 def set_up_lowering_time_kernels() -> bool:

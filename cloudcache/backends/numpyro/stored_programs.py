@@ -19,9 +19,9 @@ serialised is not kept.
 A file is a NumPy archive read with ``allow_pickle=False``: a JSON header (the structure of
 each program's arguments and results, rebuilt from plain containers and NumPyro's own named
 tuples and checked against the structure it was kept from) and each program's bytes, loaded by
-``deserialize_and_load``. The header also lists the custom calls of each program (LAPACK's
-Cholesky of a dense mass matrix, for one): JAX sets their kernels up only when it lowers such a
-call, so a process loading a program that makes any has them set up first
+``deserialize_and_load``. The header also lists the custom calls of each program: JAX sets some
+kernels up only when it lowers a call to them (LAPACK's, such as the Cholesky factor of a dense
+mass matrix), so a process loading a program that makes such calls has them set up first
 (:func:`~cloudcache.compat.jax.set_up_lowering_time_kernels`), or builds the program where this
 JAX cannot. Like JAX's own cache, the directory holds executable code: it must
 not be writable by people you do not trust (it is per user by default). Nothing is kept when
@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from cloudcache.backends.numpyro.jax_cache import cache_dir, persistent_cache_off
-from cloudcache.compat.jax import set_up_lowering_time_kernels
+from cloudcache.compat.jax import needs_lowering_time_kernels, set_up_lowering_time_kernels
 from cloudcache.stores import nofollow
 from cloudcache.stores.checkpoints import archive_bytes, read_archive
 from cloudcache.util.versions import installed_versions
@@ -105,8 +105,8 @@ def _load(directory: str, name: str, devices: Sequence[Any]) -> Executables | No
             if header.get("format") != FILE_FORMAT:
                 return None
             programs = header["programs"]
-            custom_calls = any(entry[4] for entry in programs.values())
-            if custom_calls and not set_up_lowering_time_kernels():
+            custom_calls = [target for entry in programs.values() for target in entry[4]]
+            if needs_lowering_time_kernels(custom_calls) and not set_up_lowering_time_kernels():
                 return None  # their kernels would be called unset up: built instead
             loaded = {}
             for program, (in_spec, in_text, out_spec, out_text, _) in programs.items():
