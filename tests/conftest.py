@@ -61,6 +61,7 @@ PYMC5_TESTS = frozenset(
         "test_pymc_versions.py",
         "test_gallery.py",
         "test_compat.py",
+        "test_convergence_parts.py",
         "test_process_settings.py",
         "test_import_graph.py",
         "test_inference_calls.py",

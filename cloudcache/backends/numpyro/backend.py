@@ -219,7 +219,8 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     the signs of a broken sampler (nothing is returned, so nothing is cached).
     """
     from cloudcache.backends.numpyro.chunked_run import keep_final_state, progress_text, run_chunks
-    from cloudcache.backends.numpyro.results import build_datatree, convergence_warnings
+    from cloudcache.backends.numpyro.convergence import convergence_warnings
+    from cloudcache.backends.numpyro.results import build_datatree
     from cloudcache.backends.numpyro.run_checks import failure_symptom
     from cloudcache.backends.numpyro.runner import prng_keys
     from cloudcache.compat.arviz import import_result_libraries, result_libraries

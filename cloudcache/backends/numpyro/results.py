@@ -1,9 +1,7 @@
-"""Raw runner output -> the ``xarray.DataTree`` that ``pm.sample`` returns, plus its warnings."""
+"""Raw runner output -> the ``xarray.DataTree`` that ``pm.sample`` returns."""
 
 from __future__ import annotations
 
-import logging
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +13,6 @@ from cloudcache.compat.pymc import as_pymc_result, as_tree
 if TYPE_CHECKING:
     import pymc as pm
 
-_log = logging.getLogger("pymc")
 
 #: dtypes of the sample_stats variables, as PyMC's samplers store them.
 STAT_DTYPES: dict[str, Any] = {
@@ -95,14 +92,3 @@ def _add_log_likelihood(tree: xr.DataTree, model: pm.Model, which: Any) -> xr.Da
             progressbar=False,
         )
     )
-
-
-def convergence_warnings(tree: xr.DataTree, model: pm.Model, *, quiet: bool) -> None:
-    """PyMC's divergence, tree-depth, r-hat and ESS checks, logged as ``pm.sample`` logs them."""
-    from pymc.stats.convergence import log_warnings, run_convergence_checks
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        found = run_convergence_checks(as_pymc_result(tree), model)
-    if not quiet:
-        log_warnings(found)
