@@ -4,7 +4,7 @@ The run is always the same sequence of programs: ``init``, then ``step`` once pe
 boundaries fixed by the request), then ``outputs``. When the cache path keeps checkpoints for
 the call (:func:`cloudcache.stores.checkpoints.active_folder`), the state and the draws made so
 far are saved at the first chunk boundary after warm-up and then whenever
-``CLOUDCACHE_CHECKPOINT_SECONDS`` (default 2) have passed since the last save. A run that finds
+``CLOUDCACHE_CHECKPOINT_SECONDS`` (default 1) have passed since the last save. A run that finds
 a checkpoint of its own structure goes on from it; as the programs and their inputs are the
 same, the draws are bit-identical to those of an uninterrupted run.
 
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 #: Seconds of sampling between two checkpoints (after the one that follows warm-up).
 CHECKPOINT_SECONDS_ENV = "CLOUDCACHE_CHECKPOINT_SECONDS"
-DEFAULT_CHECKPOINT_SECONDS = 2.0
+DEFAULT_CHECKPOINT_SECONDS = 1.0
 #: Said on the first Ctrl-C of a run that keeps checkpoints.
 INTERRUPTED = (
     "cloudcache: interrupted: saving the run at the end of the current step, then stopping "
@@ -57,7 +57,7 @@ INTERRUPTED = (
 
 
 def checkpoint_seconds() -> float:
-    """The checkpoint interval: ``CLOUDCACHE_CHECKPOINT_SECONDS`` or 2 (``off``: none)."""
+    """The checkpoint interval: ``CLOUDCACHE_CHECKPOINT_SECONDS`` or 1 (``off``: none)."""
     configured = os.environ.get(CHECKPOINT_SECONDS_ENV, "").strip().lower()
     if not configured:
         return DEFAULT_CHECKPOINT_SECONDS
