@@ -12,7 +12,6 @@ posterior gives (the same messages in the same order) and logged as ``pm.sample`
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 
+from cloudcache.backends.numpyro.devices import available_cores
 from cloudcache.compat.pymc import as_pymc_result
 
 if TYPE_CHECKING:
@@ -158,10 +158,5 @@ def merged_warnings(lists: Sequence[Sequence[Any]]) -> list[Any]:
 
 
 def _workers() -> int:
-    """The threads the checks may use: the cores this process may run on, at most
-    :data:`MAX_PARTS`."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS / Windows
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, MAX_PARTS))
+    """The threads the checks may use: the available cores, at most :data:`MAX_PARTS`."""
+    return min(available_cores(), MAX_PARTS)

@@ -49,6 +49,11 @@ def default_cpu_device_count() -> int | None:
                 f"JAX's own device count alone); got {configured!r}"
             )
         return max(1, count)
+    return available_cores()
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows
