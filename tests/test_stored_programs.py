@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,9 @@ from cloudcache.backends.numpyro.stored_programs import PROGRAMS
 REPO = Path(__file__).resolve().parents[1]
 
 #: One fresh process: samples a small regression with the NumPyro runner (keyword arguments of
-#: the call as JSON in argv[1]), prints its draws and whether PyTensor's JAX conversion was
-#: imported (it is whenever a program is traced).
+#: the call as JSON in argv[1]), prints its draws, whether PyTensor's JAX conversion was
+#: imported (it is whenever a program is traced), whether NumPyro was, and the library the
+#: result names.
 SAMPLE = textwrap.dedent(
     """
     import json, sys
@@ -31,6 +33,9 @@ SAMPLE = textwrap.dedent(
         "beta": tree.posterior["beta"].values.tolist(),
         "lp": tree.sample_stats["lp"].values.tolist(),
         "traced": "pytensor.link.jax.dispatch" in sys.modules,
+        "numpyro_imported": "numpyro.infer" in sys.modules,  # ArviZ puts a lazy "numpyro"
+        "library": [tree.posterior.attrs.get(name) for name in (
+            "inference_library", "inference_library_version")],
     }}))
     """
 ).format(tests=str(REPO / "tests"))
@@ -70,8 +75,11 @@ def test_a_new_process_loads_the_programs_and_samples_the_same_draws(
     assert kept_files(jax_cache)  # the init, step, outputs and log-density programs
     loaded = sample_in_a_new_process(jax_cache)
     assert not loaded["traced"]  # nothing converted to JAX, nothing traced
+    assert not loaded["numpyro_imported"]  # the state's classes are stand-ins
     np.testing.assert_array_equal(loaded["beta"], compiled["beta"])
     np.testing.assert_array_equal(loaded["lp"], compiled["lp"])
+    # the result still names the sampling library and its version, as PyMC's JAX path does
+    assert loaded["library"] == compiled["library"] == ["numpyro", version("numpyro")]
 
 
 def test_a_torn_or_foreign_program_file_is_traced_again(

@@ -16,6 +16,7 @@ from typing import Any
 import xarray as xr
 
 from cloudcache.compat.pymc import RETURNS_INFERENCEDATA, as_tree
+from cloudcache.util.versions import installed_version
 
 
 def sampler_tree(
@@ -24,21 +25,23 @@ def sampler_tree(
     coords: Mapping[str, Any],
     dims: Mapping[str, Any],
     run_attrs: Mapping[str, Any],
-    library: ModuleType,
+    library: str,
     from_dict_kwargs: Mapping[str, Any],
 ) -> xr.DataTree:
     """``groups`` (group -> variable -> array) as the installed PyMC's sampler result.
 
-    ``run_attrs`` are the run's attributes (``sampling_time``, ...), ``library`` the sampling
-    library named in them; ``from_dict_kwargs`` (the rest of ``idata_kwargs``, ``attrs``
-    included) reach ``from_dict`` as PyMC passes them.
+    ``run_attrs`` are the run's attributes (``sampling_time``, ...), ``library`` the name of
+    the sampling library named in them with its installed version (the library itself is not
+    imported: a run from kept programs never imports NumPyro); ``from_dict_kwargs`` (the rest
+    of ``idata_kwargs``, ``attrs`` included) reach ``from_dict`` as PyMC passes them.
     """
     kwargs = dict(from_dict_kwargs)
+    library_module = _named_library(library)
     if RETURNS_INFERENCEDATA:
         import arviz as az
         from arviz.data.base import make_attrs
 
-        attrs = make_attrs(dict(run_attrs), library=library)
+        attrs = make_attrs(dict(run_attrs), library=library_module)
         defaults = {"attrs": attrs, "posterior_attrs": dict(attrs)}
         idata = az.from_dict(
             **{name: dict(values) for name, values in groups.items()},
@@ -52,8 +55,8 @@ def sampler_tree(
 
     data = {name: dict(values) for name, values in groups.items() if values}
     group_attrs: dict[str, Any] = {
-        "posterior": make_attrs(dict(run_attrs), inference_library=library),
-        "sample_stats": make_attrs(dict(run_attrs), inference_library=library),
+        "posterior": make_attrs(dict(run_attrs), inference_library=library_module),
+        "sample_stats": make_attrs(dict(run_attrs), inference_library=library_module),
     }
     group_attrs.update(kwargs.pop("attrs", None) or {})
     tree = from_dict(
@@ -65,8 +68,17 @@ def sampler_tree(
         **kwargs,
     )
     if "observed_data" not in tree.children:  # PyMC keeps the group, empty, with no observations
-        tree["observed_data"] = xr.DataTree(xr.Dataset(attrs=make_attrs(inference_library=library)))
+        attrs = make_attrs(inference_library=library_module)
+        tree["observed_data"] = xr.DataTree(xr.Dataset(attrs=attrs))
     return tree
+
+
+def _named_library(name: str) -> ModuleType:
+    """A module object carrying only ``name`` and its installed version: what ArviZ's
+    ``make_attrs`` reads of an inference library."""
+    library = ModuleType(name)
+    library.__version__ = installed_version(name)  # type: ignore[attr-defined]
+    return library
 
 
 def result_libraries() -> tuple[str, ...]:

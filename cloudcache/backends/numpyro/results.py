@@ -39,7 +39,6 @@ def build_datatree(
     extra_attrs: Mapping[str, Any],
 ) -> xr.DataTree:
     """The DataTree for one run: posterior, sample_stats, observed_data, constant_data."""
-    import numpyro
     from pymc.backends.arviz import (
         coords_and_dims_for_inferencedata,
         find_constants,
@@ -70,7 +69,7 @@ def build_datatree(
         coords=coords,
         dims=dims,
         run_attrs=run_attrs,
-        library=numpyro,
+        library="numpyro",
         from_dict_kwargs=kwargs,
     )
     if log_likelihood:
