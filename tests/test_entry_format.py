@@ -17,10 +17,12 @@ import pytest
 import xarray as xr
 
 from cloudcache.stores import nofollow
+from cloudcache.stores.format.checksums import ChecksumWhileReading
 from cloudcache.stores.format.inspection import check_header
 from cloudcache.stores.format.netcdf import (
     decode_entry,
     encode_entry,
+    load_with_netcdf4,
     stamped_entry,
     tree_checksum,
     write_entry,
@@ -292,3 +294,60 @@ def test_threads_write_and_read_entries_at_once(tmp_path: Path) -> None:
     for thread in threads:
         thread.join(timeout=120)
     assert not failures, failures
+
+
+def test_the_checksum_made_while_reading_is_the_tree_checksum(tmp_path: Path) -> None:
+    """A netCDF4 read hands every array to the checksum as it arrives; the digest made meanwhile
+    is used when the decoded tree holds exactly those arrays, and equals the tree's checksum
+    whether it is used or computed again over a tree that decoding changed."""
+    rng = np.random.default_rng(2)
+    posterior = xr.Dataset(
+        {
+            "mu": (("chain", "draw"), rng.normal(size=(2, 5))),
+            "theta": (("chain", "draw", "school"), rng.normal(size=(2, 5, 3))),
+            "count": (("chain", "draw"), rng.integers(0, 9, size=(2, 5))),
+            "flag": (("chain", "draw"), rng.random((2, 5)) > 0.5),
+        },
+        coords={"chain": [0, 1], "draw": np.arange(5), "school": ["a", "bb", "ccc"]},
+    )
+    dated = xr.Dataset(
+        {"y": ("t", rng.normal(size=4))},
+        coords={"t": np.array(["2026-01-01", "2026-01-02", "2026-01-05", "2026-02-01"], "M8[ns]")},
+    )
+    for groups, speculated in (
+        ({"/posterior": posterior}, True),  # numbers, booleans and text: as read
+        ({"/posterior": posterior, "/observed_data": dated}, False),  # dates decoded from counts
+    ):
+        tree = xr.DataTree.from_dict(groups)
+        path = tmp_path / f"entry-{speculated}.nc"
+        write_entry(tree, KEY, {"kind": "sample"}, str(path))
+        checksum = ChecksumWhileReading()
+        read = load_with_netcdf4(str(path), checksum)
+        assert checksum.result(read) == tree_checksum(read) == tree_checksum(tree)
+        assert checksum.speculated is speculated
+        assert list(read["posterior"].data_vars) == list(posterior.data_vars)  # the file's order
+
+
+def test_the_checksum_made_while_reading_is_not_used_for_other_bytes() -> None:
+    """Announced arrays that the tree does not hold (other bytes, other text, another dtype)
+    make the checksum come from the tree itself, never from what was read."""
+    values = np.arange(6.0).reshape(2, 3)
+    for held in (values + 1, values.astype(np.float32), -0.0 * values):
+        tree = xr.DataTree.from_dict({"/g": xr.Dataset({"v": (("a", "b"), held)})})
+        checksum = ChecksumWhileReading()
+        checksum.group("/")
+        checksum.group("/g")
+        checksum.variable("v", ("a", "b"), values)
+        assert checksum.result(tree) == tree_checksum(tree)
+        assert not checksum.speculated
+    copied = xr.DataTree.from_dict({"/g": xr.Dataset({"v": (("a", "b"), values.copy())})})
+    checksum = ChecksumWhileReading()
+    checksum.group("/")
+    checksum.group("/g")
+    checksum.variable("v", ("a", "b"), values)
+    assert checksum.result(copied) == tree_checksum(copied) and checksum.speculated
+    with pytest.raises(ValueError, match="out of order"):
+        checksum = ChecksumWhileReading()
+        checksum.group("/g")
+        checksum.group("/")
+    checksum.close()
