@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -234,15 +235,20 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     start = time.perf_counter()
     # A new process imports the result's libraries while the sampler runs (the GIL is free
     # then); nothing else is imported meanwhile, so no two threads wait on each other's imports.
-    importing = None
-    if not all(name in sys.modules for name in result_libraries()):
-        importing = in_background(import_result_libraries)
+    # Started once sampling starts: reading a checkpoint or a stored run (zip archives, Python
+    # work) beside the imports took 0.9 s instead of 0.15 s (radon, 22,500 draws resumed).
+    importing: list[threading.Thread] = []
+
+    def import_while_sampling() -> None:
+        if not all(name in sys.modules for name in result_libraries()):
+            importing.append(in_background(import_result_libraries))
+
     try:
-        ran = run_chunks(run, prng_keys(run.seeds))
+        ran = run_chunks(run, prng_keys(run.seeds), import_while_sampling)
         sampling_time = time.perf_counter() - start
     finally:
-        if importing is not None:
-            importing.join()
+        for thread in importing:
+            thread.join()
     outputs, stats = ran.outputs, ran.stats
     symptom = failure_symptom(stats, plan.draws)
     if symptom is not None:

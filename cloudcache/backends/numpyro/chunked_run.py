@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -205,8 +206,15 @@ def progress_text(run: PreparedRun, ran: RunOutput) -> tuple[str, str] | None:
     return None
 
 
-def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
-    """Run ``run``'s programs to the end, from its checkpoint when there is one."""
+def run_chunks(
+    run: PreparedRun, keys: np.ndarray, sampling: Callable[[], None] | None = None
+) -> RunOutput:
+    """Run ``run``'s programs to the end, from its checkpoint when there is one.
+
+    ``sampling`` is called once the starting point is ready (checkpoint or stored run read,
+    state restored), just before the first step: what the caller does meanwhile in a thread
+    then overlaps the sampler (which leaves the GIL free) and not these Python-heavy reads.
+    """
     import jax
 
     programs, plan = run.executable, run.plan
@@ -260,6 +268,8 @@ def run_chunks(run: PreparedRun, keys: np.ndarray) -> RunOutput:
         deferred_interrupt(INTERRUPTED, enabled=saving is not None) as interrupt,
     ):
         writer = CheckpointWriter(saving)
+        if sampling is not None:
+            sampling()
         try:
             state = _run_to_end(run, state, data, start, draws, writer, record, interval, interrupt)
         except BaseException:
