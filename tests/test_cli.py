@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import cli_entries
 import fixtures_s3
 import fsspec
 import pytest
@@ -399,6 +401,27 @@ def test_verify_in_a_fresh_process_never_imports_dask_array(cache, copy):
     )
     assert done.stdout.split() == ["True", "False"], done.stdout[-500:] + done.stderr[-2000:]
     assert f"checked {len(cache.prefixes)} entries" in done.stderr
+
+
+def test_a_hit_in_a_fresh_process_imports_no_part_of_dask(cache):
+    """With Dask installed (the dask extra), building a read entry's indexes through xarray's
+    Dask check imported ``dask`` (~0.1 s of a small hit in a fresh process)."""
+    pytest.importorskip("dask")
+    model_code = inspect.getsource(cli_entries.small_model)
+    code = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "import numpy as np, pymc as pm\n"
+        "import cloudcache as cc\n"
+        f"{model_code}\n"
+        f"with cc.cloud(small_model(), cache={str(cache.root)!r}, backend='pymc') as run:\n"
+        f"    pm.sample(draws=30, **{cli_entries.DRAWS!r})\n"
+        "print(run.last.hit, 'dask' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    )
+    assert done.stdout.split() == ["True", "False"], done.stdout[-500:] + done.stderr[-2000:]
 
 
 # -- English, missing caches, predictive entries, help ----------------------------------

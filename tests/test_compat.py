@@ -168,6 +168,37 @@ def test_read_array_is_wrapped_as_xarrays_backends_wrap_what_they_read() -> None
     xr.testing.assert_identical(decoded, xr.decode_cf(xr.Dataset({"a": (("x", "y"), values)})))
 
 
+def test_dimension_coordinates_read_as_the_index_xarray_builds() -> None:
+    """If this fails, a fresh process's first hit imports dask (~0.1 s) to build each
+    dimension's index: update ``index_or_array``. Other arrays keep the read wrapper."""
+    from xarray.core.indexing import ExplicitlyIndexed
+
+    kept = [
+        np.arange(3, dtype=np.int32),
+        np.arange(3, dtype=np.int64),
+        np.arange(3, dtype=np.uint16),
+        np.array([0.5, 1.5], dtype=np.float32),
+        np.array([0.5, 1.5]),
+        np.array(["county a", "b"], dtype=object),
+    ]
+    for values in kept:
+        held = xarray_compat.index_or_array("x", ("x",), values)
+        built = xr.Dataset({"x": xr.Variable(("x",), held, {"units": "u"})})
+        expected = xr.Dataset({"x": xr.Variable(("x",), values, {"units": "u"})})
+        xr.testing.assert_identical(built, expected)
+        assert built["x"].dtype == values.dtype
+        assert isinstance(built.indexes["x"], type(expected.indexes["x"]))
+    wrapped = [
+        ("x", ("x",), np.array([0.5, 1.5], dtype=np.float16)),  # xarray casts these itself
+        ("x", ("x",), np.array([b"ab", b"c"])),
+        ("x", ("x",), np.array([True, False])),
+        ("x", ("x", "y"), np.zeros((2, 2))),
+        ("a", ("x",), np.arange(3)),  # not a dimension coordinate
+    ]
+    for name, dims, values in wrapped:
+        assert isinstance(xarray_compat.index_or_array(name, dims, values), ExplicitlyIndexed)
+
+
 # -- JAX -----------------------------------------------------------------------------------------
 def test_backends_initialized_turns_true_once_jax_starts() -> None:
     code = (

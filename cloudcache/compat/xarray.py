@@ -93,3 +93,20 @@ def read_array(values: np.ndarray) -> Any:
     except ImportError:
         return values
     return NumpyIndexingAdapter(values)
+
+
+def index_or_array(name: str, dims: tuple[str, ...], values: np.ndarray) -> Any:
+    """What a variable read from a file holds: for a dimension coordinate of a plain dtype,
+    the ``pandas.Index`` xarray would build from it, else :func:`read_array`.
+
+    xarray builds a dimension's index from a bare array through a Dask check that imports
+    ``dask`` when it is installed (~0.1 s once per process, in a small hit of a fresh
+    process); an index given as ``pandas.Index`` is used as it is. Only dtypes an index keeps
+    exactly (integers, floats of 32 bits and more, objects) are given so.
+    """
+    import pandas as pd
+
+    plain = values.dtype.kind in "iu" or (values.dtype.kind == "f" and values.dtype.itemsize >= 4)
+    if dims != (name,) or values.ndim != 1 or not (plain or values.dtype.kind == "O"):
+        return read_array(values)
+    return pd.Index(values, dtype=values.dtype, copy=False)

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from cloudcache.compat.xarray import netcdf4_lock, read_array
+from cloudcache.compat.xarray import index_or_array, netcdf4_lock
 from cloudcache.errors import CorruptEntry, EntryUnreadable
 from cloudcache.stores.format.checksums import (
     ChecksumWhileReading,
@@ -288,7 +288,9 @@ def _read_groups(
                 attrs = {attr: variable.getncattr(attr) for attr in variable.ncattrs()}
                 if checksum is not None:
                     checksum.variable(name, variable.dimensions, _as_decoded(values, attrs))
-                read[name] = xr.Variable(variable.dimensions, read_array(values), attrs)
+                read[name] = xr.Variable(
+                    variable.dimensions, index_or_array(name, variable.dimensions, values), attrs
+                )
             variables = {name: read[name] for name in group.variables}  # the file's order
             attrs = {attr: group.getncattr(attr) for attr in group.ncattrs()}
             groups[path] = xr.decode_cf(xr.Dataset(variables, attrs=attrs)).load()
