@@ -16,6 +16,7 @@ from typing import Any
 import xarray as xr
 
 from cloudcache.compat.pymc import RETURNS_INFERENCEDATA, as_tree
+from cloudcache.compat.xarray import dask_modules_imported_by_xarray
 from cloudcache.util.versions import installed_version
 
 
@@ -83,8 +84,10 @@ def _named_library(name: str) -> ModuleType:
 
 def result_libraries() -> tuple[str, ...]:
     """The modules a sampler's result needs and ``import pymc`` does not import: the
-    ``from_dict`` that builds it and the statistics PyMC's convergence checks run."""
-    return ("arviz",) if RETURNS_INFERENCEDATA else ("arviz_base", "arviz_stats")
+    ``from_dict`` that builds it, the statistics PyMC's convergence checks run and the parts
+    of Dask xarray imports to build and write it (when Dask is installed)."""
+    own = ("arviz",) if RETURNS_INFERENCEDATA else ("arviz_base", "arviz_stats")
+    return own + dask_modules_imported_by_xarray()
 
 
 def import_result_libraries() -> None:

@@ -1,5 +1,6 @@
 """xarray's private DataTree layout, used to copy a tree's nodes without re-checking alignment;
-the lock around its netCDF4 calls, and its wrapper for arrays read into memory.
+the lock around its netCDF4 calls, its wrapper for arrays read into memory, and the parts of
+Dask it imports on its own.
 
 ``DataTree.copy(deep=False)`` rebuilds every node through the public constructor, which checks
 alignment against the parent again: about 1 ms per group, most of a memory hit. The checks
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import threading
 from typing import Any
 
@@ -110,3 +112,19 @@ def index_or_array(name: str, dims: tuple[str, ...], values: np.ndarray) -> Any:
     if dims != (name,) or values.ndim != 1 or not (plain or values.dtype.kind == "O"):
         return read_array(values)
     return pd.Index(values, dtype=values.dtype, copy=False)
+
+
+def dask_modules_imported_by_xarray() -> tuple[str, ...]:
+    """The Dask modules xarray imports, when they are installed, to build a result from NumPy
+    arrays (``dask.array``: is each array a Dask array?) and to write it (``dask.distributed``:
+    which scheduler is running?): 0.4 s of a fresh process's miss, worth importing while a
+    sampler runs. Empty without Dask."""
+    try:
+        if importlib.util.find_spec("dask") is None:
+            return ()
+        wanted = ["dask.array"]
+        if importlib.util.find_spec("distributed") is not None:
+            wanted.append("dask.distributed")
+    except (ImportError, ValueError):  # a broken installation: xarray's own import says so
+        return ()
+    return tuple(wanted)
