@@ -11,6 +11,14 @@ default backend) and ``load_datatree`` of the entry's file, alternating which go
 one process to the next. Wall-clock ratios are the target; the same ratios in CPU time
 (``process_time``) are printed too, as they hold up better when other jobs share the machine.
 The one-off import of the session modules on first use of ``cc.cloud`` is reported apart.
+
+``first_use``: what a new process meets with nothing warmed (a script or a fresh kernel that
+imports PyMC, builds the model and re-runs a cached call): the whole ``with cloud(...)`` block
+of the hit, first use of cloudcache, xarray and netCDF4 included, against the fastest plain
+read in its own fresh process after ``import pymc``, also from cold (importing netCDF4 and
+reading every variable of the file into NumPy arrays), and against ``xarray.load_datatree``
+there. Whether the hit imported any part of Dask (installed with the ``dask`` extra) is
+reported.
 """
 
 from __future__ import annotations
@@ -87,6 +95,69 @@ print(json.dumps({{
 """
 
 
+FIRST_HIT = """
+import json, sys, time
+import pymc as pm
+import cloudcache as cc
+from cloudcache.demo.models import radon_model
+
+model = radon_model(keep_mu={keep_mu})
+started = time.perf_counter()
+with cc.cloud(model, cache={cache!r}, quiet=True) as run:
+    pm.sample(**{call!r})
+seconds = time.perf_counter() - started
+assert run.last.hit and run.last.location.endswith(".nc"), run.last
+print(json.dumps({{"seconds": seconds, "dask": "dask" in sys.modules}}))
+"""
+
+FIRST_FLOOR = """
+import json, sys, time
+import pymc
+
+started = time.perf_counter()
+if {by_hand}:
+    import netCDF4
+
+    def read(group):
+        for variable in group.variables.values():
+            variable[...]
+        for child in group.groups.values():
+            read(child)
+
+    with netCDF4.Dataset({path!r}) as root:
+        read(root)
+else:
+    import xarray as xr
+
+    xr.load_datatree({path!r}, engine="netcdf4")
+print(json.dumps({{"seconds": time.perf_counter() - started, "dask": "dask" in sys.modules}}))
+"""
+
+
+def first_use(keep_mu: bool, cache: str, path: str, processes: int) -> dict:
+    """Fresh processes with nothing warmed: the hit against plain reads (see the module doc),
+    the three interleaved."""
+    hits, by_hand, xarray_reads = [], [], []
+    for _ in range(processes):
+        hits.append(fresh(FIRST_HIT.format(keep_mu=keep_mu, cache=cache, call=CALL)))
+        by_hand.append(fresh(FIRST_FLOOR.format(by_hand=True, path=path)))
+        xarray_reads.append(fresh(FIRST_FLOOR.format(by_hand=False, path=path)))
+
+    def median_ms(runs: list[dict]) -> float:
+        return round(statistics.median(run["seconds"] for run in runs) * 1000, 1)
+
+    hit, floor = median_ms(hits), median_ms(by_hand)
+    return {
+        "hit_ms": hit,
+        "netcdf4_by_hand_ms": floor,
+        "load_datatree_ms": median_ms(xarray_reads),
+        "hit_over_netcdf4_by_hand": round(hit / floor, 2),
+        "hit_over_load_datatree": round(hit / median_ms(xarray_reads), 2),
+        "hit_imported_dask": any(run["dask"] for run in hits),
+        "load_datatree_imported_dask": any(run["dask"] for run in xarray_reads),
+    }
+
+
 def median_seconds(action: Callable[[], object], repeats: int) -> float:
     """Median wall time of ``action`` called back to back."""
     times = []
@@ -143,6 +214,7 @@ def entry_case(name: str, keep_mu: bool, cache: str, repeats: int, processes: in
         "fresh_hit_over_floor_cpu_all": [round(ratio, 3) for ratio in cpu_ratios],
         "session_import_ms": round(statistics.median(r["imports_s"] for r in runs) * 1000, 1),
         "modules_loaded_by_fresh_hit": sorted({m for run in runs for m in run["loaded"]}),
+        "first_use": first_use(keep_mu, cache, path, processes),
     }
 
 
