@@ -351,3 +351,52 @@ def test_the_checksum_made_while_reading_is_not_used_for_other_bytes() -> None:
         checksum.group("/g")
         checksum.group("/")
     checksum.close()
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        np.array(["2026-01-01", "NaT", "2026-03-01"], "M8[us]"),  # pandas 3's date ranges
+        np.array(["2026-01-01T01:02:03", "2026-02-01", "2026-02-02"], "M8[s]"),
+        np.array(["2026-01-01T00:00:00.000001", "2026-01-02", "2026-01-03"], "M8[us]"),
+        np.array([1, 2_000_000, 3], "m8[us]"),
+    ],
+    ids=["us-with-nat", "seconds", "sub-second", "durations"],
+)
+def test_times_of_any_unit_verify_after_the_round_trip(tmp_path: Path, times: np.ndarray) -> None:
+    """xarray reads dates back in nanoseconds whatever unit was written: the checksum counts
+    the times, not the unit (a model with date coordinates had every entry rejected as
+    damaged, so every call sampled again)."""
+    posterior = xr.Dataset(
+        {"a": (("t",), np.arange(3.0)), "when": (("u",), times)}, coords={"t": times}
+    )
+    tree = xr.DataTree.from_dict({"/posterior": posterior})
+    path = tmp_path / "dated.nc"
+    write_entry(tree, KEY, {"kind": "sample"}, str(path))
+    read, _ = decode_entry(str(path), KEY)
+    for name in ("t", "when"):
+        held = read["posterior"][name].values
+        assert held.dtype.kind == times.dtype.kind
+        np.testing.assert_array_equal(held, times)
+    assert tree_checksum(read) == tree_checksum(tree)
+
+
+def test_a_model_with_date_coordinates_is_a_hit_from_disk(tmp_path: Path) -> None:
+    """The whole path: a PyMC model whose coordinates are a pandas date range is sampled, then
+    answered from its file."""
+    import pandas as pd
+    import pymc as pm
+
+    import cloudcache as cc
+
+    days = pd.date_range("2026-01-01", periods=4, freq="D")
+    with pm.Model(coords={"day": days}) as model:
+        level = pm.Normal("level", 0.0, 1.0, dims="day")
+        pm.Normal("y", level, 1.0, observed=np.arange(4.0), dims="day")
+    call = {"draws": 20, "tune": 20, "chains": 1, "random_seed": 1, "progressbar": False}
+    hits = []
+    for _ in range(2):
+        with cc.cloud(model, cache=cc.FileStore(str(tmp_path)), backend="pymc", quiet=True) as run:
+            pm.sample(compute_convergence_checks=False, **call)
+        hits.append(run.last.hit)
+    assert hits == [False, True]

@@ -46,11 +46,24 @@ def _add_variable(
     digest.token("var", name)
     digest.token("dims", ",".join(map(str, dims)))
     if values.dtype.kind in "Mm":  # dates and durations: their 64-bit counts
-        values = values.view(np.int64)
+        values = _time_counts(values)
     if values.dtype.kind in "OUS":
         digest.token("text", "\x1f".join(map(str, values.ravel().tolist())))
     else:
         digest.array(values)
+
+
+def _time_counts(values: np.ndarray) -> np.ndarray:
+    """Dates or durations as 64-bit counts of nanoseconds where every value has one, else of
+    their own unit: a NetCDF round trip may change the unit, not the times (pandas 3 makes
+    microseconds, xarray reads them back as nanoseconds)."""
+    try:
+        in_ns = values.astype(f"{values.dtype.kind}8[ns]")
+    except OverflowError:  # outside the nanosecond range (years before 1678 or after 2261)
+        return values.view(np.int64)
+    if np.array_equal(in_ns.astype(values.dtype).view(np.int64), values.view(np.int64)):
+        return in_ns.view(np.int64)
+    return values.view(np.int64)
 
 
 def attrs_checksum(tree: xr.DataTree, record: dict[str, Any]) -> str:
