@@ -13,6 +13,7 @@ import h5netcdf
 import h5py
 import netCDF4
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -384,7 +385,6 @@ def test_times_of_any_unit_verify_after_the_round_trip(tmp_path: Path, times: np
 def test_a_model_with_date_coordinates_is_a_hit_from_disk(tmp_path: Path) -> None:
     """The whole path: a PyMC model whose coordinates are a pandas date range is sampled, then
     answered from its file."""
-    import pandas as pd
     import pymc as pm
 
     import cloudcache as cc
@@ -400,3 +400,26 @@ def test_a_model_with_date_coordinates_is_a_hit_from_disk(tmp_path: Path) -> Non
             pm.sample(compute_convergence_checks=False, **call)
         hits.append(run.last.hit)
     assert hits == [False, True]
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        pd.CategoricalIndex(["a", "b"]),
+        pd.date_range("2026-01-01", periods=2, tz="UTC"),
+        pd.period_range("2026-01", periods=2, freq="M"),
+    ],
+    ids=["categories", "time-zone", "periods"],
+)
+def test_a_pandas_type_netcdf_cannot_hold_is_refused_by_name(tmp_path: Path, index) -> None:
+    """A coordinate of a pandas type with no NetCDF form is refused with its name and type (the
+    write failed inside our stamping with "'CategoricalDtype' object has no attribute
+    'hasobject'"); the cache path warns with this and returns the result uncached."""
+    from cloudcache.errors import StoreError
+
+    tree = xr.DataTree.from_dict(
+        {"/posterior": xr.Dataset({"a": (("k",), np.zeros(2))}, coords={"k": index})}
+    )
+    with pytest.raises(StoreError, match=r"/posterior/k holds .*no NetCDF form.*list\(index\)"):
+        write_entry(tree, KEY, {"kind": "sample"}, str(tmp_path / "typed.nc"))
+    assert not (tmp_path / "typed.nc").exists()

@@ -32,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from cloudcache.compat.xarray import index_or_array, netcdf4_lock
-from cloudcache.errors import CorruptEntry, EntryUnreadable
+from cloudcache.errors import CorruptEntry, EntryUnreadable, StoreError
 from cloudcache.stores.format.checksums import (
     ChecksumWhileReading,
     attrs_checksum,
@@ -65,8 +65,17 @@ def storable(tree: xr.DataTree) -> xr.DataTree:
     NetCDF has no "Python object" type: nutpie's ``divergence_message`` (``None`` or NaN where
     a draw did not diverge, text where it did) would come back as floats or fixed-width text
     and fail its own checksum. Missing items are stored as ``""``; other object arrays are
-    left to xarray.
+    left to xarray. A pandas type NetCDF cannot hold (categories, periods, dates with a time
+    zone) raises :class:`StoreError` naming the variable.
     """
+    for node in tree.subtree:
+        for name, variable in node.to_dataset(inherit=False).variables.items():
+            if not isinstance(variable.dtype, np.dtype):
+                raise StoreError(
+                    f"{node.path.rstrip('/')}/{name} holds {variable.dtype}, a pandas type with "
+                    "no NetCDF form (give the model's coordinates as plain values, such as "
+                    "list(index), to cache this result)"
+                )
     if not any(v.dtype.hasobject for node in tree.subtree for v in node.dataset.variables.values()):
         return tree
     groups = {}
