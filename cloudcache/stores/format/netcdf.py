@@ -68,6 +68,7 @@ def storable(tree: xr.DataTree) -> xr.DataTree:
     left to xarray. A pandas type NetCDF cannot hold (categories, periods, dates with a time
     zone) raises :class:`StoreError` naming the variable.
     """
+    has_objects = False
     for node in tree.subtree:
         for name, variable in node.to_dataset(inherit=False).variables.items():
             if not isinstance(variable.dtype, np.dtype):
@@ -76,7 +77,8 @@ def storable(tree: xr.DataTree) -> xr.DataTree:
                     "no NetCDF form (give the model's coordinates as plain values, such as "
                     "list(index), to cache this result)"
                 )
-    if not any(v.dtype.hasobject for node in tree.subtree for v in node.dataset.variables.values()):
+            has_objects = has_objects or variable.dtype.hasobject
+    if not has_objects:
         return tree
     groups = {}
     for node in tree.subtree:
