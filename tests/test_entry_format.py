@@ -382,6 +382,59 @@ def test_times_of_any_unit_verify_after_the_round_trip(tmp_path: Path, times: np
     assert tree_checksum(read) == tree_checksum(tree)
 
 
+@pytest.mark.parametrize("through", ["entry", "remote result"])
+def test_times_come_back_in_the_unit_they_were_written_in(tmp_path: Path, through: str) -> None:
+    """xarray decodes every date to nanoseconds: a hit (or a result sent back by a Dask
+    worker) gave ``datetime64[ns]`` where the sampled result held pandas 3's
+    ``datetime64[us]``. The units are kept with the file and given back; nanoseconds and
+    durations (which xarray keeps) are left as they are."""
+    from cloudcache.executors.remote_task import tree_from_bytes, tree_to_bytes
+
+    days = pd.date_range("2026-01-01", periods=3, freq="D")
+    assert days.dtype == np.dtype("M8[us]")  # pandas 3, as the project pins
+    stamps = np.array(["2026-01-01T00:00:01", "NaT"], "M8[ms]")
+    posterior = xr.Dataset(
+        {
+            "a": (("day",), np.arange(3.0)),
+            "stamp": (("k",), stamps),
+            "lag": (("k",), np.array([1, 2], "m8[s]")),
+            "exact": (("k",), np.array(["2026-01-01T00:00:00.000000001", "NaT"], "M8[ns]")),
+        },
+        coords={"day": days, "when": (("k",), np.array(["2026-02-01", "2026-03-01"], "M8[s]"))},
+    )
+    tree = xr.DataTree.from_dict({"/": xr.Dataset(attrs={"note": "kept"}), "/posterior": posterior})
+    if through == "entry":
+        path = tmp_path / "dated.nc"
+        write_entry(tree, KEY, {"kind": "sample"}, str(path))
+        read, metadata = decode_entry(str(path), KEY)
+        assert metadata["time_units"]["/posterior/day"] == "us"
+    else:
+        read = tree_from_bytes(tree_to_bytes(tree))
+    for name, variable in tree["posterior"].variables.items():
+        assert read["posterior"][name].dtype == variable.dtype, name
+    assert isinstance(read["posterior"].indexes["day"], pd.DatetimeIndex)
+    assert read.attrs == {"note": "kept"}
+    xr.testing.assert_identical(read, tree)
+
+
+def test_an_entry_naming_odd_time_units_is_damaged(tmp_path: Path) -> None:
+    """A record naming a variable that is not a date, or a unit pandas has not, is refused as
+    a damaged entry (never a crash, never a tree half converted)."""
+    from cloudcache.compat.xarray import with_time_units
+
+    tree = xr.DataTree.from_dict(
+        {"/posterior": xr.Dataset({"a": (("t",), np.arange(2.0))}, coords={"t": [0, 1]})}
+    )
+    for units in ({"/posterior/a": "us"}, {"/posterior/t": "us"}, {"/nowhere/a": "us"}, ["us"]):
+        with pytest.raises(ValueError):
+            with_time_units(tree, units)  # type: ignore[arg-type]
+    dated = xr.DataTree.from_dict(
+        {"/posterior": xr.Dataset({"w": (("k",), np.array(["2026-01-01"], "M8[ns]"))})}
+    )
+    with pytest.raises(ValueError, match="unit"):
+        with_time_units(dated, {"/posterior/w": "D"})
+
+
 def test_a_model_with_date_coordinates_is_a_hit_from_disk(tmp_path: Path) -> None:
     """The whole path: a PyMC model whose coordinates are a pandas date range is sampled, then
     answered from its file."""

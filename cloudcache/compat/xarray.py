@@ -128,3 +128,58 @@ def dask_modules_imported_by_xarray() -> tuple[str, ...]:
     except (ImportError, ValueError):  # a broken installation: xarray's own import says so
         return ()
     return tuple(wanted)
+
+
+#: The units a date or duration variable may be given back in (pandas' own).
+TIME_UNITS = ("s", "ms", "us", "ns")
+
+
+def time_units(tree: xr.DataTree) -> dict[str, str]:
+    """``{"/group/name": unit}`` of each date or duration variable of ``tree`` not held in
+    nanoseconds.
+
+    xarray's NetCDF decoding gives dates back in nanoseconds (where they fit), whatever unit
+    they were written in: with pandas 3 a model's date coordinates are microseconds, and a
+    result read from a file would differ in dtype from the one sampled. What this returns,
+    kept with the file, lets :func:`with_time_units` give the reader the sampled dtypes.
+    """
+    units = {}
+    for node in tree.subtree:
+        for name, variable in node.to_dataset(inherit=False).variables.items():
+            if variable.dtype.kind in "mM":
+                unit, _ = np.datetime_data(variable.dtype)
+                if unit != "ns" and unit in TIME_UNITS:
+                    units[f"{node.path.rstrip('/')}/{name}"] = unit
+    return units
+
+
+def with_time_units(tree: xr.DataTree, units: dict[str, str]) -> xr.DataTree:
+    """``tree`` (as read from a file) with each variable :func:`time_units` named given back
+    in its unit (exact: the values were written in that unit). Raises ``ValueError`` when
+    ``units`` names something ``tree`` does not hold as a date or duration."""
+    if not units:
+        return tree
+    if not isinstance(units, dict):
+        raise ValueError(f"time units must be a mapping, not {type(units).__name__}")
+    import pandas as pd
+
+    groups = {node.path: node.to_dataset(inherit=False) for node in tree.subtree}
+    for where, unit in units.items():
+        path, _, name = str(where).rpartition("/")
+        dataset = groups.get(path or "/")
+        variable = None if dataset is None else dataset.variables.get(name)
+        if variable is None or variable.dtype.kind not in "mM" or unit not in TIME_UNITS:
+            raise ValueError(f"no date or duration {where!r} to give in unit {unit!r}")
+        kind = "datetime64" if variable.dtype.kind == "M" else "timedelta64"
+        values = variable.values.astype(f"{kind}[{unit}]")
+        if variable.dims == (name,):  # a dimension coordinate: its index, built as a reader does
+            data: Any = pd.Index(values, name=name, copy=False)
+        else:
+            data = read_array(values)
+        replaced = xr.Variable(variable.dims, data, variable.attrs, variable.encoding)
+        if name in dataset.coords:
+            dataset.coords[name] = replaced
+        else:
+            dataset[name] = replaced
+        groups[path or "/"] = dataset.load()
+    return xr.DataTree.from_dict(groups)

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import importlib.util
 import io
+import json
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,6 +35,10 @@ CHECKED_PACKAGES: tuple[str, ...] = ("cloudcache", "pymc", "pytensor", "jax", "j
 #: NetCDF engines for results, fastest first, with the module each needs (each engine reads
 #: the other's files).
 ENGINES: dict[str, str] = {"netcdf4": "netCDF4", "h5netcdf": "h5netcdf"}
+
+#: The root attribute of a sent result naming the unit of each date not in nanoseconds
+#: (NetCDF's decoding gives dates back in nanoseconds).
+TIME_UNITS_ATTR = "cloudcache_time_units"
 
 #: Seconds between two progress events a worker sends.
 PROGRESS_INTERVAL = 1.0
@@ -54,22 +59,34 @@ def result_engine() -> str:
 
 
 def tree_to_bytes(tree: Any) -> bytes:
-    """Serialise a DataTree (or PyMC 5's InferenceData, as a DataTree) to NetCDF4 bytes."""
+    """Serialise a DataTree (or PyMC 5's InferenceData, as a DataTree) to NetCDF4 bytes; the
+    unit of each date not in nanoseconds travels in a root attribute."""
     from cloudcache.compat.pymc import as_tree
+    from cloudcache.compat.xarray import time_units
     from cloudcache.stores.files import without_dask_locks
 
+    tree = as_tree(tree)
+    units = time_units(tree)
+    if units:
+        tree = tree.copy(deep=False)
+        tree.attrs = {**tree.attrs, TIME_UNITS_ATTR: json.dumps(units)}
     with without_dask_locks():
-        return bytes(as_tree(tree).to_netcdf(engine=result_engine()))
+        return bytes(tree.to_netcdf(engine=result_engine()))
 
 
 def tree_from_bytes(payload: bytes) -> Any:
-    """Load a DataTree from NetCDF4 bytes made by :func:`tree_to_bytes` (with either engine)."""
+    """Load a DataTree from NetCDF4 bytes made by :func:`tree_to_bytes` (with either engine),
+    its dates in the units they were sent in."""
     import xarray as xr
+
+    from cloudcache.compat.xarray import with_time_units
 
     engine = result_engine()
     source = payload if engine == "netcdf4" else io.BytesIO(payload)
     with xr.open_datatree(source, engine=engine) as opened:
-        return opened.load()
+        tree = opened.load()
+    units = tree.attrs.pop(TIME_UNITS_ATTR, None)
+    return with_time_units(tree, json.loads(units)) if units else tree
 
 
 class _Reporter:

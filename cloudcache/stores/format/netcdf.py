@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 import xarray as xr
 
-from cloudcache.compat.xarray import index_or_array, netcdf4_lock
+from cloudcache.compat.xarray import index_or_array, netcdf4_lock, time_units, with_time_units
 from cloudcache.errors import CorruptEntry, EntryUnreadable, StoreError
 from cloudcache.stores.format.checksums import (
     ChecksumWhileReading,
@@ -54,6 +54,9 @@ _T = TypeVar("_T")
 #: thread-safe, and xarray's own lock guards each array written but not the creation of
 #: variables: two threads writing entries at once crashed the process.
 _NETCDF4_FILES = threading.Lock()
+
+#: The metadata field naming the unit of each date or duration not held in nanoseconds.
+TIME_UNITS_FIELD = "time_units"
 
 #: The engine that writes entries (``GENERAL_ENGINE`` when it refuses a tree's types).
 ENGINE = FAST_ENGINE
@@ -118,6 +121,9 @@ def stamped_entry(tree: xr.DataTree, key: str, metadata: dict[str, Any]) -> xr.D
     record = json.loads(
         json.dumps(dict(metadata, key=key, checksum=tree_checksum(tree)), default=str)
     )
+    units = time_units(tree)
+    if units:  # dates come back in nanoseconds: the reader gives them back in these
+        record[TIME_UNITS_FIELD] = units
     record["attrs_checksum"] = attrs_checksum(tree, record)
     stamped = tree.copy(deep=False)
     stamped.attrs = {
@@ -202,6 +208,10 @@ def decode_entry(
         raise CorruptEntry("the key changed while the entry was read")
     _verify_checksums(tree, metadata, checksum)
     tree.attrs = {k: v for k, v in tree.attrs.items() if k not in (KEY_ATTR, METADATA_ATTR)}
+    try:
+        tree = with_time_units(tree, metadata.get(TIME_UNITS_FIELD) or {})
+    except ValueError as error:
+        raise CorruptEntry(f"odd time units in the record ({error})") from error
     return tree, metadata
 
 
