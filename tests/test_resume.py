@@ -10,7 +10,9 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,3 +148,87 @@ def test_a_checkpoint_that_cannot_be_written_never_stops_the_run(
     assert answer["mu"] == uninterrupted["mu"] and answer["lp"] == uninterrupted["lp"]
     assert (tmp_path / RESUME_DIR).read_text() == "not a folder"  # nothing removed but ours
     assert _run(tmp_path, CALL, env)["hit"] is True  # the result was stored
+
+
+class _HeldFolder:
+    """A real local checkpoint folder whose third and later writes wait until ``release`` is
+    set: a store that has become slow. A write held 20 s lets every write go and says so."""
+
+    def __init__(self, root: Path) -> None:
+        from cloudcache.stores.checkpoints import LocalFolder
+
+        self.inner = LocalFolder(str(root), "held")
+        self.release = threading.Event()
+        self.writes: list[str] = []
+        self.held_too_long = False
+
+    @property
+    def path(self) -> str:
+        return self.inner.path
+
+    def write(self, name: str, payload: bytes) -> None:
+        self.writes.append(name)
+        if len(self.writes) > 2 and not self.release.wait(20):
+            self.held_too_long = True
+            self.release.set()
+        self.inner.write(name, payload)
+
+    def archive(self, name: str) -> Any:
+        return self.inner.archive(name)
+
+    def written_at(self, name: str) -> float | None:
+        return self.inner.written_at(name)
+
+    def remove_all(self) -> None:
+        self.inner.remove_all()
+
+
+def _in_process_run(folder: Any) -> dict[str, Any]:
+    """A real NumPyro run of the eight-schools test model in this process, its checkpoints
+    in ``folder`` (``None``: none); its draws."""
+    import pymc as pm
+    import pymc.sampling.mcmc as mcmc
+
+    from cloudcache.backends.numpyro.backend import prepare_run
+    from cloudcache.backends.numpyro.chunked_run import run_chunks
+    from cloudcache.backends.numpyro.plan import plan_request
+    from cloudcache.backends.numpyro.runner import prng_keys
+    from cloudcache.calls.request import normalize_sample_call
+    from cloudcache.stores.checkpoints import checkpointing
+
+    with pm.Model() as model:  # the subprocesses' eight schools
+        mu = pm.Normal("mu", 0, 5)
+        tau = pm.HalfCauchy("tau", 5)
+        theta = pm.Normal("theta", mu, tau, shape=8)
+        sigma = np.array([15.0, 10, 16, 11, 9, 11, 10, 18])
+        pm.Normal("y", theta, sigma, observed=np.array([28.0, 8, -3, 7, -1, 1, 18, 12]))
+    request = normalize_sample_call(mcmc.sample, (), {**CALL, "draws": 1500, "model": model})
+    prepared = prepare_run(model, plan_request(request), 11, "cpu")
+    with checkpointing(folder):
+        ran = run_chunks(prepared, prng_keys(prepared.seeds))
+    return {"ran": ran, **ran.draws}
+
+
+def test_a_slow_checkpoint_save_never_holds_the_sampler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an interval, a boundary reached while the save before is still being written is
+    passed by: the run samples to its end while a save is held, starts no second save
+    meanwhile, and gives the draws of a run without checkpoints."""
+    from cloudcache.stores.checkpoints import CheckpointFolder
+
+    monkeypatch.setenv("CLOUDCACHE_CHECKPOINT_SECONDS", "0.000001")  # every boundary is due
+    held = _HeldFolder(tmp_path)
+    try:
+        run = _in_process_run(CheckpointFolder(str(tmp_path), "held", storage=held))
+        writes_while_held = len(held.writes)
+    finally:
+        held.release.set()
+    run.pop("ran").saving.wait()
+    assert not held.held_too_long  # the sampler finished while the save was held
+    assert writes_while_held == 3  # the first save's two files, then the held one alone
+    plain = _in_process_run(None)
+    plain.pop("ran")
+    assert set(run) == set(plain)
+    for name, values in plain.items():
+        np.testing.assert_array_equal(run[name], values)

@@ -54,6 +54,11 @@ class CheckpointWriter:
         self._thread = threading.Thread(target=self._write, args=args, daemon=True)
         self._thread.start()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a save is still being written."""
+        return self._thread is not None and self._thread.is_alive()
+
     def save_now(self, snapshot: Snapshot, record: Mapping[str, Any]) -> Exception | None:
         """Save at once, after the save in progress (a Ctrl-C's save); the error of a save
         that failed (the last checkpoint then stays as it was), else None."""
