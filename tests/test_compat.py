@@ -199,29 +199,45 @@ def test_dimension_coordinates_read_as_the_index_xarray_builds() -> None:
         assert isinstance(xarray_compat.index_or_array(name, dims, values), ExplicitlyIndexed)
 
 
-def test_result_libraries_are_all_a_result_imports_to_be_built_and_written(tmp_path) -> None:
-    """A NumPyro miss imports :func:`result_libraries` while it samples; building the result
+def test_building_libraries_are_all_a_result_imports_to_be_built_and_written(tmp_path) -> None:
+    """A NumPyro miss imports :func:`building_libraries` while it samples (then the checks'
+    libraries, in the same thread, while the result is built and written); building the result
     and writing it must then import nothing heavy on the caller's thread (with Dask installed,
-    xarray imported ``dask.array`` and ``dask.distributed`` there: 0.4 s of a fresh miss)."""
+    xarray imported ``dask.array`` and ``dask.distributed`` there: 0.4 s of a fresh miss), and
+    nothing the checks' libraries import (the two threads never wait on each other)."""
     code = (
         "import sys\n"
         "import numpy as np, pymc\n"
-        "from cloudcache.compat.arviz import import_result_libraries, sampler_tree\n"
+        "from cloudcache.compat.arviz import building_libraries, import_libraries, sampler_tree\n"
         "from cloudcache.stores.format.netcdf import write_entry\n"
-        "import_result_libraries()\n"
+        "import_libraries(building_libraries())\n"
         "before = set(sys.modules)\n"
         "tree = sampler_tree({'posterior': {'a': np.zeros((2, 5, 3))}, 'sample_stats': "
         "{'diverging': np.zeros((2, 5), bool)}}, coords={'k': [1, 2, 3]}, dims={'a': ['k']}, "
         "run_attrs={'sampling_time': 1.0}, library='numpyro', from_dict_kwargs={})\n"
         f"write_entry(tree, 'k' * 16, {{'kind': 'sample'}}, {str(tmp_path / 'e.nc')!r})\n"
-        "print(' '.join(sorted({m.split('.')[0] for m in set(sys.modules) - before})))\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
+    checking = (
+        "import sys\n"
+        "import numpy as np, pymc\n"
+        "from cloudcache.compat.arviz import building_libraries, checking_libraries\n"
+        "from cloudcache.compat.arviz import import_libraries\n"
+        "import_libraries(building_libraries())\n"
+        "before = set(sys.modules)\n"
+        "import_libraries(checking_libraries())\n"
+        "print(' '.join(sorted(set(sys.modules) - before)))\n"
+    )
+    done, checks = (
+        subprocess.run(
+            [sys.executable, "-c", source], capture_output=True, text=True, timeout=300, check=True
+        )
+        for source in (code, checking)
     )
     imported = set(done.stdout.split())
     heavy = {"dask", "distributed", "arviz", "arviz_base", "arviz_stats", "scipy"}
-    assert not imported & heavy, (imported, done.stderr[-2000:])
+    assert not {name.split(".")[0] for name in imported} & heavy, (imported, done.stderr[-2000:])
+    assert not imported & set(checks.stdout.split()), imported & set(checks.stdout.split())
 
 
 # -- JAX -----------------------------------------------------------------------------------------

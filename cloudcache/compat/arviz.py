@@ -9,7 +9,7 @@ group without observations. Both are returned as a DataTree (:func:`as_tree`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -82,20 +82,31 @@ def _named_library(name: str) -> ModuleType:
     return library
 
 
-def result_libraries() -> tuple[str, ...]:
-    """The modules a sampler's result needs and ``import pymc`` does not import: the
-    ``from_dict`` that builds it, the statistics PyMC's convergence checks run and the parts
-    of Dask xarray imports to build and write it (when Dask is installed)."""
-    own = ("arviz",) if RETURNS_INFERENCEDATA else ("arviz_base", "arviz_stats")
+def building_libraries() -> tuple[str, ...]:
+    """The modules a sampler's result is built and written with that ``import pymc`` does not
+    import: the ``from_dict`` that builds it and the parts of Dask xarray imports to build and
+    write it (when Dask is installed)."""
+    own = ("arviz",) if RETURNS_INFERENCEDATA else ("arviz_base",)
     return own + dask_modules_imported_by_xarray()
 
 
-def import_result_libraries() -> None:
-    """Import :func:`result_libraries` (in a thread while a sampler runs: 1-2 s of a new
-    process's first miss); an error is left for the caller's own import to raise."""
+def checking_libraries() -> tuple[str, ...]:
+    """The modules PyMC's convergence checks of a result import (ArviZ's statistics, with
+    SciPy's: 0.7 s of a new process)."""
+    return ("arviz",) if RETURNS_INFERENCEDATA else ("arviz_stats",)
+
+
+def result_libraries() -> tuple[str, ...]:
+    """:func:`building_libraries`, then :func:`checking_libraries`."""
+    return tuple(dict.fromkeys(building_libraries() + checking_libraries()))
+
+
+def import_libraries(names: Sequence[str]) -> None:
+    """Import ``names`` in order (in a thread while a sampler runs: 1-2 s of a new process's
+    first miss); an error is left for the caller's own import to raise."""
     import importlib
 
-    for name in result_libraries():
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # the real import, later, says what is wrong

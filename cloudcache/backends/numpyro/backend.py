@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -33,6 +31,7 @@ if TYPE_CHECKING:
 
     from cloudcache.backends.numpyro.devices import ChainLayout
     from cloudcache.backends.numpyro.logp import ModelGraph
+    from cloudcache.backends.numpyro.result_imports import ResultImports
     from cloudcache.backends.numpyro.runner import Signature
 
 _log = logging.getLogger("cloudcache")
@@ -220,11 +219,10 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     the signs of a broken sampler (nothing is returned, so nothing is cached).
     """
     from cloudcache.backends.numpyro.chunked_run import keep_final_state, progress_text, run_chunks
-    from cloudcache.backends.numpyro.convergence import convergence_warnings
+    from cloudcache.backends.numpyro.result_imports import ResultImports
     from cloudcache.backends.numpyro.results import build_datatree
     from cloudcache.backends.numpyro.run_checks import failure_symptom
     from cloudcache.backends.numpyro.runner import prng_keys
-    from cloudcache.compat.arviz import import_result_libraries, result_libraries
     from cloudcache.errors import SamplerFailure
     from cloudcache.stores.checkpoints import RESUMED_ATTR
     from cloudcache.stores.final_states import EXTENDED_ATTR
@@ -234,25 +232,22 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
     plan = run.plan
     start = time.perf_counter()
     # A new process imports the result's libraries while the sampler runs (the GIL is free
-    # then); nothing else is imported meanwhile, so no two threads wait on each other's imports.
-    # Started once sampling starts: reading a checkpoint or a stored run (zip archives, Python
-    # work) beside the imports took 0.9 s instead of 0.15 s (radon, 22,500 draws resumed).
-    importing: list[threading.Thread] = []
-
-    def import_while_sampling() -> None:
-        if not all(name in sys.modules for name in result_libraries()):
-            importing.append(in_background(import_result_libraries))
-
+    # then), started once sampling starts: reading a checkpoint or a stored run (zip archives,
+    # Python work) beside the imports took 0.9 s instead of 0.15 s (radon, 22,500 draws
+    # resumed). The checks' libraries come last and are waited for only by the checks.
+    imports = ResultImports(checks=plan.compute_convergence_checks)
     try:
-        ran = run_chunks(run, prng_keys(run.seeds), import_while_sampling)
+        ran = run_chunks(run, prng_keys(run.seeds), imports.start)
         sampling_time = time.perf_counter() - start
-    finally:
-        for thread in importing:
-            thread.join()
+        imports.wait_for_building()
+    except BaseException:
+        imports.wait()
+        raise
     outputs, stats = ran.outputs, ran.stats
     symptom = failure_symptom(stats, plan.draws)
     if symptom is not None:
         ran.saving.wait()
+        imports.wait()
         raise SamplerFailure(f"sampling {model_label(model)} failed: {symptom}")
     # Kept from here on (a sampler failure above keeps nothing): a process killed while the
     # tree is built, PyMC's convergence checks run (NumPy sorts, seconds on long runs) or the
@@ -277,11 +272,24 @@ def run_prepared(model: pm.Model, run: PreparedRun) -> xr.DataTree:
         said = progress_text(run, ran)
         if said is not None:  # the cache path records and announces it
             tree.attrs[{"resumed": RESUMED_ATTR, "extended": EXTENDED_ATTR}[said[0]]] = said[1]
-        if plan.compute_convergence_checks:  # once the result is stored, when it is
-            after_storing(functools.partial(convergence_warnings, tree, model, quiet=plan.quiet))
+    except BaseException:
+        imports.wait()
+        raise
     finally:
         keeping.join()
+    if plan.compute_convergence_checks:  # once the result is stored, when it is
+        after_storing(functools.partial(_convergence_checks, imports, tree, model, plan.quiet))
     return tree
+
+
+def _convergence_checks(
+    imports: ResultImports, tree: xr.DataTree, model: pm.Model, quiet: bool
+) -> None:
+    """PyMC's convergence checks of ``tree``, once the libraries they import are imported."""
+    from cloudcache.backends.numpyro.convergence import convergence_warnings
+
+    imports.wait()
+    convergence_warnings(tree, model, quiet=quiet)
 
 
 class NumpyroBackend(NumpyroPlanner):
