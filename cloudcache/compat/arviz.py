@@ -96,11 +96,6 @@ def checking_libraries() -> tuple[str, ...]:
     return ("arviz",) if RETURNS_INFERENCEDATA else ("arviz_stats",)
 
 
-def result_libraries() -> tuple[str, ...]:
-    """:func:`building_libraries`, then :func:`checking_libraries`."""
-    return tuple(dict.fromkeys(building_libraries() + checking_libraries()))
-
-
 def import_libraries(names: Sequence[str]) -> None:
     """Import ``names`` in order (in a thread while a sampler runs: 1-2 s of a new process's
     first miss); an error is left for the caller's own import to raise."""
