@@ -4,7 +4,9 @@ A real sampling process with an ``s3://`` cache is killed with SIGKILL once its 
 checkpoint object exists; the same call in a fresh process resumes from it and returns draws
 bit-identical to an uninterrupted run, and the checkpoint's objects are gone once the result is
 stored. A torn checkpoint object is ignored with a warning (the run starts over); ``ls
---partial``, ``rm`` and ``clear`` list and remove object-store checkpoints.
+--partial``, ``rm`` and ``clear`` list and remove object-store checkpoints. A finished run keeps
+its final state as an object too: another process's request for more draws samples only the
+extra ones and returns the draws of a fresh run of the larger request.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from resume_runs import kill_when, run_sampling, sampling_command
 from cloudcache.cli import app
 from cloudcache.stores import EntryRef, FileStore
 from cloudcache.stores.checkpoints import RESUME_DIR, STATE_FILE, CheckpointUnreachable
+from cloudcache.stores.final_states import EXTEND_DIR
 
 s3_server = fixtures_s3.s3_server
 s3_bucket = fixtures_s3.s3_bucket
@@ -39,8 +42,8 @@ def _command(url: str, server: Any) -> list[str]:
     return sampling_command(url, CALL, server.storage_options())
 
 
-def _run(url: str, server: Any, env: dict[str, str]) -> tuple[dict, str]:
-    return run_sampling(url, CALL, env, server.storage_options())
+def _run(url: str, server: Any, env: dict[str, str], **call: Any) -> tuple[dict, str]:
+    return run_sampling(url, {**CALL, **call}, env, server.storage_options())
 
 
 def _s3(server: Any) -> Any:
@@ -116,6 +119,74 @@ def test_a_torn_object_checkpoint_is_ignored_with_a_warning_and_the_run_starts_o
     assert not _objects(fs, f"{s3_bucket}/torn")
 
 
+def test_a_run_stored_in_an_object_store_is_extended_by_another_process(
+    s3_server: Any, s3_bucket: str, env: dict[str, str], uninterrupted: dict
+) -> None:
+    url, prefix, fs = f"s3://{s3_bucket}/longer", f"{s3_bucket}/longer", _s3(s3_server)
+    shorter, _ = _run(url, s3_server, env, draws=1000)
+    assert shorter["extended"] is None and not shorter["hit"]
+    fs.invalidate_cache()
+    kept = fs.find(f"{prefix}/{EXTEND_DIR}")
+    assert [name.rsplit("/", 1)[-1] for name in kept] == ["draws-000001000.npz"]
+
+    longer, stderr = _run(url, s3_server, env)  # draws=4000, in a fresh process
+    assert longer["extended"] == "extended 1,000 -> 4,000 draws", stderr
+    assert longer["key"] == uninterrupted["key"]
+    for name in ("mu", "theta", "lp"):
+        assert np.array_equal(np.asarray(longer[name]), np.asarray(uninterrupted[name]))
+    assert longer["lp"] == uninterrupted["lp"]  # exactly, as JSON floats
+    fs.invalidate_cache()
+    kept = fs.find(f"{prefix}/{EXTEND_DIR}")
+    assert [name.rsplit("/", 1)[-1] for name in kept] == ["draws-000004000.npz"]
+
+    # ``rm`` of the longer entry removes its final state; the shorter entry keeps nothing.
+    removed = CliRunner().invoke(app, ["rm", longer["key"][:12], "-c", url, *_cli(s3_server)])
+    assert removed.exit_code == 0, removed.output
+    assert "removed its final state" in removed.output
+    fs.invalidate_cache()
+    assert not fs.find(f"{prefix}/{EXTEND_DIR}")
+
+
+def test_object_final_states_keep_the_longest_run_and_never_serve_a_damaged_one(
+    s3_server: Any, s3_bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url, fs = f"s3://{s3_bucket}/finals", _s3(s3_server)
+    store = FileStore(url, s3_server.storage_options())
+    states = store.final_states(EntryRef("a" * 64, "model", "label"), "f" * 64)
+    assert states.path.startswith(f"s3://{s3_bucket}/finals/{EXTEND_DIR}/model/")
+    record = {"structure": "s", "chains": 2}
+
+    def draws(count: int) -> dict[str, np.ndarray]:
+        return {"value_0": np.full((2, count), float(count)), "stat_lp": np.zeros((2, count))}
+
+    states.save(5, [np.arange(3.0)], draws(5), record)
+    states.save(10, [np.arange(3.0)], draws(10), record)
+    states.save(5, [np.arange(3.0)], draws(5), record)  # a longer run is kept: nothing written
+    assert states.stored_draws() == [10]
+    found = states.longest_up_to(20, record)
+    assert found is not None and found.draws == 10
+    assert np.array_equal(found.arrays["value_0"], draws(10)["value_0"])
+    assert np.array_equal(found.state[0], np.arange(3.0))
+    assert states.longest_up_to(9, record) is None  # only a longer run is kept
+
+    with caplog.at_level(logging.WARNING, logger="cloudcache"):
+        assert states.longest_up_to(20, {**record, "structure": "other"}) is None
+    assert "not extending the stored run of 10 draws" in caplog.text
+    assert "made by another run (structure)" in caplog.text
+
+    fs.pipe_file(f"{states.storage.folder}/draws-000000010.npz", b"PK\x03\x04 a torn archive")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="cloudcache"):
+        assert states.longest_up_to(20, record) is None
+    assert "it cannot be read" in caplog.text and "sampling all 20" in caplog.text
+
+    cleared = CliRunner().invoke(app, ["clear", "--yes", "-c", url, *_cli(s3_server)])
+    assert cleared.exit_code == 0, cleared.output
+    assert "1 final-state file kept for extending runs" in cleared.output
+    fs.invalidate_cache()
+    assert not fs.find(f"{s3_bucket}/finals")
+
+
 def _cli(server: Any) -> list[str]:
     options = server.storage_options()
     return [
@@ -186,6 +257,12 @@ def test_a_refused_endpoint_fails_checkpoint_calls_fast_and_keeps_nothing_waitin
         assert folder.load(_record()) is None  # backed off: at once, and nothing removed
     assert "cannot read the checkpoint" in caplog.text and "starting over" in caplog.text
     folder.clear()  # never raises
+    states = store.final_states(EntryRef("c" * 64, "model", "label"), "f" * 64)
+    assert states.stored_draws() == []
+    with pytest.raises(CheckpointUnreachable):
+        states.save(10, [np.arange(3.0)], {"value_0": np.zeros((2, 10))}, _record())
+    assert states.longest_up_to(20, _record()) is None
+    states.clear()  # never raises
     assert time.monotonic() - started < 10
 
 

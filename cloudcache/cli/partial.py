@@ -79,7 +79,7 @@ def _partial_row(row: dict[str, Any]) -> list[str]:
 # -- partial state of entries ---------------------------------------------------------------
 @dataclass
 class PartialState:
-    """The checkpoints and final states of a cache (an object store keeps no final states)."""
+    """The checkpoints and final states of a cache."""
 
     checkpoints: list[RunFolder] = field(default_factory=list)
     final_states: list[RunFolder] = field(default_factory=list)

@@ -69,7 +69,8 @@ class CheckpointUnreachable(StoreError):
 
 
 class FolderStorage(Protocol):
-    """Where a checkpoint folder's files live: a local directory or an object store."""
+    """Where a checkpoint's (or a final state's) folder keeps its files: a local directory or
+    an object store."""
 
     @property
     def path(self) -> str:
@@ -88,13 +89,21 @@ class FolderStorage(Protocol):
         """When ``name`` was written; ``None`` when it is not there (or not a regular file)."""
         ...
 
+    def names(self) -> list[str]:
+        """The names in the folder, listed afresh (``[]`` when there is no folder)."""
+        ...
+
+    def remove(self, names: list[str]) -> None:
+        """Remove the files ``names`` of the folder."""
+        ...
+
     def remove_all(self) -> None:
         """Remove every file of the folder, then the folder (never raises)."""
         ...
 
 
 class LocalFolder:
-    """A checkpoint folder ``relative`` below the directory ``root``: every file operation
+    """A folder ``relative`` below the directory ``root``: every file operation
     goes through :mod:`cloudcache.stores.nofollow` (never through a link planted below it)."""
 
     def __init__(self, root: str, relative: str) -> None:
@@ -114,16 +123,26 @@ class LocalFolder:
         info = nofollow.lstat(self.root, f"{self.relative}/{name}")
         return info.st_mtime if info is not None and stat.S_ISREG(info.st_mode) else None
 
-    def remove_all(self) -> None:
+    def names(self) -> list[str]:
         try:
-            names = [name for name, _ in nofollow.folder_contents(self.root, self.relative)]
-        except (OSError, PlantedLink):
-            names = []
+            return [name for name, _ in nofollow.folder_contents(self.root, self.relative)]
+        except FileNotFoundError:
+            return []
+
+    def remove(self, names: list[str]) -> None:
+        """Remove ``names`` (one that cannot be removed stays), then the folders they empty."""
         for name in names:
             with contextlib.suppress(OSError, PlantedLink):
                 nofollow.remove(self.root, f"{self.relative}/{name}")
         nofollow.remove_empty_folder(self.root, self.relative)
         nofollow.remove_empty_folder(self.root, self.relative.rsplit("/", 1)[0])  # the model's
+
+    def remove_all(self) -> None:
+        try:
+            names = self.names()
+        except (OSError, PlantedLink):
+            names = []
+        self.remove(names)
 
 
 class CheckpointFolder:

@@ -295,11 +295,14 @@ class FileStore(Store):
         storage = ObjectFolder(self.fs, self.root, relative, self.backoff_location)
         return CheckpointFolder(self.root, relative, storage)
 
-    def final_states(self, ref: EntryRef, run_key: str) -> FinalStates | None:
-        """``<root>/.extend/<model>/<run key>/`` in a local directory (object stores keep none)."""
-        if not self.is_local:
-            return None
-        return FinalStates(self.root, f"{EXTEND_DIR}/{ref.slug}/{run_key[:32]}")
+    def final_states(self, ref: EntryRef, run_key: str) -> FinalStates:
+        """``<root>/.extend/<model>/<run key>/``: in a local directory (never through a link)
+        or an object store (one PUT per file, under the store's deadlines and back-off)."""
+        relative = f"{EXTEND_DIR}/{ref.slug}/{run_key[:32]}"
+        if self.is_local:
+            return FinalStates(self.root, relative)
+        storage = ObjectFolder(self.fs, self.root, relative, self.backoff_location)
+        return FinalStates(self.root, relative, storage)
 
     def entry_refs(self) -> Iterator[EntryRef]:
         """Every regular entry-shaped file below the root whose header names a key (links and

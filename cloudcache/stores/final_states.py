@@ -1,10 +1,12 @@
 """Final sampler states of finished runs, kept so that a request for more draws is extended.
 
-A finished NumPyro run leaves, beside the directory cache's entries, what its continuation
-needs: the sampler's final state (positions, step sizes, mass matrices, adaptation state and
-random keys of every chain), every draw's unconstrained positions and stats, and a JSON record
-of the run's structure. They are one plain NumPy archive (``allow_pickle=False``), written
-atomically, at ``<root>/.extend/<model>/<run key>/draws-<draws>.npz``. The *run key* is the
+A finished NumPyro run leaves, beside the cache's entries, what its continuation needs: the
+sampler's final state (positions, step sizes, mass matrices, adaptation state and random keys
+of every chain), every draw's unconstrained positions and stats, and a JSON record of the
+run's structure. They are one plain NumPy archive (``allow_pickle=False``), written whole, at
+``<root>/.extend/<model>/<run key>/draws-<draws>.npz``: in a local directory (atomically,
+never through a link) or an object store (one PUT, under the store's deadlines), through the
+folders of :mod:`cloudcache.stores.checkpoints`. The *run key* is the
 entry's key with ``draws`` left out (every other component equal), so the entry of
 ``draws=1000`` and a request for ``draws=2000`` share it. The folder is hidden from listings:
 a final state is never served as a result.
@@ -28,8 +30,12 @@ from typing import Any
 import numpy as np
 
 from cloudcache.errors import PlantedLink
-from cloudcache.stores import nofollow
-from cloudcache.stores.checkpoints import archive_bytes, read_archive
+from cloudcache.stores.checkpoints import (
+    CheckpointUnreachable,
+    FolderStorage,
+    LocalFolder,
+    archive_bytes,
+)
 
 #: The hidden folder below a cache root that holds final states.
 EXTEND_DIR = ".extend"
@@ -56,28 +62,39 @@ class FinalState:
 
 
 class FinalStates:
-    """The final states of one run key in a directory cache: the folder ``relative`` below
-    ``root``, every file operation through :mod:`cloudcache.stores.nofollow`.
+    """The final states of one run key: the folder ``relative`` below the cache ``root``, its
+    files kept by ``storage`` (a local directory, the default, or an object store).
 
     ``reuse=False`` (``overwrite=True``): nothing stored is used, a finished run is still kept.
     """
 
-    def __init__(self, root: str, relative: str, *, reuse: bool = True) -> None:
+    def __init__(
+        self,
+        root: str,
+        relative: str,
+        storage: FolderStorage | None = None,
+        *,
+        reuse: bool = True,
+    ) -> None:
         self.root = root
         self.relative = relative
+        self.storage: FolderStorage = storage or LocalFolder(root, relative)
         self.reuse = reuse
 
     @property
     def path(self) -> str:
-        return f"{self.root.rstrip('/')}/{self.relative}"
+        return self.storage.path
 
     def stored_draws(self) -> list[int]:
-        """The draw counts of the runs kept here, shortest first."""
+        """The draw counts of the runs kept here, shortest first (none when the store fails)."""
         try:
-            contents = nofollow.folder_contents(self.root, self.relative)
+            names = self.storage.names()
         except (OSError, PlantedLink):
             return []
-        counts = (FILE_NAME.match(name) for name, _ in contents)
+        except CheckpointUnreachable as error:
+            _log.info("cloudcache: cannot list the stored runs in %s (%s)", self.path, error)
+            return []
+        counts = (FILE_NAME.match(name) for name in names)
         return sorted(int(match[1]) for match in counts if match is not None)
 
     def save(
@@ -94,17 +111,16 @@ class FinalStates:
         payload = {f"leaf_{n}": np.asarray(leaf) for n, leaf in enumerate(state)}
         payload.update({f"draws_{name}": np.asarray(array) for name, array in arrays.items()})
         payload[_RECORD] = np.array(json.dumps({**record, "draws": int(draws)}, sort_keys=True))
-        nofollow.write_atomically(
-            self.root, f"{self.relative}/{_name(draws)}", archive_bytes(payload)
-        )
-        for shorter in stored:
-            if shorter < draws:
-                with contextlib.suppress(OSError, PlantedLink):
-                    nofollow.remove(self.root, f"{self.relative}/{_name(shorter)}")
+        self.storage.write(_name(draws), archive_bytes(payload))
+        shorter = [_name(count) for count in stored if count < draws]
+        if shorter:
+            with contextlib.suppress(OSError, PlantedLink, CheckpointUnreachable):
+                self.storage.remove(shorter)
 
     def longest_up_to(self, draws: int, expected: Mapping[str, Any]) -> FinalState | None:
         """The longest kept run of at most ``draws`` draws whose record matches ``expected``;
-        ``None`` when there is none (a mismatch or a damaged file: one warning)."""
+        ``None`` when there is none (a mismatch, a damaged file, a store that fails: one
+        warning)."""
         if not self.reuse:
             return None
         shorter = [count for count in self.stored_draws() if count <= draws]
@@ -113,7 +129,7 @@ class FinalStates:
         count = shorter[-1]
         expected = json.loads(json.dumps(dict(expected), sort_keys=True, default=str))
         try:
-            with read_archive(self.root, self.relative, _name(count)) as archive:
+            with self.storage.archive(_name(count)) as archive:
                 record = json.loads(str(archive[_RECORD][()]))
                 leaves = sorted(
                     (int(name[5:]), name) for name in archive.files if name.startswith("leaf_")
@@ -126,6 +142,9 @@ class FinalStates:
                 }
         except FileNotFoundError:  # replaced by a longer run a moment ago
             _log.info("cloudcache: the stored run of %s draws in %s is gone", count, self.path)
+            return None
+        except CheckpointUnreachable as error:
+            self.warn(count, draws, f"the store did not answer ({error})")
             return None
         except Exception as error:  # a torn or foreign file: sample everything, never crash
             self.warn(count, draws, f"it cannot be read ({type(error).__name__}: {error})")
@@ -155,12 +174,9 @@ class FinalStates:
         )
 
     def clear(self) -> None:
-        """Remove every final state of this run key; never through a link."""
-        for count in self.stored_draws():
-            with contextlib.suppress(OSError, PlantedLink):
-                nofollow.remove(self.root, f"{self.relative}/{_name(count)}")
-        nofollow.remove_empty_folder(self.root, self.relative)
-        nofollow.remove_empty_folder(self.root, self.relative.rsplit("/", 1)[0])  # the model's
+        """Remove every final state of this run key, and the folders emptied (never raises;
+        locally never through a link)."""
+        self.storage.remove_all()
 
 
 def _name(draws: int) -> str:

@@ -16,6 +16,9 @@ Object stores have no locks, so two processes may resume one checkpoint at once:
 the same floats from it, each state object names only segments its own process wrote (or
 read), and a checkpoint that no longer covers its iterations (a segment removed by the other
 process's final clean-up) is ignored with a warning and removed, never served.
+
+The final states of finished runs (:mod:`cloudcache.stores.final_states`) are kept the same
+way, one object per run below ``<root>/.extend/<model>/<run key>/``.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ _log = logging.getLogger("cloudcache")
 
 
 class ObjectFolder:
-    """The checkpoint folder ``<root>/<relative>`` of an object store reached through ``fs``;
+    """The folder ``<root>/<relative>`` of an object store reached through ``fs`` (a
+    checkpoint's, or the final states of a run key);
     ``location`` names it for the back-off shared by every store of the process."""
 
     def __init__(
@@ -86,13 +90,22 @@ class ObjectFolder:
         try:
             self.remove(None)
         except Exception as error:  # never stops the caller: the objects stay
-            _log.info("cloudcache: cannot remove the checkpoint %s (%s)", self.path, error)
+            _log.info("cloudcache: cannot remove %s (%s)", self.path, error)
+
+    def names(self) -> list[str]:
+        """The names of the folder's objects, listed afresh within the listing deadline;
+        :class:`CheckpointUnreachable` when the store fails."""
+        return [path.rsplit("/", 1)[-1] for path in self._listed(None, f"listing {self.path}")]
 
     def remove(self, names: list[str] | None) -> None:
         """Delete the objects ``names`` of the folder (``None``: every object in it), the
         listing and the deletion within one deadline; :class:`CheckpointUnreachable` when
         the store fails."""
-        what = f"removing the checkpoint {self.path}"
+        self._listed(names, f"removing {self.path}", remove=True)
+
+    def _listed(self, names: list[str] | None, what: str, *, remove: bool = False) -> list[str]:
+        """The paths of ``names`` (``None``: of every object listed in the folder), deleted
+        when ``remove``: every call within one deadline, the folder's listing refreshed."""
         try:
             check_reachable(self.location, what)
         except Exception as error:
@@ -102,18 +115,20 @@ class ObjectFolder:
         try:
             if names is None:
                 listed = deadline.call(self.fs, "ls", self.folder, detail=False)
-                paths = [p for p in listed if p.rstrip("/").startswith(f"{self.folder}/")]
+                paths = [p.rstrip("/") for p in listed]
+                paths = [p for p in paths if p.startswith(f"{self.folder}/")]
             else:
                 paths = [f"{self.folder}/{name}" for name in names]
-            if paths:
+            if remove and paths:
                 deadline.call(self.fs, "rm", paths)
         except FileNotFoundError:
-            return  # removed already
+            return []  # no folder (or removed already)
         except Exception as error:  # botocore/aiohttp errors are not all OSErrors
             mark_unreachable(self.location)
             raise CheckpointUnreachable(f"{type(error).__name__}: {error}") from error
         finally:
             self.fs.invalidate_cache(self.folder)
+        return paths
 
     def _call(self, method: str, name: str, *args: Any, seconds: float, verb: str) -> Any:
         what = f"{verb} {self.path}/{name}"

@@ -7,8 +7,8 @@ the final states that let a finished run be extended, ``.extend/<model>/<run key
 :mod:`cloudcache.stores.walk`: links never followed nor listed), read for what they record
 (plain NumPy archives read with ``allow_pickle=False``, never through a link), checked and
 removed (:mod:`cloudcache.stores.nofollow`). A torn or foreign file is a problem to report and
-remove, never a crash. An object store keeps checkpoints in the same layout (no final states):
-they are listed, read and removed through its filesystem, every call under a deadline
+remove, never a crash. An object store keeps both in the same layout: they are listed, read
+and removed through its filesystem, every call under a deadline
 (:class:`~cloudcache.stores.object_checkpoints.ObjectFolder`).
 """
 
