@@ -20,6 +20,12 @@ fresh process and cache folder, the same larger call from scratch (``fresh``); w
 include start-up and compilation, the two orders alternate (``--repeats``), each timed process
 has its own cold JAX compilation cache (``cold``) or both find their programs in a shared,
 already filled one (``warm``). Every variable and stat of the two results is compared exactly.
+
+``extend_in_process``: one process with the default memory-only cache (``cache=True``), as in a
+notebook: after an untimed call (compilation), each repeat stores ``draws=--extend-draws`` for
+a new seed, then times ``pm.sample`` of twice as many draws for that seed (``extended``) and
+for another new seed (``fresh``: no shorter run of it is stored), alternating which goes
+first; the extended result is compared exactly with an ``overwrite=True`` run of its call.
 """
 
 from __future__ import annotations
@@ -81,6 +87,70 @@ else:
                       "resumed": run.last.metadata.get("resumed"),
                       "extended": run.last.metadata.get("extended")}))
 """
+
+
+IN_PROCESS = """
+import hashlib, json, sys, time, warnings
+warnings.simplefilter("ignore")
+import pymc as pm
+import cloudcache as cc
+import os
+from cloudcache.demo import models
+
+draws, repeats = int(sys.argv[1]), int(sys.argv[2])
+name = os.environ.get("BENCH_RESUME_MODEL", "eight_schools")
+if name.startswith("slopes"):
+    model = models.varying_slopes_model(int(name[len("slopes"):]))
+else:
+    model = getattr(models, name + "_model")()
+
+def sample(count, seed, overwrite=False):
+    with cc.cloud(model, quiet=True, backend="numpyro", overwrite=overwrite) as run:
+        start = time.perf_counter()
+        tree = pm.sample(draws=count, tune=1000, chains=4, random_seed=seed, progressbar=False)
+        seconds = time.perf_counter() - start
+    digest = hashlib.sha256()
+    for group in ("posterior", "sample_stats"):
+        for var in sorted(tree[group].data_vars):
+            digest.update(var.encode() + tree[group][var].values.tobytes())
+    return seconds, digest.hexdigest(), run.last.metadata.get("extended")
+
+sample(2 * draws, 1)  # compiles the programs (untimed)
+times = {"extended": [], "fresh": []}
+said, identical = set(), []
+for repeat in range(repeats):
+    seed = 100 + 2 * repeat
+    sample(draws, seed)
+    order = ("extended", "fresh") if repeat % 2 == 0 else ("fresh", "extended")
+    for which in order:
+        seconds, digest, extended = sample(2 * draws, seed if which == "extended" else seed + 1)
+        times[which].append(seconds)
+        if which == "extended":
+            said.add(str(extended))
+            identical.append(digest == sample(2 * draws, seed, overwrite=True)[1])
+print(json.dumps({**times, "said": sorted(said), "identical": all(identical)}))
+"""
+
+
+def extend_in_process(draws: int, repeats: int) -> dict[str, object]:
+    """One process, ``cache=True``: ``2 * draws`` extended vs sampled fresh (module doc)."""
+    done = subprocess.run(
+        [sys.executable, "-c", IN_PROCESS, str(draws), str(repeats)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    extended, fresh = float(np.median(found["extended"])), float(np.median(found["fresh"]))
+    return {
+        "stored_draws": draws,
+        "requested_draws": 2 * draws,
+        "fresh_s": round(fresh, 3),
+        "extended_s": round(extended, 3),
+        "ratio": round(extended / fresh, 3),
+        "extended": found["said"],
+        "bit_identical": found["identical"],
+    }
 
 
 def _child(root: str, draws: int, repeats: int, env: dict[str, str]) -> list[str]:
@@ -206,7 +276,9 @@ def main() -> None:
         "or slopes<N> (varying slopes over N observations)",
     )
     parser.add_argument(
-        "--only", choices=("checkpoint_cost", "resume", "extend"), help="run one section"
+        "--only",
+        choices=("checkpoint_cost", "resume", "extend", "extend_in_process"),
+        help="run one section",
     )
     args = parser.parse_args()
     os.environ["BENCH_RESUME_MODEL"] = args.model  # the children read it
@@ -214,6 +286,7 @@ def main() -> None:
         "checkpoint_cost": lambda: checkpoint_cost(args.draws, args.repeats),
         "resume": lambda: resume(args.draws),
         "extend": lambda: extend(args.extend_draws, args.repeats),
+        "extend_in_process": lambda: extend_in_process(args.extend_draws, args.repeats),
     }
     figures = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "model": args.model}
     for name, section in sections.items():

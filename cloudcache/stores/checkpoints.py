@@ -52,6 +52,11 @@ RESUMED_ATTR = "cloudcache_resumed"
 _log = logging.getLogger("cloudcache")
 
 
+def checkpoint_relative(slug: str, key: str) -> str:
+    """The checkpoint folder of ``key`` below a cache root: ``.resume/<model>/<key prefix>``."""
+    return f"{RESUME_DIR}/{slug}/{key[:32]}"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A saved run: the state's leaves at ``iteration`` and the draws made before it."""

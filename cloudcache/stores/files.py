@@ -32,7 +32,7 @@ from cloudcache.errors import CorruptEntry, PlantedLink, StoreError
 from cloudcache.stores import nofollow
 from cloudcache.stores.backoff import check_reachable, location_of, mark_unreachable
 from cloudcache.stores.base import Entry, EntryRef, Lookup, Store
-from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
+from cloudcache.stores.checkpoints import CheckpointFolder, checkpoint_relative
 from cloudcache.stores.deadline import (
     DEFAULT_LIST_DEADLINE,
     DEFAULT_READ_DEADLINE,
@@ -40,7 +40,7 @@ from cloudcache.stores.deadline import (
     call_with_deadline,
     run_with_deadline,
 )
-from cloudcache.stores.final_states import EXTEND_DIR, FinalStates
+from cloudcache.stores.final_states import FinalStates, final_states_relative
 from cloudcache.stores.format.entryfile import checked_entry_file
 from cloudcache.stores.format.inspection import KEY_ATTR
 from cloudcache.stores.format.layout import ENTRY_NAME, relative_path
@@ -289,7 +289,7 @@ class FileStore(Store):
     def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder:
         """``<root>/.resume/<model>/<key>/``: in a local directory (never through a link) or
         an object store (one PUT per file, under the store's deadlines and back-off)."""
-        relative = f"{RESUME_DIR}/{ref.slug}/{ref.key[:32]}"
+        relative = checkpoint_relative(ref.slug, ref.key)
         if self.is_local:
             return CheckpointFolder(self.root, relative)
         storage = ObjectFolder(self.fs, self.root, relative, self.backoff_location)
@@ -298,7 +298,7 @@ class FileStore(Store):
     def final_states(self, ref: EntryRef, run_key: str) -> FinalStates:
         """``<root>/.extend/<model>/<run key>/``: in a local directory (never through a link)
         or an object store (one PUT per file, under the store's deadlines and back-off)."""
-        relative = f"{EXTEND_DIR}/{ref.slug}/{run_key[:32]}"
+        relative = final_states_relative(ref.slug, run_key)
         if self.is_local:
             return FinalStates(self.root, relative)
         storage = ObjectFolder(self.fs, self.root, relative, self.backoff_location)

@@ -50,6 +50,11 @@ _RECORD = "record"
 _log = logging.getLogger("cloudcache")
 
 
+def final_states_relative(slug: str, run_key: str) -> str:
+    """The final-state folder of ``run_key`` below a cache root: ``.extend/<model>/<prefix>``."""
+    return f"{EXTEND_DIR}/{slug}/{run_key[:32]}"
+
+
 @dataclass(frozen=True)
 class FinalState:
     """A finished run of ``draws`` draws: its final state's leaves, and every draw's positions

@@ -18,7 +18,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from cloudcache.stores.base import Entry, EntryRef, Store
+from cloudcache.stores.checkpoints import CheckpointFolder, checkpoint_relative
 from cloudcache.stores.copy_on_write import kept_copy
+from cloudcache.stores.final_states import FinalStates, final_states_relative
+from cloudcache.stores.memory_folders import MemoryFolders
 from cloudcache.stores.views import freeze, shallow_tree
 from cloudcache.util.forks import ForkSafeLock
 
@@ -39,6 +42,9 @@ class _Slot:
 class MemoryStore(Store):
     """Keeps recent results in memory, evicting the least recently used beyond ``max_bytes``.
 
+    The checkpoints and final states of its runs are kept in memory too
+    (:mod:`cloudcache.stores.memory_folders`), within their own ``max_bytes``.
+
     Args:
         max_bytes: The most bytes of results kept; the least recently used go first.
     """
@@ -52,6 +58,8 @@ class MemoryStore(Store):
         self._slots: OrderedDict[str, _Slot] = OrderedDict()
         self._bytes = 0
         self._lock = ForkSafeLock()
+        #: The checkpoints and final states of this store's runs.
+        self.partial = MemoryFolders(max_bytes)
 
     @property
     def nbytes(self) -> int:
@@ -93,10 +101,27 @@ class MemoryStore(Store):
             self._insert(ref.key, _Slot(entry, size))
         return read_only_view(entry, entry.location)
 
+    def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
+        """The checkpoint of ``ref``'s run, in this process's memory (a Ctrl-C keeps it);
+        none when the store keeps nothing (``max_bytes=0``)."""
+        if not self.max_bytes:
+            return None
+        relative = checkpoint_relative(ref.slug, ref.key)
+        return CheckpointFolder(self.description, relative, self.partial.folder(relative))
+
+    def final_states(self, ref: EntryRef, run_key: str) -> FinalStates | None:
+        """The final states of ``run_key``'s runs, in this process's memory (as above)."""
+        if not self.max_bytes:
+            return None
+        relative = final_states_relative(ref.slug, run_key)
+        return FinalStates(self.description, relative, self.partial.folder(relative))
+
     def clear(self) -> None:
+        """Drop every entry, checkpoint and final state."""
         with self._lock:
             self._slots.clear()
             self._bytes = 0
+        self.partial.clear()
 
     def _insert(self, key: str, slot: _Slot) -> None:
         with self._lock:

@@ -81,16 +81,17 @@ class TieredStore(Store):
         return max(times, default=None)
 
     def checkpoint_folder(self, ref: EntryRef) -> CheckpointFolder | None:
-        """The first tier that keeps checkpoints (a directory cache behind the memory tier)."""
-        for store in self.stores:
+        """The most durable (last) tier's checkpoint folder: with ``cache="disk"`` the
+        directory's, which a new process finds, not the memory tier's."""
+        for store in reversed(self.stores):
             folder = store.checkpoint_folder(ref)
             if folder is not None:
                 return folder
         return None
 
     def final_states(self, ref: EntryRef, run_key: str) -> FinalStates | None:
-        """The first tier that keeps final states (a directory cache behind the memory tier)."""
-        for store in self.stores:
+        """The most durable (last) tier that keeps final states (as for checkpoints)."""
+        for store in reversed(self.stores):
             states = store.final_states(ref, run_key)
             if states is not None:
                 return states
