@@ -521,6 +521,32 @@ def test_shape_mask_and_length_inputs_stay_constants() -> None:
     assert tree.posterior["y_unobserved"].shape == (2, 30, 10)
 
 
+def grouped_model(groups: list[int]) -> pm.Model:
+    """Three group means; ``groups`` (``pm.Data``) picks each observation's group: an index
+    set, so the runner keeps it a constant of the compiled graph."""
+    with pm.Model() as model:
+        group = pm.Data("group", np.array(groups))
+        mu = pm.Normal("mu", 0.0, 5.0, shape=3)
+        pm.Normal("y", mu[group], 1.0, observed=np.array([-3.0, -2.5, 0.1, 0.2, 4.0, 3.5]))
+    return model
+
+
+def test_a_model_keeps_its_graph_until_it_is_edited() -> None:
+    model = grouped_model([0, 0, 1, 1, 2, 2])
+    graph = model_graph(model)
+    assert model_graph(model) is graph  # unchanged: the graph is not built again
+    assert model_graph(model, lift=False) is not graph
+    options = {"random_seed": 5, "compute_convergence_checks": False}
+    first = run(model, **options)
+    with model:
+        pm.set_data({"group": np.array([2, 2, 1, 1, 0, 0])})
+    assert model_graph(model) is not graph
+    edited = run(model, **options)
+    fresh = run(grouped_model([2, 2, 1, 1, 0, 0]), **options)
+    np.testing.assert_array_equal(edited.posterior["mu"].values, fresh.posterior["mu"].values)
+    assert not np.array_equal(edited.posterior["mu"].values, first.posterior["mu"].values)
+
+
 def test_gather_max_matches_max_and_keeps_nan() -> None:
     from pytensor.compile import mode
     from pytensor.graph.fg import FunctionGraph

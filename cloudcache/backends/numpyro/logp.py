@@ -9,7 +9,8 @@ current values to pass at call time. :meth:`ModelGraph.jax_functions` turns it i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from cloudcache.compat.pytensor import generated_source_in_process_folder
 from cloudcache.errors import BackendRefused
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.graph import GraphKey, graph_key
+from cloudcache.fingerprint.model import model_components
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -121,6 +123,24 @@ def _is_lifted(var: Variable) -> bool:
     )
 
 
+#: The graphs built for each live model, by :func:`_memo_key` (at most
+#: :data:`GRAPHS_PER_MODEL` per model, the oldest dropped first).
+_graphs: weakref.WeakKeyDictionary[pm.Model, dict[Hashable, ModelGraph]] = (
+    weakref.WeakKeyDictionary()
+)
+GRAPHS_PER_MODEL = 4
+
+
+def _memo_key(
+    model: pm.Model, var_names: Sequence[str] | None, keep_untransformed: bool, lift: bool
+) -> Hashable:
+    """Everything a model's graph is built from: the model's fingerprint (the key's model
+    components: its structure, every array and Python value it holds, its initvals, coords and
+    settings, read afresh on every call) and the arguments."""
+    names = None if var_names is None else tuple(var_names)
+    return content_digest(model_components(model)), names, keep_untransformed, lift
+
+
 def model_graph(
     model: pm.Model,
     var_names: Sequence[str] | None = None,
@@ -135,7 +155,27 @@ def model_graph(
     constants holding their current values (and so part of :attr:`ModelGraph.key`).
     Raises :class:`BackendRefused` when JAX would differentiate the log density wrongly
     (:mod:`.gradient_hazards`).
+
+    Kept per model object while its fingerprint is unchanged, as a cache hit trusts the key: a
+    repeat miss (a new seed, more draws) reuses the graph; any edit, new data included, builds
+    it again.
     """
+    memo_key = _memo_key(model, var_names, keep_untransformed, lift)
+    kept = _graphs.get(model)
+    if kept is not None and memo_key in kept:
+        return kept[memo_key]
+    graph = _built_graph(model, var_names, keep_untransformed, lift=lift)
+    kept = _graphs.setdefault(model, {})
+    kept[memo_key] = graph
+    while len(kept) > GRAPHS_PER_MODEL:
+        del kept[next(iter(kept))]
+    return graph
+
+
+def _built_graph(
+    model: pm.Model, var_names: Sequence[str] | None, keep_untransformed: bool, *, lift: bool
+) -> ModelGraph:
+    """:func:`model_graph`, built."""
     from cloudcache.backends.numpyro.data_flow import arithmetic_only
     from cloudcache.backends.numpyro.gradient_hazards import gradient_hazard
     from cloudcache.backends.numpyro.splines import splines_as_arithmetic
