@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-SCRIPT = textwrap.dedent(
+#: The start of every script here: imports, and eight schools as ``m``.
+EIGHT_SCHOOLS = textwrap.dedent(
     """
     import json, sys, warnings
     warnings.simplefilter("ignore")
@@ -31,7 +32,11 @@ SCRIPT = textwrap.dedent(
         theta = pm.Normal("theta", mu, tau, shape=8)
         pm.Normal("y", theta, np.array([15., 10, 16, 11, 9, 11, 10, 18]),
                   observed=np.array([28., 8, -3, 7, -1, 1, 18, 12]))
+    """
+)
 
+SCRIPT = EIGHT_SCHOOLS + textwrap.dedent(
+    """
     with cc.cloud(m, cache=sys.argv[1], storage_options=json.loads(sys.argv[3]) or None,
                   backend="numpyro", quiet=True) as run:
         tree = pm.sample(**json.loads(sys.argv[2]))

@@ -9,6 +9,7 @@ in-memory folders are bounded by bytes and dropped whole.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,7 @@ import warnings
 import numpy as np
 import pymc as pm
 import pytest
+from resume_runs import EIGHT_SCHOOLS
 from test_extend import CALL, _assert_identical, eight_schools
 
 import cloudcache as cc
@@ -26,20 +28,11 @@ from cloudcache.stores.memory_folders import MemoryFolders
 
 #: Interrupted by a thread of the process itself once the first checkpoint is in memory; the
 #: same call then runs again, and once more with ``overwrite=True`` as the reference.
-SCRIPT = textwrap.dedent(
+SCRIPT = EIGHT_SCHOOLS + textwrap.dedent(
     """
-    import json, os, signal, threading, time, warnings
-    warnings.simplefilter("ignore")
-    import numpy as np, pymc as pm
-    import cloudcache as cc
+    import os, signal, threading, time
     from cloudcache.stores.resolve import process_memory_store
 
-    with pm.Model() as m:
-        mu = pm.Normal("mu", 0, 5)
-        tau = pm.HalfCauchy("tau", 5)
-        theta = pm.Normal("theta", mu, tau, shape=8)
-        pm.Normal("y", theta, np.array([15., 10, 16, 11, 9, 11, 10, 18]),
-                  observed=np.array([28., 8, -3, 7, -1, 1, 18, 12]))
     call = {"draws": 40000, "tune": 200, "chains": 2, "random_seed": 11, "progressbar": False}
     store = process_memory_store()
 
@@ -84,7 +77,7 @@ def test_a_kernel_interrupt_keeps_the_run_in_memory_and_the_next_call_resumes_it
         text=True,
         timeout=600,
         check=True,
-        env={**__import__("os").environ, "CLOUDCACHE_CHECKPOINT_SECONDS": "0"},
+        env={**os.environ, "CLOUDCACHE_CHECKPOINT_SECONDS": "0"},
     )
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["interrupted"], "the run finished before the interrupt reached it"
