@@ -57,6 +57,54 @@ def test_forward_seed_is_the_seed_pymcs_forward_sampler_uses() -> None:
     assert generator.bit_generator.state == before
 
 
+def _half_cut_model() -> pm.Model:
+    """Half of the jittered start points have a log density of -inf (a retry each)."""
+    with pm.Model() as model:
+        a = pm.Normal("a", 0.0, 1.0)
+        pm.Normal("b", a, 1.0, shape=2)
+        pm.Potential("cut", pt.switch(a > 0.0, 0.0, -np.inf))
+    return model
+
+
+@pytest.mark.parametrize(
+    ("initvals", "jitter", "retries"),
+    [
+        (None, True, 10),
+        (None, False, 10),
+        ({"a": 0.5}, True, 10),
+        ([{"a": 0.25}, {"a": 0.75}, None], True, 10),
+        (None, True, 1),
+    ],
+)
+def test_init_jitter_is_pymcs_step_for_step(initvals: Any, jitter: bool, retries: int) -> None:
+    from pymc.exceptions import SamplingError
+    from pymc.sampling.mcmc import _init_jitter
+
+    model = _half_cut_model()
+    logp = model.compile_logp()
+    functions = pymc_compat.initial_point_functions(model, initvals, jitter=jitter, chains=3)
+    for seeds in ([1, 2, 3], [40, 41, 42], [7, 700, 70_000]):
+        try:
+            expected = _init_jitter(model, initvals, seeds, jitter, retries, logp_fn=logp)
+        except SamplingError as error:
+            with pytest.raises(SamplingError, match=str(error)[:40]):
+                pymc_compat.init_jitter(
+                    model, initvals, seeds=seeds, jitter=jitter,
+                    jitter_max_retries=retries, logp_fn=logp, functions=functions,
+                )  # fmt: skip
+            continue
+        for kept in (None, functions):  # built here, or kept from an earlier call
+            got = pymc_compat.init_jitter(
+                model, initvals, seeds=seeds, jitter=jitter,
+                jitter_max_retries=retries, logp_fn=logp, functions=kept,
+            )  # fmt: skip
+            assert len(got) == len(expected) == 3
+            for mine, theirs in zip(got, expected, strict=True):
+                assert sorted(mine) == sorted(theirs)
+                for name in theirs:
+                    np.testing.assert_array_equal(mine[name], theirs[name])
+
+
 def test_init_jitter_gives_one_start_point_per_seed() -> None:
     model = tiny_model("")
     names = sorted(var.name for var in model.value_vars)

@@ -10,7 +10,8 @@ The private PyMC functions cloudcache relies on are called only here, each behin
 function that ``tests/test_compat.py`` checks against the installed PyMC: the default number of
 cores (:func:`default_cores`), the forward samplers' and SMC's seeds (:func:`forward_seed`,
 :func:`seeds_per_chain`), the jittered
-start points (:func:`init_jitter`) and the per-class log density registries
+start points (:func:`init_jitter`: PyMC's ``_init_jitter`` step for step, so that the
+initial-point functions can be kept) and the per-class log density registries
 (:func:`class_registries`).
 """
 
@@ -219,6 +220,21 @@ def forward_seed(random_seed: Any) -> int:
     return seeds_per_chain(random_seed, 1)[0]
 
 
+def initial_point_functions(
+    model: Any, initvals: Any, *, jitter: bool, chains: int
+) -> list[Callable[[int], dict[str, np.ndarray]]]:
+    """PyMC's initial-point function of each chain: ``function(seed)`` is a start point,
+    jittered when ``jitter`` (each call reseeds it, so one function serves every seed)."""
+    from pymc.initial_point import make_initial_point_fns_per_chain
+
+    return make_initial_point_fns_per_chain(
+        model=model,
+        overrides=initvals,
+        jitter_rvs=set(model.free_RVs) if jitter else set(),
+        chains=chains,
+    )
+
+
 def init_jitter(
     model: Any,
     initvals: Any,
@@ -227,21 +243,33 @@ def init_jitter(
     jitter: bool,
     jitter_max_retries: int,
     logp_fn: Callable[[dict[str, np.ndarray]], float],
+    functions: Sequence[Callable[[int], dict[str, np.ndarray]]] | None = None,
 ) -> list[dict[str, np.ndarray]]:
-    """One start point per seed, jittered and retried as ``pm.sample`` does (``_init_jitter``).
+    """One start point per seed, jittered and retried exactly as ``pm.sample`` does (PyMC's
+    private ``_init_jitter``, which ``tests/test_compat.py`` compares it with).
 
-    ``logp_fn(point)`` judges a jittered point (a non-finite value means: jitter again).
+    ``logp_fn(point)`` judges a jittered point (a non-finite value means: jitter again, with a
+    seed drawn from the chain's seed; after ``jitter_max_retries`` PyMC's
+    ``check_start_vals`` says why). ``functions``: the chains' :func:`initial_point_functions`,
+    when the caller keeps them (building them compiles a function).
     """
-    from pymc.sampling.mcmc import _init_jitter
-
-    return _init_jitter(
-        model,
-        initvals,
-        seeds=list(seeds),
-        jitter=jitter,
-        jitter_max_retries=jitter_max_retries,
-        logp_fn=logp_fn,
-    )
+    if functions is None:
+        functions = initial_point_functions(model, initvals, jitter=jitter, chains=len(seeds))
+    if not jitter:
+        return [function(seed) for function, seed in zip(functions, seeds, strict=True)]
+    points = []
+    for function, first_seed in zip(functions, seeds, strict=True):
+        seed: Any = first_seed
+        retries = np.random.default_rng(first_seed)
+        for attempt in range(jitter_max_retries + 1):
+            point = function(seed)
+            if np.isfinite(logp_fn(point)):
+                break
+            if attempt == jitter_max_retries:
+                model.check_start_vals(point)  # PyMC's SamplingError, naming the variables
+            seed = retries.integers(2**30, dtype=np.int64)
+        points.append(point)
+    return points
 
 
 def class_registries() -> dict[str, Any]:

@@ -22,8 +22,9 @@ from cloudcache.backends.numpyro.plan import NumpyroPlanner, RunPlan, plan_reque
 from cloudcache.backends.numpyro.prepared import PreparedRun
 from cloudcache.backends.numpyro.support import remember_refusal
 from cloudcache.backends.request import SampleRequest
-from cloudcache.compat.pymc import chain_seeds, init_jitter
+from cloudcache.compat.pymc import chain_seeds, init_jitter, initial_point_functions
 from cloudcache.errors import BackendRefused
+from cloudcache.util.forks import ForkSafeLock
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -63,6 +64,11 @@ def model_label(model: pm.Model) -> str:
     return f"model {model.name!r}" if model.name else f"the model with free variables ({shown})"
 
 
+#: PyMC's initial-point functions reseed their random generator on every call, and the kept
+#: ones are shared by the misses of a model: one thread at a time draws start points.
+_START_POINTS = ForkSafeLock()
+
+
 def _initial_points(
     model: pm.Model,
     graph: ModelGraph,
@@ -72,7 +78,9 @@ def _initial_points(
     layout: ChainLayout,
 ) -> tuple[np.ndarray, ...]:
     """Jittered start points (as ``pm.sample`` jitters them), stacked as ``(chains, *shape)``."""
+    from cloudcache.backends.numpyro.per_model import kept_for_model
     from cloudcache.backends.numpyro.runner import compiled_logp
+    from cloudcache.fingerprint.canonical import content_digest
 
     names = [v.name for v in graph.value_vars]
 
@@ -84,14 +92,23 @@ def _initial_points(
         executable = compiled_logp(graph, _signature_of(values, data), layout.devices[0])
         return float(executable(values, tuple(data)))
 
-    points = init_jitter(
+    functions = kept_for_model(  # compiling them is most of the jitter's cost
         model,
-        plan.initvals,
-        seeds=seeds,
-        jitter=plan.jitter,
-        jitter_max_retries=plan.jitter_max_retries,
-        logp_fn=point_logp,
+        ("initial points", content_digest(plan.initvals), plan.jitter, len(seeds)),
+        lambda: initial_point_functions(
+            model, plan.initvals, jitter=plan.jitter, chains=len(seeds)
+        ),
     )
+    with _START_POINTS:
+        points = init_jitter(
+            model,
+            plan.initvals,
+            seeds=seeds,
+            jitter=plan.jitter,
+            jitter_max_retries=plan.jitter_max_retries,
+            logp_fn=point_logp,
+            functions=functions,
+        )
     return tuple(
         np.stack([np.asarray(p[n], dtype=v.dtype) for p in points])
         for n, v in zip(names, graph.value_vars, strict=True)

@@ -9,8 +9,7 @@ current values to pass at call time. :meth:`ModelGraph.jax_functions` turns it i
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,6 @@ from cloudcache.compat.pytensor import generated_source_in_process_folder
 from cloudcache.errors import BackendRefused
 from cloudcache.fingerprint.canonical import content_digest
 from cloudcache.fingerprint.graph import GraphKey, graph_key
-from cloudcache.fingerprint.model import model_components
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -123,24 +121,6 @@ def _is_lifted(var: Variable) -> bool:
     )
 
 
-#: The graphs built for each live model, by :func:`_memo_key` (at most
-#: :data:`GRAPHS_PER_MODEL` per model, the oldest dropped first).
-_graphs: weakref.WeakKeyDictionary[pm.Model, dict[Hashable, ModelGraph]] = (
-    weakref.WeakKeyDictionary()
-)
-GRAPHS_PER_MODEL = 4
-
-
-def _memo_key(
-    model: pm.Model, var_names: Sequence[str] | None, keep_untransformed: bool, lift: bool
-) -> Hashable:
-    """Everything a model's graph is built from: the model's fingerprint (the key's model
-    components: its structure, every array and Python value it holds, its initvals, coords and
-    settings, read afresh on every call) and the arguments."""
-    names = None if var_names is None else tuple(var_names)
-    return content_digest(model_components(model)), names, keep_untransformed, lift
-
-
 def model_graph(
     model: pm.Model,
     var_names: Sequence[str] | None = None,
@@ -156,20 +136,17 @@ def model_graph(
     Raises :class:`BackendRefused` when JAX would differentiate the log density wrongly
     (:mod:`.gradient_hazards`).
 
-    Kept per model object while its fingerprint is unchanged, as a cache hit trusts the key: a
-    repeat miss (a new seed, more draws) reuses the graph; any edit, new data included, builds
-    it again.
+    Kept per model while its fingerprint is unchanged (:mod:`.per_model`): a repeat miss (a new
+    seed, more draws) reuses the graph; any edit, new data included, builds it again.
     """
-    memo_key = _memo_key(model, var_names, keep_untransformed, lift)
-    kept = _graphs.get(model)
-    if kept is not None and memo_key in kept:
-        return kept[memo_key]
-    graph = _built_graph(model, var_names, keep_untransformed, lift=lift)
-    kept = _graphs.setdefault(model, {})
-    kept[memo_key] = graph
-    while len(kept) > GRAPHS_PER_MODEL:
-        del kept[next(iter(kept))]
-    return graph
+    from cloudcache.backends.numpyro.per_model import kept_for_model
+
+    names = None if var_names is None else tuple(var_names)
+    return kept_for_model(
+        model,
+        ("graph", names, keep_untransformed, lift),
+        lambda: _built_graph(model, var_names, keep_untransformed, lift=lift),
+    )
 
 
 def _built_graph(
