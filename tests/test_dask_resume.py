@@ -1,8 +1,10 @@
 """A NumPyro run on a real Dask LocalCluster worker, killed with SIGKILL mid-run, resumed.
 
 The workers run on this machine, so they see the caller's cache folder (proved by a nonce they
-read back) and save checkpoints into it. The reference is an uninterrupted remote run of the
-same call into another cache folder; draws and sample stats are compared exactly.
+read back) and save checkpoints into it; with an object-store cache (a real S3-speaking server
+on loopback) they save them into the store itself, and keep the final state a request for more
+draws is extended from. The reference is an uninterrupted remote run of the same call into
+another cache folder; draws and sample stats are compared exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fixtures_s3
 import numpy as np
 import pymc as pm
 import pytest
@@ -23,11 +26,17 @@ from cloudcache.calls.request import normalize_sample_call
 from cloudcache.errors import WorkerDied
 from cloudcache.executors.dask import DaskExecutor
 from cloudcache.executors.remote_task import sample_on_worker, tree_from_bytes
+from cloudcache.executors.run_storage import RunStorage
 from cloudcache.executors.shared_folder import SharedFolder, offer, seen_here, withdraw
-from cloudcache.stores.checkpoints import RESUME_DIR, CheckpointFolder
+from cloudcache.stores import FileStore
+from cloudcache.stores.checkpoints import RESUME_DIR, STATE_FILE, CheckpointFolder
+from cloudcache.stores.final_states import EXTEND_DIR
 
 distributed = pytest.importorskip("distributed")
 pytest.importorskip("numpyro")
+
+s3_server = fixtures_s3.s3_server
+s3_bucket = fixtures_s3.s3_bucket
 
 #: Long enough to be killed after its first checkpoint (a second or two on a worker here).
 CALL = {"draws": 6000, "tune": 200, "chains": 2, "random_seed": 11, "progressbar": False}
@@ -60,7 +69,7 @@ def client():
     cluster.close()
 
 
-def sample(cache: Path, executor: Any) -> tuple[Any, Any]:
+def sample(cache: Path | FileStore, executor: Any) -> tuple[Any, Any]:
     with cc.cloud(eight_schools(), cache=cache, backend="numpyro", executor=executor) as run:
         tree = pm.sample(**CALL)
     return tree, run.last
@@ -77,14 +86,16 @@ def state_files(cache: Path) -> list[Path]:
     return list((cache / RESUME_DIR).rglob("state.npz")) if (cache / RESUME_DIR).exists() else []
 
 
-def kill_after_first_checkpoint(client, cache: Path) -> threading.Thread:
-    """A thread that SIGKILLs the worker running the sample once its checkpoint exists."""
+def kill_after_first_checkpoint(client, cache: Path | Any) -> threading.Thread:
+    """A thread that SIGKILLs the worker running the sample once its checkpoint exists in the
+    ``cache`` folder (or once ``cache()`` says so)."""
     pids = client.run(os.getpid)
     killed: list[str] = []
+    saved = cache if callable(cache) else lambda: bool(state_files(cache))
 
     def kill() -> None:
         deadline = time.monotonic() + 120
-        while not state_files(cache) and time.monotonic() < deadline:
+        while not saved() and time.monotonic() < deadline:
             time.sleep(0.01)
         running = [
             worker
@@ -125,6 +136,7 @@ def test_a_killed_worker_is_resumed_on_another_with_identical_draws(
     assert Path(last.location).is_file()
     assert not state_files(tmp_path), "the checkpoint is removed once the result is stored"
     assert not list((tmp_path / RESUME_DIR).rglob("*")), "no probe is left behind"
+    assert list((tmp_path / EXTEND_DIR).rglob("draws-*.npz")), "the worker kept its final state"
 
 
 def test_a_plain_rerun_after_the_worker_died_resumes(client, tmp_path, uninterrupted):
@@ -179,7 +191,8 @@ def test_a_worker_that_does_not_read_the_nonce_keeps_no_checkpoint(client, tmp_p
     call = {**CALL, "draws": 1000}
     payload = cloudpickle.dumps((eight_schools(), normalize_sample_call(pm.sample, (), call)))
     topic = "cloudcache-test-foreign-nonce"
-    future = client.submit(sample_on_worker, payload, "numpyro", "cpu", topic, foreign, pure=False)
+    storage = RunStorage(probe=foreign)
+    future = client.submit(sample_on_worker, payload, "numpyro", "cpu", topic, storage, pure=False)
     tree = tree_from_bytes(future.result(timeout=120))
     assert tree["posterior"].sizes["draw"] == 1000
     assert sorted(p.name for p in Path(shared.path).iterdir()) == [shared.probe]
@@ -187,3 +200,43 @@ def test_a_worker_that_does_not_read_the_nonce_keeps_no_checkpoint(client, tmp_p
     assert started and started[0]["checkpoints"] is False
     withdraw(shared)
     assert not (tmp_path / RESUME_DIR / "model").exists()
+
+
+def test_a_worker_keeps_checkpoints_and_final_states_in_an_object_store(
+    client, s3_server, s3_bucket, uninterrupted, capfd
+):
+    """The worker reaches the team's bucket itself: killed mid-run, the run resumes on the other
+    worker from the checkpoint objects, bit-identically; the finished run's final state is an
+    object, so a request for more draws samples only the extra ones."""
+    import s3fs
+
+    client.wait_for_workers(2, timeout=120)
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_server.storage_options())
+    prefix = f"{s3_bucket}/team"
+
+    def objects(folder: str) -> list[str]:
+        fs.invalidate_cache()
+        return fs.find(f"{prefix}/{folder}")
+
+    store = FileStore(f"s3://{prefix}", s3_server.storage_options())
+    killer = kill_after_first_checkpoint(
+        client, lambda: any(name.endswith(f"/{STATE_FILE}") for name in objects(RESUME_DIR))
+    )
+    tree, last = sample(store, client)
+    killer.join(timeout=60)
+    assert len(killer.killed) == 1, "the run finished before its worker could be killed"
+    assert f"worker {killer.killed[0]} died; resuming on worker tcp://" in capfd.readouterr().err
+    assert last.metadata["resumed"].startswith("resumed at ")
+    assert_same_draws(tree, uninterrupted)
+    assert not objects(RESUME_DIR), "the checkpoint is removed once the result is stored"
+    assert [name.rsplit("/", 1)[-1] for name in objects(EXTEND_DIR)] == ["draws-000006000.npz"]
+
+    more = {**CALL, "draws": CALL["draws"] + 500}
+    with cc.cloud(eight_schools(), cache=store, backend="numpyro", executor=client) as run:
+        longer = pm.sample(**more)
+    assert run.last.metadata["extended"] == "extended 6,000 -> 6,500 draws"
+    for group in ("posterior", "sample_stats"):
+        for name, values in uninterrupted[group].to_dataset().data_vars.items():
+            prefix_draws = longer[group][name].isel(draw=slice(0, CALL["draws"])).values
+            assert np.array_equal(prefix_draws, values.values), f"{group}.{name}"
+    assert [name.rsplit("/", 1)[-1] for name in objects(EXTEND_DIR)] == ["draws-000006500.npz"]

@@ -87,10 +87,10 @@ class SampleCall(CallKind):
 
     def run_request(self, request: SampleRequest, resolution: Resolution) -> DrawsLeftOut | None:
         """The run key form of ``request`` when a stored shorter run may be extended: a backend
-        that keeps final states, a seeded call (an unseeded one draws new seeds) and a miss
-        that runs here (a worker keeps no final states)."""
-        extendable = resolution.backend.extendable and request.seed_key is not None
-        if not extendable or self.executor.description != "local":
+        that keeps final states and a seeded call (an unseeded one draws new seeds). A remote
+        worker keeps them where it reaches the store
+        (:mod:`cloudcache.executors.run_storage`)."""
+        if not resolution.backend.extendable or request.seed_key is None:
             return None
         return DrawsLeftOut(request)
 

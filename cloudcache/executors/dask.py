@@ -8,12 +8,13 @@ and the normalised request travel as cloudpickle (workers are the user's own tru
 the result comes back as NetCDF bytes. Progress arrives as Dask events and is printed like a
 local run. The cache write stays with the caller.
 
-Checkpoints: when the caller's cache is a local directory, its checkpoint folder for the run is
-offered to the worker (:mod:`cloudcache.executors.shared_folder`: used only by a worker shown to
-see that very folder). When the worker dies mid-run and left a checkpoint there, the run is
-resumed from it on another suitable worker that sees the folder (the same version checks), at
-most ``resumes`` times, and one line says so; anything else raises :class:`WorkerDied` as before
-(the checkpoint stays: the same call resumes from it).
+Checkpoints and final states: the worker keeps them in the caller's store when it reaches it
+(:mod:`cloudcache.executors.run_storage`: a local directory only once the worker is shown to
+see that very folder; an object store directly), so a remote run resumes, extends a stored run
+and keeps its final state as a local one does. When the worker dies mid-run and left a
+checkpoint, the run is resumed from it on another suitable worker (one that sees a local
+folder; the same version checks), at most ``resumes`` times, and one line says so; anything
+else raises :class:`WorkerDied` as before (the checkpoint stays: the same call resumes from it).
 
 Deadlines: connecting to a scheduler given by address (TCP connect, the Dask handshake and the
 client's registration) takes at most :func:`connect_deadline` seconds in all, and a refused
@@ -51,14 +52,10 @@ from cloudcache.executors.remote_task import (
     sample_on_worker,
     tree_from_bytes,
 )
-from cloudcache.executors.shared_folder import (
-    SharedFolder,
-    holds_checkpoint,
-    offer,
-    sees,
-    withdraw,
-)
+from cloudcache.executors.run_storage import RunStorage, offer_storage
+from cloudcache.executors.shared_folder import offer, sees, withdraw
 from cloudcache.stores.checkpoints import CheckpointFolder, active_folder
+from cloudcache.stores.final_states import active_final_states
 from cloudcache.ui.announce import announce, format_seconds
 from cloudcache.util.forks import ForkSafeLock, after_fork_in_child
 from cloudcache.util.validation import check_timeout
@@ -208,14 +205,14 @@ def _unreachable_message(address: str, seconds: float, error: BaseException) -> 
 
 @dataclass(frozen=True)
 class RemoteTask:
-    """One run to submit: the packed model and request, where it samples, the caller's
-    checkpoint folder offered to the worker, and what the caller is shown."""
+    """One run to submit: the packed model and request, where it samples, where the worker may
+    keep the run's checkpoints and final state, and what the caller is shown."""
 
     payload: bytes
     backend_name: str
     device: str
     resources: dict[str, float] | None
-    shared: SharedFolder | None
+    storage: RunStorage | None
     quiet: bool
     show_progress: bool
 
@@ -295,35 +292,34 @@ class DaskExecutor:
         worker = least_busy(client, workers, self.stall_timeout)
         expected = self.expected_versions or installed_versions(*checked_libraries(backend))
         payload = _pack(model, request)
-        folder = active_folder()
-        if folder is not None and not folder.is_local:
-            folder = None  # a worker is shown a local folder only (an object store: none)
+        folder, final_states = active_folder(), active_final_states()
         dead: list[str] = []
         while True:
             identity = check_versions(client, [worker], expected, self.stall_timeout)
-            shared = offer(folder) if folder is not None else None
+            storage = offer_storage(folder, final_states)
             try:
                 task = RemoteTask(
                     payload,
                     backend.name,
                     device,
                     resources,
-                    shared,
+                    storage,
                     quiet,
                     _wants_progress(request),
                 )
                 data = self._attempt(client, task, worker, identity, deadline)  # NetCDF bytes
                 return tree_from_bytes(data)
             except WorkerDied as died:
-                if shared is None or not holds_checkpoint(shared):
+                if storage is None or not storage.holds_checkpoint():
                     raise
                 dead.append(worker)
                 successor = None
                 if len(dead) <= self.resumes and folder is not None:
-                    successor = self._successor(client, resources, dead, folder)
+                    probed = folder if storage.needs_probe else None
+                    successor = self._successor(client, resources, dead, probed)
                 if successor is None:
                     raise WorkerDied(
-                        f"{died} Its last checkpoint is kept in {shared.path}: the same call "
+                        f"{died} Its last checkpoint is kept in {storage.path}: the same call "
                         "resumes from it."
                     ) from died
                 announce(
@@ -334,30 +330,38 @@ class DaskExecutor:
                 )
                 worker = successor
             finally:
-                if shared is not None:
-                    withdraw(shared)
+                if storage is not None:
+                    storage.withdraw()
 
     def _successor(
         self,
         client: Any,
         resources: dict[str, float] | None,
         dead: list[str],
-        folder: CheckpointFolder,
+        probed: CheckpointFolder | None,
     ) -> str | None:
-        """The least busy worker, other than the ``dead`` ones, that offers ``resources`` and
-        sees the checkpoint ``folder`` (a fresh probe, asked of them all at once); ``None``
-        when there is none."""
-        shared = offer(folder)
-        if shared is None:
-            return None
+        """The least busy worker, other than the ``dead`` ones, that offers ``resources`` and,
+        for a local checkpoint folder ``probed``, sees it (an object store's checkpoint needs no
+        probe); ``None`` when there is none."""
         try:
             candidates = [
                 worker
                 for worker in suitable_workers(client, resources, self.stall_timeout)
                 if worker not in dead
             ]
-            if not candidates:
-                return None
+            if candidates and probed is not None:
+                candidates = self._seeing(client, candidates, probed)
+            return least_busy(client, candidates, self.stall_timeout) if candidates else None
+        except RemoteExecutionError:  # no worker left, or one died or froze meanwhile
+            return None
+
+    def _seeing(self, client: Any, candidates: list[str], folder: CheckpointFolder) -> list[str]:
+        """The ``candidates`` that see the checkpoint ``folder`` (a fresh probe, asked of them
+        all at once)."""
+        shared = offer(folder)
+        if shared is None:
+            return []
+        try:
             seeing = ask_workers(
                 client,
                 candidates,
@@ -366,10 +370,7 @@ class DaskExecutor:
                 sees,
                 shared,
             )
-            chosen = [worker for worker in candidates if seeing.get(worker) is True]
-            return least_busy(client, chosen, self.stall_timeout) if chosen else None
-        except RemoteExecutionError:  # no worker left, or one died or froze meanwhile
-            return None
+            return [worker for worker in candidates if seeing.get(worker) is True]
         finally:
             withdraw(shared)
 
@@ -389,7 +390,7 @@ class DaskExecutor:
             task.backend_name,
             task.device,
             topic,
-            task.shared,
+            task.storage,
             key=f"cloudcache-sample-{run_id}",
             pure=False,
             workers=[worker],

@@ -1,10 +1,10 @@
 """The code that runs on a Dask worker: unpack the model, sample it, send back NetCDF bytes.
 
 Progress travels to the caller as Dask events on a per-run topic (``started``, ``progress``
-with per-chain draw counts, ``running`` heartbeats, ``done`` or ``failed``). When the caller's
-cache is a directory this worker is shown to see (:mod:`cloudcache.executors.shared_folder`),
-a resumable run saves its checkpoints there and resumes from one, as a local run does. The
-result is
+with per-chain draw counts, ``running`` heartbeats, ``done`` or ``failed``). When the worker
+reaches the caller's store (:mod:`cloudcache.executors.run_storage`: a directory it is shown to
+see, or an object store), a resumable run saves its checkpoints there, resumes from one,
+extends a stored run and keeps its final state, as a local run does. The result is
 returned as NetCDF4 bytes, never as a pickled object, written and read with the netCDF4 C
 library (a core dependency; h5netcdf where an environment lacks it): h5netcdf spends ~0.2 s on
 each side per posterior in per-variable HDF5 lookups, netCDF4 ~0.05 s. Either engine reads what
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from cloudcache.util.versions import installed_versions as versions_of
 
 if TYPE_CHECKING:
-    from cloudcache.executors.shared_folder import SharedFolder
+    from cloudcache.executors.run_storage import RunStorage
 
 #: Packages whose exact versions must match between the caller and a worker, whatever the
 #: backend; the executor adds every library the backend's key names (``Backend.libraries``).
@@ -142,29 +142,30 @@ def sample_on_worker(
     backend_name: str,
     device: str,
     topic: str,
-    shared: SharedFolder | None = None,
+    storage: RunStorage | None = None,
 ) -> bytes:
     """Unpickle ``(model, request)``, sample with ``backend_name`` on this worker's device.
 
-    ``shared``: the caller's checkpoint folder, used (saved into, resumed from) only when this
-    worker reads back its probe's nonce (:func:`~cloudcache.executors.shared_folder.seen_here`);
-    otherwise the run keeps no checkpoint and creates nothing. The ``started`` event says which
-    (``checkpoints``). The ``done`` event carries the worker's time per phase (``unpack_s``,
-    ``sample_s``, ``encode_s``) next to the total ``seconds``.
+    ``storage``: where the run keeps its checkpoint and final state
+    (:meth:`~cloudcache.executors.run_storage.RunStorage.on_worker`: a local folder only when
+    this worker reads back its probe's nonce; otherwise the run keeps no checkpoint and creates
+    nothing). The ``started`` event says which (``checkpoints``). The ``done`` event carries
+    the worker's time per phase (``unpack_s``, ``sample_s``, ``encode_s``) next to the total
+    ``seconds``.
     """
     import cloudpickle
     import pymc.sampling.mcmc
 
     from cloudcache.backends.registry import get_backend
     from cloudcache.backends.running import running_backend
-    from cloudcache.executors.shared_folder import seen_here
     from cloudcache.stores.checkpoints import checkpointing
+    from cloudcache.stores.final_states import extending
 
     arrived = time.monotonic()
     model, request = cloudpickle.loads(payload)
     reporter = _Reporter(topic, started=arrived)
     backend = get_backend(backend_name)
-    folder = seen_here(shared) if shared is not None else None
+    folder, final_states = storage.on_worker() if storage is not None else (None, None)
     reporter.send("started", backend=backend_name, device=device, checkpoints=folder is not None)
     # The worker's own progress bar would print into its log: progress goes to the caller.
     arguments = dict(request.arguments, progressbar=False)
@@ -178,7 +179,7 @@ def sample_on_worker(
         sampling = time.monotonic()
         # PyMC's own function, or a cloud() block's dispatcher when this worker runs in the
         # caller's process: inside running_backend() a dispatcher hands every call to PyMC.
-        with running_backend(), checkpointing(folder):
+        with running_backend(), checkpointing(folder), extending(final_states):
             tree = backend.sample(
                 model, request, device=device, pymc_sample=pymc.sampling.mcmc.sample
             )

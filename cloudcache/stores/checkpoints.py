@@ -236,6 +236,13 @@ class CheckpointFolder:
         age = max(0.0, time.time() - saved_at)
         return Checkpoint(int(record["iteration"]), leaves, draws, record, age)
 
+    def holds_state(self) -> bool:
+        """Whether a saved state is there now (``False`` when the store does not answer)."""
+        try:
+            return self.storage.written_at(STATE_FILE) is not None
+        except (OSError, PlantedLink, StoreError):
+            return False
+
     def clear(self) -> None:
         """Remove the checkpoint; never raises."""
         self.storage.remove_all()
