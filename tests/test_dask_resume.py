@@ -26,11 +26,12 @@ from cloudcache.calls.request import normalize_sample_call
 from cloudcache.errors import WorkerDied
 from cloudcache.executors.dask import DaskExecutor
 from cloudcache.executors.remote_task import sample_on_worker, tree_from_bytes
-from cloudcache.executors.run_storage import RunStorage
+from cloudcache.executors.run_storage import RunStorage, offer_storage
 from cloudcache.executors.shared_folder import SharedFolder, offer, seen_here, withdraw
 from cloudcache.stores import FileStore
 from cloudcache.stores.checkpoints import RESUME_DIR, STATE_FILE, CheckpointFolder
-from cloudcache.stores.final_states import EXTEND_DIR
+from cloudcache.stores.final_states import EXTEND_DIR, FinalStates
+from cloudcache.stores.object_checkpoints import ObjectFolder
 
 distributed = pytest.importorskip("distributed")
 pytest.importorskip("numpyro")
@@ -240,3 +241,27 @@ def test_a_worker_keeps_checkpoints_and_final_states_in_an_object_store(
             prefix_draws = longer[group][name].isel(draw=slice(0, CALL["draws"])).values
             assert np.array_equal(prefix_draws, values.values), f"{group}.{name}"
     assert [name.rsplit("/", 1)[-1] for name in objects(EXTEND_DIR)] == ["draws-000006500.npz"]
+
+
+def test_an_object_store_travels_to_the_worker_only_when_it_can_be_pickled():
+    """The store's folders go with the task as they are; a filesystem that cannot be pickled
+    (here: a lock among its options) leaves the remote run without checkpoints, never failing
+    its submission."""
+    import fsspec
+
+    def folders(fs: Any) -> tuple[CheckpointFolder, FinalStates]:
+        relative = f"{RESUME_DIR}/model/key"
+        storage = ObjectFolder(fs, "/team", relative, "memory://team")
+        finals = ObjectFolder(fs, "/team", f"{EXTEND_DIR}/model/run", "memory://team")
+        return CheckpointFolder("/team", relative, storage), FinalStates("/team", "x", finals)
+
+    folder, finals = folders(fsspec.filesystem("memory", skip_instance_cache=True))
+    storage = offer_storage(folder, finals)
+    assert storage is not None and storage.checkpoints is folder
+    assert storage.final_states is finals and not storage.needs_probe
+    assert folder.touched, "the caller clears what the worker may have saved"
+
+    guarded = fsspec.filesystem("memory", skip_instance_cache=True, guard=threading.Lock())
+    folder, finals = folders(guarded)
+    assert offer_storage(folder, finals) is None
+    assert not folder.touched

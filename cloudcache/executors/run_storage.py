@@ -15,6 +15,7 @@ worker reaches it.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from cloudcache.executors.shared_folder import (
 from cloudcache.stores.checkpoints import CheckpointFolder, LocalFolder
 from cloudcache.stores.final_states import FinalStates
 from cloudcache.stores.object_checkpoints import ObjectFolder
+
+_log = logging.getLogger("cloudcache")
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,26 @@ def offer_storage(
         return RunStorage(probe=probe, final_states=finals)
     if not isinstance(folder.storage, ObjectFolder):
         return None
-    folder.touched = True  # the worker may save into it: cleared once the result is stored
     finals = (
         final_states
         if final_states is not None and isinstance(final_states.storage, ObjectFolder)
         else None
     )
-    return RunStorage(checkpoints=folder, final_states=finals)
+    storage = RunStorage(checkpoints=folder, final_states=finals)
+    if not _travels(storage):
+        return None
+    folder.touched = True  # the worker may save into it: cleared once the result is stored
+    return storage
+
+
+def _travels(storage: RunStorage) -> bool:
+    """Whether ``storage`` (an fsspec filesystem and its options) can be sent to a worker; a
+    filesystem that cannot be pickled keeps the remote run going without checkpoints."""
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(storage)
+    except Exception as error:
+        _log.info("cloudcache: the worker keeps no checkpoint (the store cannot travel: %s)", error)
+        return False
+    return True
